@@ -1,0 +1,213 @@
+"""What every paradigm sampler shares: knob specs, activations, validation and the lifecycle.
+
+A sampler is the transition function of the MDP over a batch of lanes (DESIGN.md 2.4):
+`reset(labels, generator) -> state`, `features(state)`, `step(state, knobs) -> state`, `decode(state)`.
+Knob values are per sample, (B, K) in `knob_specs` order, already activated; `step` applies the
+paradigm's validity projection itself, so no knob value can break the generator.
+
+The baseline schedule is stored in pre-activation space (`prior`, (H, K)) and the baseline knob values
+are `activate(prior)`: an env that adds a zero residual to the prior then runs bit for bit the same
+computation as the sampler's own baseline run.
+
+Letters: B lanes, K knobs, H horizon (policy calls per episode), C/h/w feature grid.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import torch
+import torch.nn.functional as F
+
+from adagen_env.errors import InvalidArgument, InvalidKnobValue
+
+ACTIVATIONS = ("sigmoid", "softplus", "scaled_sigmoid")
+LOGIT_LIMIT = 20.0
+"""Pre-activation values are kept in [-20, 20] so a baseline of exactly 0 or 1 has a finite prior."""
+
+
+@dataclass(frozen=True)
+class KnobSpec:
+    """One per-step knob of a paradigm.
+
+    Args:
+        name: the knob's name, used in kwargs, infos and error messages.
+        activation: "sigmoid" -> (0, 1), "softplus" -> (0, inf), "scaled_sigmoid" -> (0, scale).
+        description: what the knob does, for the env docstring and the CLI.
+        scale: upper end of a "scaled_sigmoid" knob (e.g. the vocabulary size for top-k).
+    """
+
+    name: str
+    activation: str
+    description: str
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise InvalidArgument(f"knob {self.name!r}: activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+
+    def activate(self, z: torch.Tensor) -> torch.Tensor:
+        """Pre-activation z -> knob value (same shape)."""
+        if self.activation == "softplus":
+            return F.softplus(z)
+        value = torch.sigmoid(z)
+        return value * self.scale if self.activation == "scaled_sigmoid" else value
+
+    def inverse(self, value: torch.Tensor) -> torch.Tensor:
+        """Knob value -> pre-activation, clipped to [-LOGIT_LIMIT, LOGIT_LIMIT]."""
+        if self.activation == "softplus":
+            v = value.clamp_min(1e-8)
+            z = v + torch.log(-torch.expm1(-v))  # inverse softplus
+        else:
+            v = value / self.scale if self.activation == "scaled_sigmoid" else value
+            z = torch.logit(v.clamp(0, 1), eps=None)
+        return z.nan_to_num(posinf=LOGIT_LIMIT, neginf=-LOGIT_LIMIT).clamp(-LOGIT_LIMIT, LOGIT_LIMIT)
+
+
+def activate_all(specs: tuple[KnobSpec, ...], z: torch.Tensor) -> torch.Tensor:
+    """Apply each knob's activation to the last axis of (..., K) pre-activations."""
+    return torch.stack([spec.activate(z[..., i]) for i, spec in enumerate(specs)], dim=-1)
+
+
+def inverse_all(specs: tuple[KnobSpec, ...], values: torch.Tensor) -> torch.Tensor:
+    """Inverse of `activate_all` on (..., K) knob values."""
+    return torch.stack([spec.inverse(values[..., i]) for i, spec in enumerate(specs)], dim=-1)
+
+
+def check_knobs(specs: tuple[KnobSpec, ...], knobs: torch.Tensor, batch: int, what: str = "knob values") -> None:
+    """Raise `InvalidKnobValue` on a wrong shape or a non-finite entry, naming the knob and lane."""
+    expected = (batch, len(specs))
+    if tuple(knobs.shape) != expected:
+        raise InvalidKnobValue(
+            f"{what} must have shape {expected} (lanes, knobs {[s.name for s in specs]}), got {tuple(knobs.shape)}"
+        )
+    bad = ~torch.isfinite(knobs)
+    if bool(bad.any()):
+        lane, k = (int(i) for i in bad.nonzero()[0])
+        raise InvalidKnobValue(
+            f"{what} are not finite for knob {specs[k].name!r} (index {k}) in lane {lane}: "
+            f"got {float(knobs[lane, k])}; every value must be a finite number"
+        )
+
+
+StateT = TypeVar("StateT")
+
+
+class Sampler(abc.ABC, Generic[StateT]):
+    """A paradigm's batched transition function; subclasses set the attributes below in `__init__`."""
+
+    knob_specs: tuple[KnobSpec, ...]
+    """The per-step knobs, in the order of the last axis of knob tensors."""
+    horizon: int
+    """H: policy calls (steps) per episode."""
+    feature_shape: tuple[int, int, int]
+    """(C, h, w) of one lane's features."""
+    num_classes: int
+    """Valid labels are 0 .. num_classes - 1."""
+    device: torch.device
+
+    @property
+    def knob_names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.knob_specs)
+
+    @abc.abstractmethod
+    def baseline_values(self) -> torch.Tensor:
+        """(H, K) knob values of the paradigm's hand-made schedule (before the prior's clipping)."""
+
+    def prior(self) -> torch.Tensor:
+        """(H, K) pre-activation baseline: `activate(prior[k])` is the baseline's knob values at step k."""
+        return inverse_all(self.knob_specs, self.baseline_values())
+
+    def baseline_schedule(self) -> torch.Tensor:
+        """(H, K) knob values that the baseline run uses, computed exactly as an env does with zero residuals."""
+        return activate_all(self.knob_specs, self.prior() + 0.0)
+
+    @abc.abstractmethod
+    def reset(self, labels: torch.Tensor, generator: torch.Generator | None = None) -> StateT:
+        """Start B lanes for (B,) labels; all randomness of the episode comes from `generator`."""
+
+    @abc.abstractmethod
+    def features(self, state: StateT) -> torch.Tensor:
+        """(B, C, h, w) float32 features the policy observes at the state's step."""
+
+    @abc.abstractmethod
+    def project(self, state: StateT, knobs: torch.Tensor) -> torch.Tensor:
+        """(B, K) knob values -> the (B, K) values the step will actually apply (validity projection)."""
+
+    @abc.abstractmethod
+    def step(self, state: StateT, knobs: torch.Tensor) -> StateT:
+        """Advance every lane by one step with (B, K) knob values (projected inside)."""
+
+    @abc.abstractmethod
+    def decode(self, state: StateT) -> torch.Tensor:
+        """(B, 3, R, R) images in [0, 1] of a finished state."""
+
+    @abc.abstractmethod
+    def step_nfe(self, step_index: int) -> int:
+        """Network evaluations step `step_index` costs (a guided pass counts its unconditional pass too)."""
+
+    @property
+    def episode_nfe(self) -> int:
+        """Network evaluations of a whole episode."""
+        return sum(self.step_nfe(k) for k in range(self.horizon))
+
+    def check_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """Validate (B,) labels and move them to the sampler's device."""
+        labels = torch.as_tensor(labels, dtype=torch.long)
+        if labels.ndim != 1 or labels.numel() == 0:
+            raise InvalidArgument(f"labels must be a non-empty 1-D tensor (B,), got shape {tuple(labels.shape)}")
+        if labels.min() < 0 or labels.max() >= self.num_classes:
+            raise InvalidArgument(
+                f"labels must be in [0, {self.num_classes}), got range [{int(labels.min())}, {int(labels.max())}]"
+            )
+        return labels.to(self.device)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        labels: torch.Tensor,
+        generator: torch.Generator | None = None,
+        schedule: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Run whole episodes; returns (B, 3, R, R) images in [0, 1].
+
+        Args:
+            labels: (B,) class ids.
+            generator: source of all randomness (seeds reproduce bit for bit).
+            schedule: knob values, (H, K) shared by all lanes or (B, H, K) per lane; the baseline when None.
+        """
+        schedule = self.baseline_schedule() if schedule is None else schedule.to(self.device)
+        state = self.reset(labels, generator)
+        batch = labels.shape[0]
+        for k in range(self.horizon):
+            knobs = schedule[k].expand(batch, -1) if schedule.ndim == 2 else schedule[:, k]
+            state = self.step(state, knobs)
+        return self.decode(state)
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments that define this sampler (for checkpoints and mismatch errors)."""
+        return {}
+
+
+def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch.Generator on `device`, seeded (or randomly seeded when seed is None)."""
+    generator = torch.Generator(device=device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(int(seed))
+    return generator
+
+
+def randn(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """Standard normal noise drawn on the generator's device, then moved to `device`."""
+    where = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=where).to(device)
+
+
+def rand(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """Uniform [0, 1) noise drawn on the generator's device, then moved to `device`."""
+    where = generator.device if generator is not None else device
+    return torch.rand(shape, generator=generator, device=where).to(device)

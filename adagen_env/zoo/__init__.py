@@ -1,0 +1,156 @@
+"""The model zoo: small generators trained on the shapes data, shipped with the package, loaded by name.
+
+`ZOO` maps a name to its recipe (model class, config, training loss and hyper-parameters), like DiT's
+`DiT_models` table. Weights live in `adagen_env/zoo/weights/<name>.safetensors` beside
+`<name>.json` (the model config and how it was trained). Nothing is ever downloaded.
+
+    >>> from adagen_env import zoo
+    >>> model = zoo.load("diffusion")  # a frozen DiT on the VP path
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from adagen_env.errors import CheckpointError, InvalidArgument
+from adagen_env.models.classifier import ClassifierConfig, ShapesClassifier, classifier_loss
+from adagen_env.models.dit import DiT, DiTConfig
+from adagen_env.models.paths import PATHS
+from adagen_env.zoo.training import LossFn, TrainConfig, train
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+def continuous_loss(path_name: str, label_dropout: float = 0.1) -> LossFn:
+    """Denoising / flow-matching regression loss on the named path, with label dropout for CFG."""
+    path = PATHS[path_name]()
+
+    def loss_fn(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        x_data = images * 2 - 1  # [0, 1] -> [-1, 1]
+        b = x_data.shape[0]
+        t = torch.rand(b, generator=g, device=g.device).to(x_data.device)
+        if path_name == "diffusion":
+            t = 1e-3 + (1 - 1e-3) * t
+        noise = torch.randn(x_data.shape, generator=g, device=g.device).to(x_data.device)
+        drop = torch.rand(b, generator=g, device=g.device).to(x_data.device) < label_dropout
+        labels = torch.where(drop, torch.full_like(labels, model.null_class), labels)
+        x_t, target = path.training_pair(x_data, noise, t)
+        prediction, _ = model(x_t, t, labels)
+        return (prediction - target).pow(2).mean()
+
+    return loss_fn
+
+
+@dataclass
+class ZooEntry:
+    """How one zoo generator is built and trained."""
+
+    paradigm: str
+    """Which sampler drives it: "diffusion", "flow", "maskgit" or "var"."""
+    model_cls: type[nn.Module]
+    """Called with the config to build the network."""
+    config: Any
+    """The network's config dataclass instance."""
+    loss: LossFn
+    """Training loss."""
+    train_config: TrainConfig = field(default_factory=TrainConfig)
+    """Training hyper-parameters of the shipped weights."""
+
+
+ZOO: dict[str, ZooEntry] = {
+    "diffusion": ZooEntry("diffusion", DiT, DiTConfig(), continuous_loss("diffusion"), TrainConfig(lr=4e-4)),
+    "flow": ZooEntry("flow", DiT, DiTConfig(), continuous_loss("flow"), TrainConfig(lr=4e-4)),
+    # The metrics' feature network: trained like a zoo model, never used as a generator or a reward.
+    "shapes-classifier": ZooEntry(
+        "classifier",
+        ShapesClassifier,
+        ClassifierConfig(),
+        classifier_loss,
+        TrainConfig(steps=3000, batch_size=128, lr=2e-3, warmup=100, weight_decay=5e-4, resolution=32),
+    ),
+}
+
+GENERATORS = tuple(name for name, recipe in ZOO.items() if recipe.paradigm != "classifier")
+
+
+def entry(name: str) -> ZooEntry:
+    """The recipe of zoo model `name`; an unknown name gets the list of names and a suggestion."""
+    if name not in ZOO:
+        close = difflib.get_close_matches(name, list(ZOO), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise InvalidArgument(f"unknown zoo model {name!r}; available: {sorted(ZOO)}.{hint}")
+    return ZOO[name]
+
+
+def weights_path(name: str, weights_dir: str | Path = WEIGHTS_DIR) -> Path:
+    return Path(weights_dir) / f"{name}.safetensors"
+
+
+def load(name: str, device: str | torch.device = "cpu", weights_dir: str | Path = WEIGHTS_DIR) -> nn.Module:
+    """Build zoo model `name` and load its shipped weights; returns it frozen, in eval mode.
+
+    Raises:
+        InvalidArgument: unknown name.
+        CheckpointError: weights missing, unreadable, or of another shape than the config says.
+    """
+    recipe = entry(name)
+    path = weights_path(name, weights_dir)
+    if not path.exists():
+        raise CheckpointError(f"no weights for zoo model {name!r} at {str(path)!r}; train them with `adagen zoo train {name}`")
+    meta_path = path.with_suffix(".json")
+    config = recipe.config
+    if meta_path.exists():
+        config = type(recipe.config)(**json.loads(meta_path.read_text())["config"])
+    model = recipe.model_cls(config)
+    load_state(model, path)
+    return model.to(device).eval().requires_grad_(False)
+
+
+def load_state(model: nn.Module, path: str | Path) -> None:
+    """Load a safetensors file into `model`, naming the file and every mismatch on failure."""
+    try:
+        state = load_file(str(path))
+    except Exception as exc:
+        raise CheckpointError(f"cannot read weights file {str(path)!r}: {exc}") from exc
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        raise CheckpointError(
+            f"weights file {str(path)!r} does not match {type(model).__name__}: "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}, shape mismatches {shapes[:5]}"
+        )
+    model.load_state_dict(state)
+
+
+def train_and_export(
+    name: str,
+    workdir: str | Path,
+    device: str = "cpu",
+    steps: int | None = None,
+    weights_dir: str | Path = WEIGHTS_DIR,
+) -> Path:
+    """Run (or resume) the recipe of `name` and write its EMA weights and metadata into `weights_dir`."""
+    recipe = entry(name)
+    config = recipe.train_config if steps is None else TrainConfig(**{**recipe.train_config.__dict__, "steps": steps})
+    torch.manual_seed(config.seed)
+    model = recipe.model_cls(recipe.config)
+    ema = train(model, recipe.loss, config, Path(workdir) / name, device=device, desc=f"zoo {name}")
+    out = weights_path(name, weights_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in ema.state_dict().items()}, str(out))
+    meta = {"config": recipe.config.to_dict(), "train": config.__dict__, "paradigm": recipe.paradigm, "device": str(device)}
+    out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    return out
+
+
+__all__ = ["GENERATORS", "WEIGHTS_DIR", "ZOO", "ZooEntry", "entry", "load", "load_state", "train_and_export", "weights_path"]

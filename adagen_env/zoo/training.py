@@ -1,0 +1,142 @@
+"""The zoo's training loop: seeded, with a progress bar, EMA, periodic checkpoints and resume after a kill.
+
+Each zoo recipe supplies a model and a loss `loss_fn(model, images, labels, generator) -> scalar`;
+this loop draws fresh shapes every step (the data is unlimited), so a run is fully determined by
+its seed and step count.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from adagen_env.data import ShapesDataset
+from adagen_env.errors import CheckpointError
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one zoo training run."""
+
+    steps: int = 4000
+    """Optimiser steps."""
+    batch_size: int = 128
+    """Images per step."""
+    lr: float = 3e-4
+    """Peak AdamW learning rate (linear warm-up, then cosine decay to 10%)."""
+    warmup: int = 200
+    """Warm-up steps."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    ema_decay: float = 0.999
+    """Decay of the exponential moving average of the weights that gets shipped."""
+    resolution: int = 16
+    """Side of the training images."""
+    seed: int = 0
+    """Seeds the model init, the data stream and the loss's noise."""
+    checkpoint_every: int = 250
+    """Steps between checkpoints."""
+
+
+def _lr_factor(step: int, config: TrainConfig) -> float:
+    if step < config.warmup:
+        return (step + 1) / config.warmup
+    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(progress * torch.pi)).item())
+
+
+def train(
+    model: nn.Module,
+    loss_fn: LossFn,
+    config: TrainConfig,
+    workdir: str | Path,
+    device: str | torch.device = "cpu",
+    desc: str = "train",
+) -> nn.Module:
+    """Train `model` (resuming from `workdir/checkpoint.pt` if present) and return its EMA copy.
+
+    Args:
+        model: freshly initialised network (its init must come from `torch.manual_seed(config.seed)`).
+        loss_fn: scalar loss of a batch; gets a generator on `device` for its own noise.
+        config: the run's hyper-parameters; a checkpoint made with other ones is refused.
+        workdir: folder for `checkpoint.pt` and `log.jsonl`.
+        device: where to train.
+        desc: progress-bar label.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device)
+    model = model.to(device)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    data = ShapesDataset(config.resolution, num_classes=getattr(getattr(model, "config", None), "num_classes", 8))
+    data_rng = torch.Generator().manual_seed(config.seed)
+    noise_rng = torch.Generator(device=device).manual_seed(config.seed + 1)
+    start = 0
+    checkpoint = workdir / "checkpoint.pt"
+    if checkpoint.exists():
+        try:
+            state = torch.load(checkpoint, map_location=device, weights_only=False)
+        except Exception as exc:  # a file cut short by a kill, or not a checkpoint at all
+            raise CheckpointError(f"cannot read checkpoint {str(checkpoint)!r}: {exc}; delete it to start over") from exc
+        if state["config"] != asdict(config):
+            raise CheckpointError(
+                f"checkpoint {str(checkpoint)!r} was made with {state['config']}, not {asdict(config)}; "
+                "use another workdir or delete it"
+            )
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        data_rng.set_state(state["data_rng"])
+        noise_rng.set_state(state["noise_rng"].to(noise_rng.get_state().device))
+        start = state["step"]
+
+    def save(step: int) -> None:
+        state = {
+            "model": model.state_dict(),
+            "ema": ema.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "data_rng": data_rng.get_state(),
+            "noise_rng": noise_rng.get_state(),
+            "step": step,
+            "config": asdict(config),
+        }
+        tmp = checkpoint.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, checkpoint)  # atomic: a kill never leaves a half-written checkpoint
+
+    model.train()
+    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc=desc, mininterval=5)
+    with open(workdir / "log.jsonl", "a") as log:
+        for step in bar:
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * _lr_factor(step, config)
+            images, labels = data.sample(config.batch_size, generator=data_rng)
+            loss = loss_fn(model, images.to(device), labels.to(device), noise_rng)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            with torch.no_grad():
+                decay = min(config.ema_decay, (1 + step) / (10 + step))
+                for p_ema, p in zip(ema.parameters(), model.parameters()):
+                    p_ema.lerp_(p, 1 - decay)
+                for b_ema, b in zip(ema.buffers(), model.buffers()):  # e.g. BatchNorm statistics
+                    b_ema.copy_(b)
+            if step % 50 == 0:
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+                log.write(json.dumps({"step": step, "loss": loss.item()}) + "\n")
+                log.flush()
+            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+                save(step + 1)
+    return ema
