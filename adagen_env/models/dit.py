@@ -28,7 +28,7 @@ class DiTConfig:
     """Patch side p; the token grid is R/p on a side."""
     width: int = 128
     """Token width D."""
-    depth: int = 6
+    depth: int = 4
     """Number of transformer blocks."""
     heads: int = 4
     """Attention heads."""

@@ -106,6 +106,8 @@ class Sampler(abc.ABC, Generic[StateT]):
     """(C, h, w) of one lane's features."""
     num_classes: int
     """Valid labels are 0 .. num_classes - 1."""
+    image_shape: tuple[int, int, int]
+    """(3, R, R) of the decoded images."""
     device: torch.device
 
     @property

@@ -66,15 +66,23 @@ class ZooEntry:
 
 
 ZOO: dict[str, ZooEntry] = {
-    "diffusion": ZooEntry("diffusion", DiT, DiTConfig(), continuous_loss("diffusion"), TrainConfig(lr=4e-4)),
-    "flow": ZooEntry("flow", DiT, DiTConfig(), continuous_loss("flow"), TrainConfig(lr=4e-4)),
+    "diffusion": ZooEntry("diffusion", DiT, DiTConfig(), continuous_loss("diffusion"), TrainConfig(steps=2500, lr=5e-4, warmup=150)),
+    "flow": ZooEntry("flow", DiT, DiTConfig(), continuous_loss("flow"), TrainConfig(steps=2500, lr=5e-4, warmup=150)),
     # The metrics' feature network: trained like a zoo model, never used as a generator or a reward.
     "shapes-classifier": ZooEntry(
         "classifier",
         ShapesClassifier,
         ClassifierConfig(),
         classifier_loss,
-        TrainConfig(steps=3000, batch_size=128, lr=2e-3, warmup=100, weight_decay=5e-4, resolution=32),
+        TrainConfig(steps=1500, batch_size=128, lr=2e-3, warmup=100, weight_decay=5e-4, resolution=32),
+    ),
+    # The frozen rewards' network (batch-FID, classifier log-probability): smaller, another seed, never the metric's.
+    "reward-classifier": ZooEntry(
+        "classifier",
+        ShapesClassifier,
+        ClassifierConfig(width=16),
+        classifier_loss,
+        TrainConfig(steps=600, batch_size=128, lr=2e-3, warmup=50, weight_decay=5e-4, resolution=32, seed=1),
     ),
 }
 

@@ -1,0 +1,327 @@
+"""The schedule MDP over any paradigm sampler: a native batched VectorEnv and its single-lane view.
+
+Each paradigm module (`adagen_env/envs/{diffusion,flow,maskgit,var}.py`) subclasses these two with its
+sampler and defaults; the transition is written once, here, over the `Sampler` interface (DESIGN.md 1):
+
+* observation: `features` (C, h, w) of the generator at this step, `step` k (Discrete(H));
+* action: raw residuals u, one per controlled knob; knob values = activation(u + prior[k]) then the
+  sampler's validity projection, so u = 0 reproduces the baseline schedule bit for bit;
+* reward: 0 until the last step, then the reward model's score of each final image.
+
+All lanes run in lock step (fixed horizon), so episodes end together; with next-step autoreset the
+call after the last step resets every lane and ignores its actions.
+
+Letters: B lanes (num_envs), K knobs of the paradigm, A controlled knobs, H horizon.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from adagen_env.errors import CheckpointError, InvalidArgument, InvalidKnobValue
+from adagen_env.rewards import RewardModel, make_reward_model
+from adagen_env.samplers.base import Sampler, activate_all, make_generator
+
+ACTION_LIMIT = 10.0
+"""Raw residuals are clipped to [-10, 10] (in pre-activation units: a wide range)."""
+FEATURE_DTYPES = {"float32": np.float32, "float16": np.float16}
+
+
+class AdaGenVectorEnv(VectorEnv):
+    """Batched schedule env over a paradigm sampler; subclasses set the class attributes below.
+
+    Args:
+        num_envs: lanes B; one generator forward serves them all.
+        generator: a zoo name, a path to a `.safetensors` file with its `.json` config beside it, or a
+            ready `Sampler` (then `num_steps` and `sampler_kwargs` must be left unset).
+        num_steps: the paradigm's step count (NFE for DiT/SiT, decoding steps for MaskGIT); the
+            paradigm's default when None.
+        device: where the generator runs.
+        knobs: names of the knobs the policy controls (the rest follow the baseline); all when None.
+        reward_model: "adversarial" (default), "adversarial-conv", "batch-fid", "classifier", a
+            `RewardModel`, or None for zero rewards.
+        feature_pool: average-pool factor on the feature grid (1 keeps it), to keep RL buffers small.
+        feature_dtype: "float32" or "float16" for the `features` observation.
+        return_images: put the final images (B, 3, R, R) float32 in `info["final_images"]` at the last step.
+        sampler_kwargs: extra keyword arguments of the paradigm's sampler (e.g. `solver`, `cfg_scale`).
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["rgb_array"]}
+    paradigm: str
+    """Zoo paradigm this env drives."""
+    sampler_cls: type[Sampler]
+    """Sampler class built around a zoo model."""
+    default_generator: str
+    """Zoo name used when `generator` is not given."""
+    default_num_steps: int | None
+    """Step count used when `num_steps` is not given (None: the sampler decides)."""
+    default_smoothing: float
+    """Anchor's EMA beta for this paradigm (DESIGN.md 4), used by `make_smoothed`."""
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        generator: str | Sampler | None = None,
+        num_steps: int | None = None,
+        device: str | torch.device = "cpu",
+        knobs: tuple[str, ...] | list[str] | None = None,
+        reward_model: str | RewardModel | None = "adversarial",
+        feature_pool: int = 1,
+        feature_dtype: str = "float32",
+        return_images: bool = False,
+        sampler_kwargs: dict[str, Any] | None = None,
+        render_mode: str | None = None,
+        **unknown: Any,
+    ) -> None:
+        if unknown:
+            raise InvalidArgument(
+                f"unknown argument(s) {sorted(unknown)} for {type(self).__name__}; valid: "
+                "num_envs, generator, num_steps, device, knobs, reward_model, feature_pool, feature_dtype, "
+                "return_images, sampler_kwargs, render_mode"
+            )
+        if not isinstance(num_envs, int) or num_envs < 1:
+            raise InvalidArgument(f"num_envs must be an int >= 1, got {num_envs!r}")
+        if not isinstance(feature_pool, int) or feature_pool < 1:
+            raise InvalidArgument(f"feature_pool must be an int >= 1, got {feature_pool!r}")
+        if feature_dtype not in FEATURE_DTYPES:
+            raise InvalidArgument(f"feature_dtype must be one of {sorted(FEATURE_DTYPES)}, got {feature_dtype!r}")
+        if render_mode not in (None, "rgb_array"):
+            raise InvalidArgument(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.num_envs = num_envs
+        self.device = torch.device(device)
+        self.sampler = self._build_sampler(generator, num_steps, sampler_kwargs or {})
+        self.horizon = self.sampler.horizon
+        self.feature_pool, self.feature_dtype = feature_pool, FEATURE_DTYPES[feature_dtype]
+        self.return_images, self.render_mode = return_images, render_mode
+
+        # Knobs: which of the paradigm's knobs the action controls.
+        names = self.sampler.knob_names
+        chosen = tuple(names) if knobs is None else tuple(knobs)
+        for name in chosen:
+            if name not in names:
+                close = difflib.get_close_matches(name, names, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise InvalidArgument(f"knob {name!r} is not a knob of {self.paradigm}; valid: {list(names)}.{hint}")
+        if not chosen or len(set(chosen)) != len(chosen):
+            raise InvalidArgument(f"knobs must name at least one knob, each once; got {list(chosen)}")
+        self.controlled = chosen
+        self.controlled_index = torch.tensor([names.index(n) for n in chosen], device=self.device)
+        self.prior = self.sampler.prior().to(self.device)  # (H, K)
+
+        # Reward model.
+        resolution = self.sampler.image_shape[-1]
+        if isinstance(reward_model, str):
+            reward_model = make_reward_model(reward_model, self.sampler.num_classes, resolution, self.device)
+        elif reward_model is not None and not isinstance(reward_model, RewardModel):
+            raise InvalidArgument(f"reward_model must be a name, a RewardModel or None, got {type(reward_model).__name__}")
+        self.reward_model = reward_model
+
+        # Spaces.
+        c, h, w = self.sampler.feature_shape
+        pooled = (c, h // feature_pool, w // feature_pool)
+        if min(pooled[1:]) < 1:
+            raise InvalidArgument(f"feature_pool {feature_pool} is larger than the feature grid {h}x{w}")
+        self.single_observation_space = spaces.Dict(
+            {
+                "features": spaces.Box(-np.inf, np.inf, pooled, dtype=self.feature_dtype),
+                "step": spaces.Discrete(self.horizon),
+            }
+        )
+        self.single_action_space = spaces.Box(-ACTION_LIMIT, ACTION_LIMIT, (len(chosen),), dtype=np.float32)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+
+        self._state = None
+        self._needs_reset = False
+        self._generator: torch.Generator | None = None
+        self._last_images: torch.Tensor | None = None
+
+    # -- construction helpers -----------------------------------------------------------------
+    def _build_sampler(self, generator: str | Sampler | None, num_steps: int | None, sampler_kwargs: dict) -> Sampler:
+        if isinstance(generator, Sampler):
+            if num_steps is not None or sampler_kwargs:
+                raise InvalidArgument("num_steps and sampler_kwargs must be unset when generator is a ready Sampler")
+            return generator
+        if num_steps is not None and (not isinstance(num_steps, int) or num_steps < 1):
+            raise InvalidArgument(f"num_steps must be an int >= 1, got {num_steps!r}")
+        model = self._load_model(self.default_generator if generator is None else generator)
+        steps = self.default_num_steps if num_steps is None else num_steps
+        kwargs = dict(sampler_kwargs)
+        if steps is not None:
+            kwargs["num_steps"] = steps
+        try:
+            return self.sampler_cls(model, device=self.device, **kwargs)
+        except TypeError as exc:
+            raise InvalidArgument(f"bad sampler_kwargs {sorted(sampler_kwargs)} for {self.sampler_cls.__name__}: {exc}") from exc
+
+    def _load_model(self, generator: str) -> torch.nn.Module:
+        from adagen_env import zoo
+
+        if not isinstance(generator, str | Path):
+            raise InvalidArgument(f"generator must be a zoo name, a .safetensors path or a Sampler, got {type(generator).__name__}")
+        path = Path(generator)
+        if path.suffix == ".safetensors":
+            meta = path.with_suffix(".json")
+            if not path.exists() or not meta.exists():
+                raise CheckpointError(f"checkpoint {str(path)!r} or its config {str(meta)!r} does not exist")
+            info = json.loads(meta.read_text())
+            if info.get("paradigm") != self.paradigm:
+                raise CheckpointError(f"checkpoint {str(path)!r} is a {info.get('paradigm')!r} model, this env needs {self.paradigm!r}")
+            recipe = next(e for e in zoo.ZOO.values() if e.paradigm == self.paradigm)
+            model = recipe.model_cls(type(recipe.config)(**info["config"]))
+            zoo.load_state(model, path)
+            return model.eval().requires_grad_(False)
+        names = [n for n, e in zoo.ZOO.items() if e.paradigm == self.paradigm]
+        if generator not in names:
+            close = difflib.get_close_matches(str(generator), names, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise InvalidArgument(f"unknown {self.paradigm} generator {generator!r}; zoo models: {names}, or a .safetensors path.{hint}")
+        return zoo.load(generator, device=self.device)
+
+    # -- gymnasium API ---------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
+        """Start every lane. `options={"labels": (B,) ints}` fixes the classes; random otherwise."""
+        super().reset(seed=seed)
+        if seed is not None or self._generator is None:
+            if seed is None:
+                seed = int(self.np_random.integers(2**31))
+            self._generator = make_generator(seed, self.device if self.device.type == "cuda" else "cpu")
+        labels = (options or {}).get("labels")
+        if labels is None:
+            labels = torch.randint(self.sampler.num_classes, (self.num_envs,), generator=self._generator, device=self._generator.device)
+        else:
+            labels = torch.as_tensor(np.asarray(labels), dtype=torch.long).reshape(-1)
+            if labels.shape != (self.num_envs,):
+                raise InvalidArgument(f"options['labels'] must have {self.num_envs} entries, got shape {tuple(labels.shape)}")
+        self._state = self.sampler.reset(labels.to(self.device), self._generator)
+        self._needs_reset = False
+        return self._observe(), {}
+
+    def step(self, actions: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, dict]:
+        if self._state is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        if self._needs_reset:  # next-step autoreset: this call's actions are ignored
+            obs, info = self.reset()
+            zeros = np.zeros(self.num_envs, dtype=bool)
+            return obs, np.zeros(self.num_envs, dtype=np.float32), zeros, zeros.copy(), info
+        knobs = self.knob_values(actions)
+        state = self._state
+        applied = self.sampler.project(state, knobs)
+        k = state.step
+        self._state = self.sampler.step(state, applied)
+        infos: dict[str, Any] = {
+            "knobs": applied.cpu().numpy(),
+            "nfe": np.full(self.num_envs, self.sampler.step_nfe(k), dtype=np.int64),
+        }
+        rewards = np.zeros(self.num_envs, dtype=np.float32)
+        terminal = k == self.horizon - 1
+        if terminal:
+            images = self.sampler.decode(self._state)
+            self._last_images = images
+            if self.reward_model is not None:
+                labels = self._state.labels
+                rewards = self.reward_model.score(images, labels).cpu().numpy().astype(np.float32)
+                for key, value in self.reward_model.update(images, labels).items():
+                    infos[key] = np.full(self.num_envs, value, dtype=np.float32)
+            if self.return_images:
+                infos["final_images"] = images.float().cpu().numpy()
+            self._needs_reset = True
+        infos.update({f"_{key}": np.ones(self.num_envs, dtype=bool) for key in list(infos)})
+        terminations = np.full(self.num_envs, terminal, dtype=bool)
+        return self._observe(), rewards, terminations, np.zeros(self.num_envs, dtype=bool), infos
+
+    def knob_values(self, actions: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """(B, A) raw residuals -> (B, K) knob values of the current step (before projection)."""
+        u = torch.as_tensor(np.asarray(actions, dtype=np.float32) if not torch.is_tensor(actions) else actions)
+        u = u.to(self.device, torch.float32)
+        expected = (self.num_envs, len(self.controlled))
+        if tuple(u.shape) != expected:
+            raise InvalidKnobValue(f"actions must have shape {expected} (lanes, knobs {list(self.controlled)}), got {tuple(u.shape)}")
+        bad = ~torch.isfinite(u)
+        if bool(bad.any()):
+            lane, a = (int(i) for i in bad.nonzero()[0])
+            raise InvalidKnobValue(
+                f"action is not finite in lane {lane}, knob {self.controlled[a]!r} (index {a}): got {float(u[lane, a])}; "
+                f"actions must be finite. Got shape {tuple(u.shape)}, expected {expected}."
+            )
+        z = self.prior[self._state.step].expand(self.num_envs, -1).clone()  # (B, K)
+        z[:, self.controlled_index] += u.clamp(-ACTION_LIMIT, ACTION_LIMIT)
+        return activate_all(self.sampler.knob_specs, z)
+
+    def _observe(self) -> dict[str, np.ndarray]:
+        state = self._state
+        feats = self.sampler.features(state)  # (B, C, h, w)
+        if self.feature_pool > 1:
+            feats = F.avg_pool2d(feats, self.feature_pool)
+        step = min(state.step, self.horizon - 1)
+        return {
+            "features": feats.cpu().numpy().astype(self.feature_dtype, copy=False),
+            "step": np.full(self.num_envs, step, dtype=np.int64),
+        }
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        """The last finished batch's images as (R, R, 3) uint8 arrays, one per lane."""
+        if self.render_mode != "rgb_array" or self._last_images is None:
+            return None
+        frames = (self._last_images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return tuple(frames)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """(B,) class ids of the current episodes."""
+        return self._state.labels.cpu().numpy()
+
+
+class AdaGenEnv(gym.Env):
+    """One lane of an `AdaGenVectorEnv` (for `gym.make` and `check_env`); same arguments but `num_envs`.
+
+    The transition is the vector env's; this view only drops and adds the batch axis.
+    """
+
+    metadata = {"render_modes": ["rgb_array"]}
+    vector_cls: type[AdaGenVectorEnv]
+
+    def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
+        if "num_envs" in kwargs:
+            raise InvalidArgument("num_envs is not an argument of the single-lane env; use gym.make_vec(id, num_envs=N)")
+        self.vector_env = self.vector_cls(num_envs=1, render_mode=render_mode, **kwargs)
+        self.render_mode = render_mode
+        self.observation_space = self.vector_env.single_observation_space
+        self.action_space = self.vector_env.single_action_space
+
+    @property
+    def sampler(self) -> Sampler:
+        return self.vector_env.sampler
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
+        super().reset(seed=seed)
+        if seed is None and self.vector_env._generator is None:
+            seed = int(self.np_random.integers(2**31))
+        if options and "label" in options:
+            options = {**options, "labels": [options["label"]]}
+        obs, info = self.vector_env.reset(seed=seed, options=options)
+        return _unbatch(obs), info
+
+    def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
+        obs, rewards, terms, truncs, infos = self.vector_env.step(np.asarray(action, dtype=np.float32)[None])
+        info = {key: value[0] for key, value in infos.items() if not key.startswith("_")}
+        return _unbatch(obs), float(rewards[0]), bool(terms[0]), bool(truncs[0]), info
+
+    def render(self) -> np.ndarray | None:
+        frames = self.vector_env.render()
+        return None if frames is None else frames[0]
+
+
+def _unbatch(obs: dict[str, np.ndarray]) -> dict[str, Any]:
+    return {"features": obs["features"][0], "step": int(obs["step"][0])}

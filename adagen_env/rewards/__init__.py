@@ -1,0 +1,41 @@
+"""Reward models behind one interface: the online adversarial discriminator (default) and two frozen ones."""
+
+from __future__ import annotations
+
+import difflib
+
+import torch
+
+from adagen_env.errors import InvalidArgument
+from adagen_env.rewards.adversarial import AdversarialReward, ConvDiscriminator, TransformerDiscriminator
+from adagen_env.rewards.base import RewardModel
+from adagen_env.rewards.frozen import BatchFIDReward, ClassifierReward
+
+REWARD_MODELS = ("adversarial", "adversarial-conv", "batch-fid", "classifier")
+
+
+def make_reward_model(name: str, num_classes: int, resolution: int, device: torch.device | str = "cpu") -> RewardModel:
+    """Build a reward model by name, one of `REWARD_MODELS`."""
+    if name == "adversarial":
+        return AdversarialReward(num_classes, resolution, device=device)
+    if name == "adversarial-conv":
+        return AdversarialReward(num_classes, resolution, architecture="conv", device=device)
+    if name == "batch-fid":
+        return BatchFIDReward(num_classes, resolution, device=device)
+    if name == "classifier":
+        return ClassifierReward(device=device)
+    close = difflib.get_close_matches(str(name), REWARD_MODELS, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise InvalidArgument(f"unknown reward model {name!r}; valid: {list(REWARD_MODELS)} or a RewardModel instance.{hint}")
+
+
+__all__ = [
+    "REWARD_MODELS",
+    "AdversarialReward",
+    "BatchFIDReward",
+    "ClassifierReward",
+    "ConvDiscriminator",
+    "RewardModel",
+    "TransformerDiscriminator",
+    "make_reward_model",
+]
