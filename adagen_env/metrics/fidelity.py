@@ -1,0 +1,529 @@
+"""FID, KID, Inception Score and precision/recall through torch-fidelity, plus class agreement.
+
+On the embedded shapes data the feature network is the zoo's `ShapesClassifier`, registered with
+torch-fidelity as the feature extractor ``"shapes-classifier"``: its pooled features stand in for
+Inception's pool3 (FID, KID, precision/recall), its bias-free logits for Inception's `logits_unbiased`
+(Inception Score). On real data the standard ``"inception-v3-compat"`` extractor stays selectable, with
+its weights read from a file on disk; nothing is ever downloaded (DESIGN.md 6).
+
+The feature network must never be part of a reward (DESIGN.md 3): nothing in `adagen_env.rewards`
+imports this module's classifier.
+
+    >>> from adagen_env.metrics import compute_metrics
+    >>> from adagen_env.data import ShapesDataset
+    >>> images, labels = ShapesDataset(16).sample(256, seed=1)
+    >>> scores = compute_metrics(images, labels)  # doctest: +SKIP
+    >>> sorted(scores)  # doctest: +SKIP
+    ['class_agreement', 'f_score', 'fid', 'isc_mean', 'isc_std', 'kid_mean', 'kid_std', 'num_reference', ...]
+
+Letters: B generated images, N reference images, R image side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+
+from adagen_env.data.shapes import ShapesDataset
+from adagen_env.errors import InvalidArgument
+
+SHAPES_EXTRACTOR = "shapes-classifier"
+"""torch-fidelity name of the shapes classifier feature extractor (also its zoo name)."""
+INCEPTION_EXTRACTOR = "inception-v3-compat"
+"""torch-fidelity's standard Inception-v3 (TF-compatible FID); needs a weights file on disk here."""
+FEATURE_EXTRACTORS = (SHAPES_EXTRACTOR, INCEPTION_EXTRACTOR)
+METRICS = ("fid", "kid", "isc", "prc")
+"""Metric switches of `compute_metrics`: FID, KID, Inception Score, precision/recall."""
+REFERENCE_SEED = 20_240_601
+"""Seed of the real shapes reference set."""
+FLOOR_SEED = REFERENCE_SEED + 1
+"""Seed of the second, disjoint real set that measures the real-vs-real floor."""
+KID_SUBSET_SIZE = 1000
+"""torch-fidelity's default KID subset size; lowered for small sets (see `kid_subset_size`)."""
+
+_REFERENCE_CACHE: dict[tuple[int, int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+"""(resolution, N, seed, num_classes) -> (uint8 images (N, 3, R, R), labels (N,)), per process."""
+
+
+# -- the registered feature extractor ----------------------------------------------------------------
+def load_classifier(weights_path: str | Path | None = None, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """The shapes classifier: the zoo's shipped weights, or those of a `.safetensors` file.
+
+    Args:
+        weights_path: None for `adagen_env/zoo/weights/shapes-classifier.safetensors`; else a safetensors
+            file whose config is read from the `.json` beside it when there is one (default config otherwise).
+        device: where the frozen network lives.
+
+    Raises:
+        CheckpointError: the weights are missing, unreadable, or do not match the config.
+    """
+    from adagen_env import zoo
+    from adagen_env.models.classifier import ClassifierConfig, ShapesClassifier
+
+    if weights_path is None:
+        return zoo.load(SHAPES_EXTRACTOR, device=device)
+    path = Path(weights_path)
+    config = ClassifierConfig()
+    meta = path.with_suffix(".json")
+    if meta.exists():
+        import json
+
+        config = ClassifierConfig(**json.loads(meta.read_text())["config"])
+    model = ShapesClassifier(config)
+    zoo.load_state(model, path)
+    return model.to(device).eval().requires_grad_(False)
+
+
+class ShapesFeatureExtractor(FeatureExtractorBase):
+    """torch-fidelity feature extractor around the shapes classifier.
+
+    Provided features: ``"pool"`` (B, 128) globally pooled features (default for FID, KID and
+    precision/recall), ``"logits_unbiased"`` (B, num_classes) logits without the head's bias (default for the
+    Inception Score, as torch-fidelity does for Inception) and ``"logits"``.
+
+    Args:
+        name: the registered name, ``"shapes-classifier"``.
+        features_list: requested features, a subset of `get_provided_features_list()`.
+        feature_extractor_weights_path: a `.safetensors` file of the classifier; the zoo's shipped weights
+            when None (torch-fidelity's own keyword, so `calculate_metrics(feature_extractor_weights_path=...)`
+            reaches it).
+        **kwargs: the rest of `calculate_metrics`' keywords (ignored).
+
+    Input: (B, 3, R, R) uint8 images at any R, torch-fidelity's convention.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        features_list: list[str],
+        feature_extractor_weights_path: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(name, features_list)
+        self.net = load_classifier(feature_extractor_weights_path)
+        self.weights_key = _weights_key(feature_extractor_weights_path)
+
+    @staticmethod
+    def get_provided_features_list() -> tuple[str, ...]:
+        return ("pool", "logits_unbiased", "logits")
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric: str) -> str:
+        return {"isc": "logits_unbiased", "fid": "pool", "kid": "pool", "prc": "pool"}[metric]
+
+    @staticmethod
+    def can_be_compiled() -> bool:
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile() -> torch.Tensor:
+        return (torch.rand([1, 3, 16, 16]) * 255).to(torch.uint8)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """x (B, 3, R, R) uint8 -> the requested features, in `features_list` order, float32."""
+        if not (torch.is_tensor(x) and x.dtype == torch.uint8 and x.ndim == 4 and x.shape[1] == 3):
+            got = f"{tuple(x.shape)} {x.dtype}" if torch.is_tensor(x) else type(x).__name__
+            raise ValueError(f"{self.name}: expected (B, 3, H, W) torch.uint8 images, got {got}")
+        features = classifier_features(self.net, x, self.weights_key)
+        return tuple(features[name].to(x.device) for name in self.features_list)
+
+
+_FEATURE_MEMO: OrderedDict[tuple[str, str], dict[str, torch.Tensor]] = OrderedDict()
+"""(weights key, digest of a uint8 batch) -> its features: the real reference's batches are met again at
+every evaluation, and class agreement re-reads the generated batches; both hit this memo."""
+_FEATURE_MEMO_SIZE = 256
+
+
+@torch.no_grad()
+def classifier_features(net: torch.nn.Module, x: torch.Tensor, weights_key: str | None = None) -> dict[str, torch.Tensor]:
+    """All features of one uint8 batch (B, 3, R, R): ``pool`` (B, D), ``logits_unbiased`` and ``logits`` (B, K).
+
+    Memoised in memory (CPU tensors, least recently used out first) when `weights_key` names the weights.
+    """
+    key = None
+    if weights_key is not None:
+        digest = hashlib.blake2b(x.cpu().contiguous().numpy().tobytes(), digest_size=16)
+        digest.update(str(tuple(x.shape)).encode())
+        key = (weights_key, digest.hexdigest())
+        if key in _FEATURE_MEMO:
+            _FEATURE_MEMO.move_to_end(key)
+            return _FEATURE_MEMO[key]
+    pooled, logits = net(x.float() / 255.0)  # (B, D), (B, K)
+    features = {
+        "pool": pooled.float().cpu(),
+        "logits_unbiased": (pooled @ net.head.weight.T).float().cpu(),  # (B, K): no bias, as Inception's
+        "logits": logits.float().cpu(),
+    }
+    if key is not None:
+        _FEATURE_MEMO[key] = features
+        while len(_FEATURE_MEMO) > _FEATURE_MEMO_SIZE:
+            _FEATURE_MEMO.popitem(last=False)
+    return features
+
+
+def _weights_key(weights_path: str | Path | None) -> str:
+    """Identity of a classifier weights file: path, size and modification time."""
+    from adagen_env import zoo
+
+    path = Path(zoo.weights_path(SHAPES_EXTRACTOR) if weights_path is None else weights_path).resolve()
+    stat = path.stat()
+    return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def register() -> None:
+    """Register `ShapesFeatureExtractor` with torch-fidelity as ``"shapes-classifier"`` (idempotent)."""
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+
+    if FEATURE_EXTRACTORS_REGISTRY.get(SHAPES_EXTRACTOR) is not ShapesFeatureExtractor:
+        FEATURE_EXTRACTORS_REGISTRY.pop(SHAPES_EXTRACTOR, None)
+        register_feature_extractor(SHAPES_EXTRACTOR, ShapesFeatureExtractor)
+
+
+register()
+
+
+# -- inputs ------------------------------------------------------------------------------------------
+class ImageTensorDataset(Dataset):
+    """(N, 3, H, W) uint8 images as a map-style Dataset, the input torch-fidelity takes."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = images.cpu()
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.images[index]
+
+
+def check_images(images: Any, what: str = "images") -> torch.Tensor:
+    """Raise `InvalidArgument` unless `images` is a float (B, 3, H, W) tensor with finite values in [0, 1]."""
+    if not torch.is_tensor(images):
+        raise InvalidArgument(f"{what} must be a torch.Tensor (B, 3, H, W) in [0, 1], got {type(images).__name__}")
+    if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] == 0:
+        raise InvalidArgument(f"{what} must have shape (B, 3, H, W) with B >= 1, got {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise InvalidArgument(
+            f"{what} must be floating point in [0, 1], got dtype {images.dtype}; for uint8 images pass images / 255"
+        )
+    if not bool(torch.isfinite(images).all()):
+        raise InvalidArgument(f"{what} has NaN or infinite values; images must be finite, in [0, 1]")
+    low, high = float(images.min()), float(images.max())
+    if low < 0.0 or high > 1.0:
+        raise InvalidArgument(
+            f"{what} must be in [0, 1], got values in [{low:.4g}, {high:.4g}]; "
+            "map [-1, 1] outputs with (x + 1) / 2 and clamp"
+        )
+    return images
+
+
+def check_labels(labels: Any, batch: int, num_classes: int | None = None) -> torch.Tensor:
+    """Raise `InvalidArgument` unless `labels` is a (B,) integer tensor (in [0, num_classes) when given)."""
+    labels = torch.as_tensor(labels)
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise InvalidArgument(f"labels must be integer class ids, got dtype {labels.dtype}")
+    if tuple(labels.shape) != (batch,):
+        raise InvalidArgument(f"labels must have shape ({batch},), one per image, got {tuple(labels.shape)}")
+    labels = labels.long()
+    if num_classes is not None and batch and (labels.min() < 0 or labels.max() >= num_classes):
+        raise InvalidArgument(
+            f"labels must be in [0, {num_classes}), got range [{int(labels.min())}, {int(labels.max())}]"
+        )
+    return labels
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) float in [0, 1] -> uint8 on the CPU, rounded as `torchvision.utils.save_image` does."""
+    return images.detach().float().cpu().mul(255).add(0.5).clamp(0, 255).to(torch.uint8)
+
+
+def balanced_labels(n: int, num_classes: int = 8) -> torch.Tensor:
+    """(n,) labels 0, 1, ..., num_classes - 1, 0, 1, ...: every class equally often (to within one)."""
+    return torch.arange(n) % num_classes
+
+
+def shapes_reference(
+    n: int, resolution: int, seed: int = REFERENCE_SEED, num_classes: int = 8
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real shapes, class-balanced, as (uint8 images (n, 3, R, R), labels (n,)); cached in memory per process."""
+    key = (int(resolution), int(n), int(seed), int(num_classes))
+    if key not in _REFERENCE_CACHE:
+        data = ShapesDataset(resolution=int(resolution), num_classes=num_classes)
+        images, labels = data.sample(n, seed=seed, labels=balanced_labels(n, num_classes))
+        _REFERENCE_CACHE[key] = (to_uint8(images), labels)
+    return _REFERENCE_CACHE[key]
+
+
+def clear_reference_cache() -> None:
+    """Forget the in-memory real reference sets."""
+    _REFERENCE_CACHE.clear()
+
+
+def kid_subset_size(n: int) -> int:
+    """KID subset size for sets of at least `n` images: 1000, or n // 2 (>= 2) when that is smaller.
+
+    Half the set, not all of it, so that the subsets differ and the reported standard deviation measures
+    something (subsets of the whole set are all the same set); the estimator is unbiased at any size.
+    """
+    return min(KID_SUBSET_SIZE, max(2, n // 2))
+
+
+def _resolve_device(device: torch.device | str) -> bool:
+    """True when `device` is CUDA (torch-fidelity's `cuda` switch); other accelerators are not supported by it."""
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidArgument(f"device {str(device)!r} requested but CUDA is not available; use device='cpu'")
+    if device.type not in ("cpu", "cuda"):
+        raise InvalidArgument(f"torch-fidelity runs on 'cpu' or 'cuda', got device {str(device)!r}")
+    return device.type == "cuda"
+
+
+# -- metrics -----------------------------------------------------------------------------------------
+@torch.no_grad()
+def class_agreement(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    classifier: torch.nn.Module | str | Path | None = None,
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+) -> float:
+    """Fraction of images the shapes classifier assigns to their requested label.
+
+    Args:
+        images: (B, 3, R, R) float in [0, 1] (quantised to uint8 first, as the FID path sees them).
+        labels: (B,) requested class ids.
+        classifier: a loaded `ShapesClassifier`, a weights file, or None for the zoo's shipped weights.
+        device: where the classifier runs.
+        batch_size: images per forward (with `compute_metrics`' batch size, its batches are read from the memo).
+
+    Raises:
+        InvalidArgument: wrong image shape or range, or labels that do not match the images.
+    """
+    images = check_images(images)
+    weights_key = None
+    if not isinstance(classifier, torch.nn.Module):
+        path, classifier = classifier, load_classifier(classifier, device=device)
+        weights_key = _weights_key(path)
+    labels = check_labels(labels, images.shape[0], classifier.config.num_classes)
+    quantised = to_uint8(images)
+    hits = 0
+    for start in range(0, quantised.shape[0], batch_size):
+        logits = classifier_features(classifier, quantised[start : start + batch_size].to(device), weights_key)["logits"]
+        hits += int((logits.argmax(dim=1) == labels[start : start + batch_size]).sum())
+    return hits / images.shape[0]
+
+
+def compute_metrics(
+    images: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    reference: str | torch.Tensor | tuple[torch.Tensor, torch.Tensor] = "shapes",
+    *,
+    feature_extractor: str = SHAPES_EXTRACTOR,
+    classifier_weights_path: str | Path | None = None,
+    inception_weights_path: str | Path | None = None,
+    metrics: tuple[str, ...] = METRICS,
+    num_reference: int | None = None,
+    reference_seed: int = REFERENCE_SEED,
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+    kid_subsets: int = 100,
+    verbose: bool = False,
+) -> dict[str, float]:
+    """FID, KID, Inception Score and precision/recall of `images` against real data, plus class agreement.
+
+    Every metric comes from one `torch_fidelity.calculate_metrics` call with `images` as input1 and the
+    real reference as input2 (both uint8 Datasets); nothing is written to torch-fidelity's disk cache.
+
+    Args:
+        images: (B, 3, R, R) generated images, float in [0, 1]. B >= 2; FID is biased upwards at small B,
+            so compare scores only at equal B (and equal reference size).
+        labels: (B,) class ids the images were asked for; adds ``class_agreement`` (shapes classifier) when
+            given and the data is the shapes data.
+        reference: the real images: ``"shapes"`` (the embedded data at the images' resolution, class-balanced,
+            drawn with `reference_seed`, cached in memory), a (N, 3, R', R') float tensor in [0, 1], an
+            (images, labels) pair of such, or a folder of image files (torch-fidelity reads it).
+        feature_extractor: ``"shapes-classifier"`` (default, for the shapes data) or ``"inception-v3-compat"``
+            (real data; needs `inception_weights_path`).
+        classifier_weights_path: safetensors weights of the shapes classifier; the zoo's when None.
+        inception_weights_path: torch-fidelity's Inception-v3 weights file (`weights-inception-2015-12-05-*.pth`),
+            required with ``"inception-v3-compat"``, since nothing is downloaded.
+        metrics: any of ``"fid"``, ``"kid"``, ``"isc"``, ``"prc"``.
+        num_reference: N for ``"shapes"``; B when None.
+        reference_seed: seed of the ``"shapes"`` reference.
+        device: ``"cpu"`` or ``"cuda"`` (feature extraction).
+        batch_size: images per feature-extractor forward.
+        kid_subsets: KID subsets; the subset size is min(1000, min(B, N) // 2) (`kid_subset_size`).
+        verbose: let torch-fidelity print its progress.
+
+    Returns:
+        A flat dict: ``fid``; ``kid_mean``, ``kid_std``; ``isc_mean``, ``isc_std``; ``precision``, ``recall``,
+        ``f_score``; ``class_agreement`` (when labels are given); ``num_samples``, ``num_reference``.
+
+    Raises:
+        InvalidArgument: images not (B, 3, H, W) float in [0, 1], labels not (B,), unknown metric or extractor,
+            a missing Inception weights file, or an unusable reference.
+        CheckpointError: the shapes classifier's weights are missing or broken.
+    """
+    import torch_fidelity
+
+    images = check_images(images)
+    b, _, height, width = images.shape
+    if b < 2:
+        raise InvalidArgument(f"need at least 2 images to compare distributions, got {b}")
+    if labels is not None:
+        labels = check_labels(labels, b)
+    unknown = sorted(set(metrics) - set(METRICS))
+    if unknown or not metrics:
+        raise InvalidArgument(f"metrics must be a non-empty subset of {METRICS}, got {tuple(metrics)}")
+    if feature_extractor not in FEATURE_EXTRACTORS:
+        raise InvalidArgument(f"feature_extractor must be one of {FEATURE_EXTRACTORS}, got {feature_extractor!r}")
+    cuda = _resolve_device(device)
+
+    # 1. Feature extractor and where its weights come from (never the network).
+    if feature_extractor == INCEPTION_EXTRACTOR:
+        if inception_weights_path is None or not Path(inception_weights_path).is_file():
+            raise InvalidArgument(
+                f"feature_extractor={INCEPTION_EXTRACTOR!r} needs its weights on disk: pass inception_weights_path= "
+                f"the torch-fidelity file 'weights-inception-2015-12-05-6726825d.pth' (got {inception_weights_path!r}); "
+                "adagen-env never downloads weights"
+            )
+        weights_path = str(inception_weights_path)
+    else:
+        weights_path = None if classifier_weights_path is None else str(classifier_weights_path)
+
+    # 2. The real reference (input2).
+    data_is_shapes = False
+    if isinstance(reference, str) and reference == "shapes":
+        if height != width:
+            raise InvalidArgument(f"the shapes reference is square; images are {height}x{width}")
+        n_ref = b if num_reference is None else int(num_reference)
+        if n_ref < 2:
+            raise InvalidArgument(f"num_reference must be >= 2, got {n_ref}")
+        ref_images, _ = shapes_reference(n_ref, height, seed=reference_seed)
+        input2: Any = ImageTensorDataset(ref_images)
+        data_is_shapes = True
+    elif isinstance(reference, (str, os.PathLike)):
+        if not Path(reference).is_dir():
+            raise InvalidArgument(
+                f"reference must be 'shapes', a tensor, an (images, labels) pair or a folder of images; "
+                f"{str(reference)!r} is not an existing folder"
+            )
+        input2 = str(reference)
+        n_ref = -1  # torch-fidelity counts the files
+    else:
+        ref = reference[0] if isinstance(reference, (tuple, list)) else reference
+        ref = check_images(ref, what="reference images")
+        if ref.shape[0] < 2:
+            raise InvalidArgument(f"reference needs at least 2 images, got {ref.shape[0]}")
+        input2 = ImageTensorDataset(to_uint8(ref))
+        n_ref = ref.shape[0]
+
+    # 3. Settings that stay valid at small sample counts.
+    n_min = b if n_ref < 0 else min(b, n_ref)
+    kwargs: dict[str, Any] = {
+        "input1": ImageTensorDataset(to_uint8(images)),
+        "input2": input2,
+        "cuda": cuda,
+        "batch_size": batch_size,
+        "feature_extractor": feature_extractor,
+        "feature_extractor_weights_path": weights_path,
+        "fid": "fid" in metrics,
+        "kid": "kid" in metrics,
+        "isc": "isc" in metrics,
+        "prc": "prc" in metrics,
+        "kid_subsets": kid_subsets,
+        "kid_subset_size": kid_subset_size(n_min),
+        "isc_splits": min(10, b),
+        "prc_neighborhood": min(3, n_min - 1),
+        "samples_find_deep": True,
+        "cache": False,
+        "save_cpu_ram": True,  # no DataLoader worker processes; same numbers
+        "verbose": verbose,
+    }
+    raw = torch_fidelity.calculate_metrics(**kwargs)
+
+    # 4. Flat, short keys.
+    names = {
+        torch_fidelity.KEY_METRIC_FID: "fid",
+        torch_fidelity.KEY_METRIC_KID_MEAN: "kid_mean",
+        torch_fidelity.KEY_METRIC_KID_STD: "kid_std",
+        torch_fidelity.KEY_METRIC_ISC_MEAN: "isc_mean",
+        torch_fidelity.KEY_METRIC_ISC_STD: "isc_std",
+        torch_fidelity.KEY_METRIC_PRECISION: "precision",
+        torch_fidelity.KEY_METRIC_RECALL: "recall",
+        torch_fidelity.KEY_METRIC_F_SCORE: "f_score",
+    }
+    out: dict[str, float] = {names[k]: float(v) for k, v in raw.items() if k in names}
+    if labels is not None and (data_is_shapes or feature_extractor == SHAPES_EXTRACTOR):
+        classifier_path = classifier_weights_path if feature_extractor == SHAPES_EXTRACTOR else None
+        out["class_agreement"] = class_agreement(images, labels, classifier_path, device=device, batch_size=batch_size)
+    out["num_samples"] = b
+    if n_ref > 0:
+        out["num_reference"] = n_ref
+    return out
+
+
+def real_floor(
+    num_samples: int,
+    resolution: int = 16,
+    *,
+    reference_seed: int = REFERENCE_SEED,
+    other_seed: int = FLOOR_SEED,
+    **kwargs: Any,
+) -> dict[str, float]:
+    """Scores of real images against the real reference: the best any generator can reach at this size.
+
+    Two disjoint real shapes sets of `num_samples` images each (the reference, drawn with `reference_seed`,
+    and a second one drawn with `other_seed`), both class-balanced, are compared exactly as `compute_metrics`
+    compares generated images, so FID / KID here are the noise floor of a `num_samples`-image evaluation.
+
+    Args:
+        num_samples: images in each of the two sets (B = N).
+        resolution: image side R.
+        reference_seed: seed of the reference set (the one `compute_metrics` uses).
+        other_seed: seed of the second set; must differ from `reference_seed`.
+        **kwargs: forwarded to `compute_metrics` (feature_extractor, weights paths, metrics, device, ...).
+    """
+    if other_seed == reference_seed:
+        raise InvalidArgument(f"other_seed must differ from reference_seed ({reference_seed}) for disjoint sets")
+    real_u8, labels = shapes_reference(num_samples, resolution, seed=other_seed)
+    return compute_metrics(
+        real_u8.float() / 255.0,
+        labels,
+        reference="shapes",
+        num_reference=num_samples,
+        reference_seed=reference_seed,
+        **kwargs,
+    )
+
+
+__all__ = [
+    "FEATURE_EXTRACTORS",
+    "FLOOR_SEED",
+    "INCEPTION_EXTRACTOR",
+    "METRICS",
+    "REFERENCE_SEED",
+    "SHAPES_EXTRACTOR",
+    "ImageTensorDataset",
+    "ShapesFeatureExtractor",
+    "balanced_labels",
+    "check_images",
+    "check_labels",
+    "class_agreement",
+    "classifier_features",
+    "clear_reference_cache",
+    "compute_metrics",
+    "kid_subset_size",
+    "load_classifier",
+    "real_floor",
+    "register",
+    "shapes_reference",
+    "to_uint8",
+]

@@ -1,0 +1,370 @@
+"""Benchmark of the zoo's generators under their baseline schedules: FID and class agreement over NFE and CFG.
+
+`adagen zoo eval` runs `evaluate_zoo`. Each generator is sampled with its paradigm's baseline (hand-made)
+schedule at every (NFE, CFG) point of its paradigm's grid, on the same class-balanced labels and the same
+per-batch seeds (so every point sees the same initial noise), and scored by `adagen_env.metrics` against
+the real shapes reference. The real-vs-real floor at the same sample count is measured beside them.
+
+Paradigms are rows of `PARADIGMS` (paradigm -> sampler factory and grid), like the zoo's own `ZOO` table; a
+new paradigm (MaskGIT, VAR...) joins the benchmark by adding a row.
+
+Outputs, in `out_dir`: `zoo.json` (every number, plus the settings that produced them), `zoo.md` (tables)
+and `zoo_<name>_samples.png` (rows = classes, at the generator's best-FID point). With `quick=True` the
+files are named `zoo-quick*` so a smoke run never overwrites the committed results.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from adagen_env.errors import InvalidArgument
+from adagen_env.samplers import DiffusionSampler, FlowSampler, Sampler, make_generator
+
+SamplerFactory = Callable[[nn.Module, int, "float | None", "torch.device | str"], Sampler]
+"""(frozen model, NFE, CFG scale or None, device) -> a sampler whose baseline schedule gets evaluated."""
+
+NFE_GRID = (4, 8, 16, 32, 64)
+"""Conditional network evaluations per image (a guided step costs twice that; see `episode_nfe`)."""
+CFG_GRID: tuple[float | None, ...] = (None, 1.0, 2.0)
+"""Guidance weights w (out = cond + w (cond - uncond)); None = unguided."""
+HIGH_NFE_CFG_GRID: tuple[float | None, ...] = (None, 1.0)
+"""Above `FULL_CFG_MAX_NFE` only these are run: the DiT's CPU cost at NFE 64 x 3 guidance values would
+double the run time for a point that barely moves (measured: a full grid costs ~30 min per generator)."""
+FULL_CFG_MAX_NFE = 32
+QUICK_NFE_GRID = (2, 4)
+QUICK_CFG_GRID: tuple[float | None, ...] = (None, 1.0)
+QUICK_MAX_SAMPLES = 64
+BATCH_SIZE = 256
+"""Images per sampler call."""
+SAMPLE_SEED = 0
+"""Batch i of every grid point is drawn with generator seed SAMPLE_SEED + i."""
+GRID_COLUMNS = 8
+"""Images per class in the sample grid PNG."""
+GRID_UPSCALE = 4
+"""Nearest-neighbour upscaling of the grid PNG, so 16x16 samples are visible."""
+
+
+@dataclass(frozen=True)
+class ParadigmEval:
+    """How the benchmark samples one paradigm."""
+
+    make_sampler: SamplerFactory
+    """Builds the sampler for one grid point."""
+    solver: str = ""
+    """Name of the update rule, recorded in the results."""
+    nfe_grid: tuple[int, ...] = NFE_GRID
+    """NFE values to evaluate."""
+    cfg_grid: tuple[float | None, ...] = CFG_GRID
+    """CFG values evaluated at NFE <= `full_cfg_max_nfe`."""
+    high_nfe_cfg_grid: tuple[float | None, ...] = HIGH_NFE_CFG_GRID
+    """CFG values evaluated above it."""
+    full_cfg_max_nfe: int = FULL_CFG_MAX_NFE
+
+    def grid(self, quick: bool = False) -> list[tuple[int, float | None]]:
+        """(NFE, CFG) points, in run order."""
+        if quick:
+            return [(nfe, cfg) for nfe in QUICK_NFE_GRID for cfg in QUICK_CFG_GRID]
+        return [
+            (nfe, cfg)
+            for nfe in self.nfe_grid
+            for cfg in (self.cfg_grid if nfe <= self.full_cfg_max_nfe else self.high_nfe_cfg_grid)
+        ]
+
+
+def _ode_factory(cls: type[Sampler], solver: str) -> SamplerFactory:
+    def make(model: nn.Module, nfe: int, cfg: float | None, device: torch.device | str) -> Sampler:
+        return cls(model, num_steps=nfe, solver=solver, cfg_scale=cfg, device=device)
+
+    return make
+
+
+PARADIGMS: dict[str, ParadigmEval] = {
+    "diffusion": ParadigmEval(_ode_factory(DiffusionSampler, "dpmpp2m"), solver="dpmpp2m"),
+    "flow": ParadigmEval(_ode_factory(FlowSampler, "dpmpp2m"), solver="dpmpp2m"),
+}
+"""paradigm (the zoo entry's `paradigm`) -> how to sample and which grid to run."""
+
+
+def paradigm_eval(name: str) -> ParadigmEval:
+    """The benchmark row of zoo generator `name`; raises `InvalidArgument` if its paradigm has none."""
+    from adagen_env.zoo import entry
+
+    paradigm = entry(name).paradigm
+    if paradigm not in PARADIGMS:
+        raise InvalidArgument(
+            f"zoo model {name!r} has paradigm {paradigm!r}, which the benchmark cannot sample; "
+            f"paradigms with a sampler factory: {sorted(PARADIGMS)} (add a row to adagen_env.zoo.evaluate.PARADIGMS)"
+        )
+    return PARADIGMS[paradigm]
+
+
+@torch.no_grad()
+def generate(
+    sampler: Sampler,
+    labels: torch.Tensor,
+    batch_size: int = BATCH_SIZE,
+    seed: int = SAMPLE_SEED,
+    on_batch: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """Baseline-schedule samples for (n,) labels, batch i seeded with `seed + i`; returns (n, 3, R, R) on the CPU."""
+    chunks = []
+    for i, start in enumerate(range(0, labels.shape[0], batch_size)):
+        batch = labels[start : start + batch_size]
+        generator = make_generator(seed + i, sampler.device)
+        chunks.append(sampler.sample(batch.to(sampler.device), generator).float().cpu())
+        if on_batch is not None:
+            on_batch(batch.shape[0])
+    return torch.cat(chunks)
+
+
+def class_grid(images: torch.Tensor, labels: torch.Tensor, num_classes: int, columns: int = GRID_COLUMNS) -> torch.Tensor:
+    """The first `columns` images of each class, class-major: (num_classes * columns, 3, R, R); rows = classes."""
+    rows = []
+    for k in range(num_classes):
+        picked = images[labels == k][:columns]
+        if picked.shape[0] < columns:  # pad with black when a class has fewer images (tiny quick runs)
+            pad = torch.zeros(columns - picked.shape[0], *images.shape[1:])
+            picked = torch.cat([picked, pad])
+        rows.append(picked)
+    return torch.cat(rows)
+
+
+def save_class_grid(grid: torch.Tensor, path: Path, columns: int = GRID_COLUMNS, upscale: int = GRID_UPSCALE) -> None:
+    """Write a class-major grid (see `class_grid`) as a PNG with one row per class."""
+    from torchvision.utils import save_image
+
+    big = torch.nn.functional.interpolate(grid, scale_factor=upscale, mode="nearest")
+    save_image(big, str(path), nrow=columns, padding=2, pad_value=1.0)
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def results_markdown(results: dict[str, Any]) -> str:
+    """`zoo.json`'s content as markdown tables: the floor, then one table per generator."""
+    meta = results["meta"]
+    lines = [
+        "# Zoo generators under their baseline schedules",
+        "",
+        f"{meta['num_samples']} class-balanced samples per point vs {meta['num_samples']} real shapes "
+        f"(seed {meta['reference_seed']}); feature network `{meta['feature_extractor']}`; "
+        f"sample seeds {meta['sample_seed']} + batch index (same noise at every point); device `{meta['device']}`.",
+        "NFE = conditional network evaluations per image; `evals` counts the unconditional passes of guidance too. "
+        "CFG w: out = cond + w (cond - uncond), `-` = unguided. KID in the classifier's feature units.",
+        "",
+        "## Real-data floor (real vs disjoint real, same size)",
+        "",
+        "| resolution | FID | KID | IS | precision | recall | class agreement |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for res, floor in sorted(results["floor"].items()):
+        lines.append(
+            f"| {res} | {_fmt(floor.get('fid'))} | {_fmt(floor.get('kid_mean'), 4)} "
+            f"| {_fmt(floor.get('isc_mean'))} | {_fmt(floor.get('precision'))} | {_fmt(floor.get('recall'))} "
+            f"| {_fmt(floor.get('class_agreement'))} |"
+        )
+    for name, gen in results["generators"].items():
+        lines += [
+            "",
+            f"## {name} ({gen['paradigm']}, solver {gen['solver']})",
+            "",
+            f"Sample grid: `{gen['sample_grid']}` (rows = classes, at NFE {gen['grid_point']['nfe']}, "
+            f"CFG {_fmt(gen['grid_point']['cfg'], 1)}).",
+            "",
+            "| NFE | CFG | evals | FID | KID | IS | precision | recall | class agreement | sampling s |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in gen["results"]:
+            lines.append(
+                f"| {row['nfe']} | {_fmt(row['cfg'], 1)} | {row['episode_nfe']} | {_fmt(row.get('fid'))} "
+                f"| {_fmt(row.get('kid_mean'), 4)} "
+                f"| {_fmt(row.get('isc_mean'))} | {_fmt(row.get('precision'))} | {_fmt(row.get('recall'))} "
+                f"| {_fmt(row.get('class_agreement'))} | {_fmt(row['sample_seconds'], 1)} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def evaluate_zoo(
+    names: Sequence[str] | None = None,
+    num_samples: int = 2000,
+    out_dir: str | Path = "benchmarks/results",
+    device: str | torch.device = "cpu",
+    quick: bool = False,
+) -> dict[str, Any]:
+    """Score every named zoo generator over its paradigm's (NFE, CFG) grid and write the results.
+
+    Args:
+        names: zoo generator names (`adagen_env.zoo.GENERATORS`); all of them when None or empty.
+        num_samples: images per grid point, and the size of the real reference (class-balanced). FID is
+            biased upwards at small counts: compare only numbers measured at the same count.
+        out_dir: where `zoo.json`, `zoo.md` and the sample grids go (created if needed); results of other
+            generators already in `zoo.json` (same sample count) are kept.
+        device: where sampling and feature extraction run ("cpu" or "cuda").
+        quick: smoke run: NFE {2, 4} x CFG {None, 1.0}, at most 64 samples, files named `zoo-quick*`.
+
+    Returns:
+        The results dict written to the JSON file.
+
+    Raises:
+        InvalidArgument: unknown name, a paradigm without a benchmark row, or fewer than 2 samples.
+        CheckpointError: a generator's or the classifier's weights are missing.
+    """
+    from tqdm.auto import tqdm
+
+    from adagen_env import zoo
+    from adagen_env.metrics import FLOOR_SEED, REFERENCE_SEED, SHAPES_EXTRACTOR, balanced_labels, compute_metrics, real_floor
+
+    names = list(names) if names else list(zoo.GENERATORS)
+    if quick:
+        num_samples = min(num_samples, QUICK_MAX_SAMPLES)
+    if not isinstance(num_samples, int) or num_samples < 2:
+        raise InvalidArgument(f"num_samples must be an int >= 2, got {num_samples!r}")
+    out_dir = Path(out_dir)
+    stem = "zoo-quick" if quick else "zoo"
+
+    # 1. Everything that can fail fast: names, paradigms, weights (generators and the feature network).
+    specs = {name: paradigm_eval(name) for name in names}
+    models = {name: zoo.load(name, device=device) for name in names}
+    zoo.load(SHAPES_EXTRACTOR)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    # 2. Total work, in images x network evaluations, for the progress bar.
+    plans = {name: [(nfe, cfg, specs[name].make_sampler(models[name], nfe, cfg, device)) for nfe, cfg in specs[name].grid(quick)] for name in names}
+    total = sum(num_samples * sampler.episode_nfe for plan in plans.values() for _, _, sampler in plan)
+    started = time.perf_counter()
+    generators: dict[str, Any] = {}
+    floors: dict[str, Any] = {}
+    bar = tqdm(total=total, desc="zoo eval", unit="img-nfe", unit_scale=True, smoothing=0.05)
+    for name in names:
+        model, spec = models[name], specs[name]
+        num_classes = model.config.num_classes
+        labels = balanced_labels(num_samples, num_classes)
+        rows, best = [], None
+        for nfe, cfg, sampler in plans[name]:
+            bar.set_postfix_str(f"{name} NFE {nfe} CFG {cfg}")
+            t0 = time.perf_counter()
+            images = generate(sampler, labels, on_batch=lambda n, s=sampler: bar.update(n * s.episode_nfe))
+            sample_seconds = time.perf_counter() - t0
+            resolution = images.shape[-1]
+            if str(resolution) not in floors:
+                floors[str(resolution)] = real_floor(num_samples, resolution, device=device)
+            scores = compute_metrics(images, labels, num_reference=num_samples, device=device)
+            row = {
+                "nfe": nfe,
+                "cfg": cfg,
+                "episode_nfe": sampler.episode_nfe,
+                **{k: v for k, v in scores.items() if k not in ("num_samples", "num_reference")},
+                "sample_seconds": sample_seconds,
+                "images_per_second": num_samples / sample_seconds,
+            }
+            rows.append(row)
+            if best is None or row["fid"] < best[0]["fid"]:
+                best = (row, class_grid(images, labels, num_classes))
+            tqdm.write(
+                f"{name:>10} NFE {nfe:>3} CFG {_fmt(cfg, 1):>4}: FID {row['fid']:.3f}  "
+                f"class agreement {row.get('class_agreement', float('nan')):.3f}  ({sample_seconds:.1f} s)"
+            )
+        assert best is not None
+        grid_path = out_dir / f"{stem}_{name}_samples.png"
+        save_class_grid(best[1], grid_path)
+        generators[name] = {
+            "paradigm": zoo.entry(name).paradigm,
+            "solver": spec.solver,
+            "schedule": "baseline",
+            "weights": _weights_meta(name),
+            "sample_grid": grid_path.name,
+            "grid_point": {"nfe": best[0]["nfe"], "cfg": best[0]["cfg"]},
+            "results": rows,
+        }
+    bar.close()
+
+    # 3. Write, keeping other generators' results of a previous run at the same sample count.
+    json_path = out_dir / f"{stem}.json"
+    previous: dict[str, Any] = {}
+    if json_path.exists():
+        try:
+            previous = json.loads(json_path.read_text())
+        except json.JSONDecodeError:
+            previous = {}
+    kept = {}
+    if previous.get("meta", {}).get("num_samples") == num_samples:
+        kept = {k: v for k, v in previous.get("generators", {}).items() if k not in generators}
+    results = {
+        "meta": {
+            "num_samples": num_samples,
+            "batch_size": BATCH_SIZE,
+            "sample_seed": SAMPLE_SEED,
+            "reference_seed": REFERENCE_SEED,
+            "floor_seed": FLOOR_SEED,
+            "feature_extractor": SHAPES_EXTRACTOR,
+            "classifier_weights": _weights_meta(SHAPES_EXTRACTOR),
+            "device": str(device),
+            "cpu_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "torch_fidelity": _version("torch_fidelity"),
+            "python": platform.python_version(),
+            "quick": quick,
+            "seconds": time.perf_counter() - started,
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        },
+        "floor": {**previous.get("floor", {}), **floors} if kept else floors,
+        "generators": {**kept, **generators},
+    }
+    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    (out_dir / f"{stem}.md").write_text(results_markdown(results))
+    return results
+
+
+def _weights_meta(name: str) -> dict[str, Any]:
+    """Short identity of a zoo weights file: its name, size and the first 16 hex digits of its SHA-256."""
+    import hashlib
+
+    from adagen_env.zoo import weights_path
+
+    path = weights_path(name)
+    if not path.exists():
+        return {"file": path.name, "missing": True}
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return {"file": path.name, "bytes": path.stat().st_size, "sha256_16": digest}
+
+
+def _version(module: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(module.replace("_", "-"))
+    except PackageNotFoundError:
+        return "unknown"
+
+
+__all__ = [
+    "CFG_GRID",
+    "NFE_GRID",
+    "PARADIGMS",
+    "ParadigmEval",
+    "SamplerFactory",
+    "class_grid",
+    "evaluate_zoo",
+    "generate",
+    "paradigm_eval",
+    "results_markdown",
+    "save_class_grid",
+]
