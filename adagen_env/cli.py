@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_zoo_train)
 
     evaluate = zoo_commands.add_parser("eval", help="FID / class agreement of the shipped generators over NFE and CFG")
-    evaluate.add_argument("names", nargs="*", default=list(GENERATORS), choices=[*GENERATORS, []])
+    evaluate.add_argument("names", nargs="*", default=[], choices=[*GENERATORS, []], help="generators to evaluate (default: all)")
     evaluate.add_argument("--num-samples", type=int, default=2000)
     evaluate.add_argument("--out", default="benchmarks/results")
     evaluate.add_argument("--device", default="cpu")
