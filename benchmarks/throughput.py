@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -89,6 +90,8 @@ def to_markdown(results: dict) -> str:
         "",
         f"Batch {meta['batch_size']}, NFE {meta['nfe']}, baseline schedule, device `{meta['device']}` "
         f"({meta['cpu_threads']} CPU threads), median of {meta['repeats']} runs after a warm-up; {meta['date']}.",
+        f"1-minute load average {meta['load_average_1m']['start']} at the start, {meta['load_average_1m']['end']} "
+        "at the end (other jobs sharing the CPU make images/s lower than on an idle machine).",
         "",
         "| generator | paradigm | solver | CFG | evals / image | images / s | s / batch |",
         "|---|---|---|---|---|---|---|",
@@ -104,6 +107,14 @@ def to_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _load_average() -> float | None:
+    """1-minute load average: other jobs on the machine slow the measurement down."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def main() -> None:
     args = parse_args()
     if args.threads > 0:
@@ -113,6 +124,7 @@ def main() -> None:
     for name in names:
         zoo.entry(name)  # unknown names fail here, with a suggestion
 
+    load_start = _load_average()
     results, skipped = [], {}
     for name in names:
         paradigm = zoo.entry(name).paradigm
@@ -154,6 +166,7 @@ def main() -> None:
             "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
             "cpu_threads": torch.get_num_threads(),
+            "load_average_1m": {"start": load_start, "end": _load_average()},
             "torch": torch.__version__,
             "python": platform.python_version(),
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -142,7 +142,9 @@ _FEATURE_MEMO_SIZE = 256
 
 
 @torch.no_grad()
-def classifier_features(net: torch.nn.Module, x: torch.Tensor, weights_key: str | None = None) -> dict[str, torch.Tensor]:
+def classifier_features(
+    net: torch.nn.Module, x: torch.Tensor, weights_key: str | None = None
+) -> dict[str, torch.Tensor]:
     """All features of one uint8 batch (B, 3, R, R): ``pool`` (B, D), ``logits_unbiased`` and ``logits`` (B, K).
 
     Memoised in memory (CPU tensors, least recently used out first) when `weights_key` names the weights.
@@ -315,7 +317,8 @@ def class_agreement(
     quantised = to_uint8(images)
     hits = 0
     for start in range(0, quantised.shape[0], batch_size):
-        logits = classifier_features(classifier, quantised[start : start + batch_size].to(device), weights_key)["logits"]
+        chunk = quantised[start : start + batch_size].to(device)  # (b, 3, R, R) uint8
+        logits = classifier_features(classifier, chunk, weights_key)["logits"]
         hits += int((logits.argmax(dim=1) == labels[start : start + batch_size]).sum())
     return hits / images.shape[0]
 
@@ -391,7 +394,8 @@ def compute_metrics(
         if inception_weights_path is None or not Path(inception_weights_path).is_file():
             raise InvalidArgument(
                 f"feature_extractor={INCEPTION_EXTRACTOR!r} needs its weights on disk: pass inception_weights_path= "
-                f"the torch-fidelity file 'weights-inception-2015-12-05-6726825d.pth' (got {inception_weights_path!r}); "
+                "the torch-fidelity file 'weights-inception-2015-12-05-6726825d.pth' "
+                f"(got {inception_weights_path!r}); "
                 "adagen-env never downloads weights"
             )
         weights_path = str(inception_weights_path)

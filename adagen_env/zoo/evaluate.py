@@ -20,7 +20,7 @@ import math
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -36,12 +36,18 @@ SamplerFactory = Callable[[nn.Module, int, "float | None", "torch.device | str"]
 
 NFE_GRID = (4, 8, 16, 32, 64)
 """Conditional network evaluations per image (a guided step costs twice that; see `episode_nfe`)."""
-CFG_GRID: tuple[float | None, ...] = (None, 1.0, 2.0)
-"""Guidance weights w (out = cond + w (cond - uncond)); None = unguided."""
-HIGH_NFE_CFG_GRID: tuple[float | None, ...] = (None, 1.0)
-"""Above `FULL_CFG_MAX_NFE` only these are run: the DiT's CPU cost at NFE 64 x 3 guidance values would
-double the run time for a point that barely moves (measured: a full grid costs ~30 min per generator)."""
-FULL_CFG_MAX_NFE = 32
+CFG_BY_NFE: dict[int, tuple[float | None, ...]] = {
+    4: (None, 1.0, 2.0),
+    8: (None, 1.0, 2.0),
+    16: (None, 1.0),
+    32: (None,),
+    64: (None,),
+}
+"""Guidance weights w (out = cond + w (cond - uncond); None = unguided) run at each NFE. The grid shrinks with
+NFE to fit the CPU: a batch-256 forward of the 1.3M-parameter DiT takes ~0.7-1.4 s on the 2-core
+build machine, so at 2000 samples (8 batches) every point costs 8 x episode_nfe forwards, and this grid's
+204 forwards per batch already take ~25-35 min per generator; the full NFE x {None, 1, 2} grid would take
+~90 min."""
 QUICK_NFE_GRID = (2, 4)
 QUICK_CFG_GRID: tuple[float | None, ...] = (None, 1.0)
 QUICK_MAX_SAMPLES = 64
@@ -63,23 +69,14 @@ class ParadigmEval:
     """Builds the sampler for one grid point."""
     solver: str = ""
     """Name of the update rule, recorded in the results."""
-    nfe_grid: tuple[int, ...] = NFE_GRID
-    """NFE values to evaluate."""
-    cfg_grid: tuple[float | None, ...] = CFG_GRID
-    """CFG values evaluated at NFE <= `full_cfg_max_nfe`."""
-    high_nfe_cfg_grid: tuple[float | None, ...] = HIGH_NFE_CFG_GRID
-    """CFG values evaluated above it."""
-    full_cfg_max_nfe: int = FULL_CFG_MAX_NFE
+    cfg_by_nfe: dict[int, tuple[float | None, ...]] = field(default_factory=lambda: dict(CFG_BY_NFE))
+    """NFE -> the CFG values evaluated at it."""
 
     def grid(self, quick: bool = False) -> list[tuple[int, float | None]]:
         """(NFE, CFG) points, in run order."""
         if quick:
             return [(nfe, cfg) for nfe in QUICK_NFE_GRID for cfg in QUICK_CFG_GRID]
-        return [
-            (nfe, cfg)
-            for nfe in self.nfe_grid
-            for cfg in (self.cfg_grid if nfe <= self.full_cfg_max_nfe else self.high_nfe_cfg_grid)
-        ]
+        return [(nfe, cfg) for nfe, cfgs in self.cfg_by_nfe.items() for cfg in cfgs]
 
 
 def _ode_factory(cls: type[Sampler], solver: str) -> SamplerFactory:
@@ -128,7 +125,9 @@ def generate(
     return torch.cat(chunks)
 
 
-def class_grid(images: torch.Tensor, labels: torch.Tensor, num_classes: int, columns: int = GRID_COLUMNS) -> torch.Tensor:
+def class_grid(
+    images: torch.Tensor, labels: torch.Tensor, num_classes: int, columns: int = GRID_COLUMNS
+) -> torch.Tensor:
     """The first `columns` images of each class, class-major: (num_classes * columns, 3, R, R); rows = classes."""
     rows = []
     for k in range(num_classes):
@@ -212,7 +211,8 @@ def evaluate_zoo(
     """Score every named zoo generator over its paradigm's (NFE, CFG) grid and write the results.
 
     Args:
-        names: zoo generator names (`adagen_env.zoo.GENERATORS`); all of them when None or empty.
+        names: zoo generator names (`adagen_env.zoo.GENERATORS`). When None or empty: every generator with
+            shipped weights whose paradigm has a row in `PARADIGMS` (the others are listed as skipped).
         num_samples: images per grid point, and the size of the real reference (class-balanced). FID is
             biased upwards at small counts: compare only numbers measured at the same count.
         out_dir: where `zoo.json`, `zoo.md` and the sample grids go (created if needed); results of other
@@ -230,9 +230,31 @@ def evaluate_zoo(
     from tqdm.auto import tqdm
 
     from adagen_env import zoo
-    from adagen_env.metrics import FLOOR_SEED, REFERENCE_SEED, SHAPES_EXTRACTOR, balanced_labels, compute_metrics, real_floor
+    from adagen_env.metrics import (
+        FLOOR_SEED,
+        REFERENCE_SEED,
+        SHAPES_EXTRACTOR,
+        balanced_labels,
+        compute_metrics,
+        real_floor,
+    )
 
-    names = list(names) if names else list(zoo.GENERATORS)
+    skipped: dict[str, str] = {}
+    if names:
+        names = list(names)
+    else:  # every generator the benchmark can sample and whose weights are shipped
+        names = []
+        for name in zoo.GENERATORS:
+            if zoo.entry(name).paradigm not in PARADIGMS:
+                skipped[name] = f"no sampler factory for paradigm {zoo.entry(name).paradigm!r}"
+            elif not zoo.weights_path(name).exists():
+                skipped[name] = "no shipped weights"
+            else:
+                names.append(name)
+        for name, why in skipped.items():
+            print(f"zoo eval: skipping {name} ({why})")
+        if not names:
+            raise InvalidArgument(f"no zoo generator can be evaluated: {skipped}")
     if quick:
         num_samples = min(num_samples, QUICK_MAX_SAMPLES)
     if not isinstance(num_samples, int) or num_samples < 2:
@@ -247,7 +269,10 @@ def evaluate_zoo(
     out_dir.mkdir(parents=True, exist_ok=True)
 
     # 2. Total work, in images x network evaluations, for the progress bar.
-    plans = {name: [(nfe, cfg, specs[name].make_sampler(models[name], nfe, cfg, device)) for nfe, cfg in specs[name].grid(quick)] for name in names}
+    plans = {
+        name: [(nfe, cfg, spec.make_sampler(models[name], nfe, cfg, device)) for nfe, cfg in spec.grid(quick)]
+        for name, spec in specs.items()
+    }
     total = sum(num_samples * sampler.episode_nfe for plan in plans.values() for _, _, sampler in plan)
     started = time.perf_counter()
     generators: dict[str, Any] = {}
@@ -318,6 +343,7 @@ def evaluate_zoo(
             "classifier_weights": _weights_meta(SHAPES_EXTRACTOR),
             "device": str(device),
             "cpu_threads": torch.get_num_threads(),
+            "load_average_1m_at_end": _load_average(),
             "torch": torch.__version__,
             "torch_fidelity": _version("torch_fidelity"),
             "python": platform.python_version(),
@@ -327,6 +353,7 @@ def evaluate_zoo(
         },
         "floor": {**previous.get("floor", {}), **floors} if kept else floors,
         "generators": {**kept, **generators},
+        "skipped": {k: v for k, v in skipped.items() if k not in kept},
     }
     json_path.write_text(json.dumps(results, indent=2) + "\n")
     (out_dir / f"{stem}.md").write_text(results_markdown(results))
@@ -346,6 +373,16 @@ def _weights_meta(name: str) -> dict[str, Any]:
     return {"file": path.name, "bytes": path.stat().st_size, "sha256_16": digest}
 
 
+def _load_average() -> float | None:
+    """1-minute load average (other jobs on the machine slow the timings down), None where unknown."""
+    import os
+
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def _version(module: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -356,7 +393,7 @@ def _version(module: str) -> str:
 
 
 __all__ = [
-    "CFG_GRID",
+    "CFG_BY_NFE",
     "NFE_GRID",
     "PARADIGMS",
     "ParadigmEval",

@@ -104,7 +104,8 @@ def test_calculate_metrics_uses_the_registered_extractor(random_classifier, monk
 def test_compute_metrics_small_counts_stay_valid(random_classifier):
     images, labels = real(5, seed=3)
     out = compute_metrics(images, labels, classifier_weights_path=random_classifier, num_reference=7)
-    for key in ["fid", "kid_mean", "kid_std", "isc_mean", "isc_std", "precision", "recall", "f_score", "class_agreement"]:
+    keys = ["fid", "kid_mean", "kid_std", "isc_mean", "isc_std", "precision", "recall", "f_score", "class_agreement"]
+    for key in keys:
         assert key in out and out[key] == out[key], key  # present and not NaN
     assert out["num_samples"] == 5 and out["num_reference"] == 7
     two = compute_metrics(images[:2], classifier_weights_path=random_classifier, metrics=("fid", "kid", "prc"))
@@ -118,7 +119,8 @@ def test_metrics_are_deterministic_and_reference_forms_agree(random_classifier):
     assert first == again
     ref_u8, ref_labels = shapes_reference(40, 16)
     as_tensor = compute_metrics(images, reference=ref_u8.float() / 255, classifier_weights_path=random_classifier)
-    as_pair = compute_metrics(images, reference=(ref_u8.float() / 255, ref_labels), classifier_weights_path=random_classifier)
+    pair = (ref_u8.float() / 255, ref_labels)
+    as_pair = compute_metrics(images, reference=pair, classifier_weights_path=random_classifier)
     assert as_tensor["fid"] == pytest.approx(first["fid"]) and as_pair["fid"] == pytest.approx(first["fid"])
 
 

@@ -67,7 +67,9 @@ def test_times_strictly_monotone_with_min_gap(model, cls, nfe):
         # Every lane its own extreme, constant over the episode; then a schedule running backwards in time.
         torch.tensor(EXTREME_TIMES[:B])[:, None, None].expand(B, sampler.horizon, 2).clone(),
         torch.tensor(EXTREME_TIMES[B:])[:, None, None].expand(B, sampler.horizon, 2).clone(),
-        torch.linspace(sampler.path.data_end, sampler.path.noise_end, sampler.horizon)[None, :, None].expand(B, -1, 2).clone(),
+        torch.linspace(sampler.path.data_end, sampler.path.noise_end, sampler.horizon)[None, :, None]
+        .expand(B, -1, 2)
+        .clone(),
     ]
     for schedule in schedules:
         images, times = run_episode(sampler, schedule)
@@ -98,7 +100,8 @@ def test_per_sample_knobs_act_per_lane(model, cls, knob):
     base_images, base_times = run_episode(sampler, schedule)
     changed = schedule.clone()
     if knob == 0:
-        changed[0, 1:-1, 0] = sampler.path.noise_end + 0.9 * (changed[0, 1:-1, 0] - sampler.path.noise_end)  # lag lane 0
+        # Lane 0 lags: every intermediate time 10% closer to the noise end.
+        changed[0, 1:-1, 0] = sampler.path.noise_end + 0.9 * (changed[0, 1:-1, 0] - sampler.path.noise_end)
     else:
         changed[0, :, 1] = 3.0  # stronger guidance in lane 0 only
     images, times = run_episode(sampler, changed)
