@@ -23,7 +23,10 @@ from torch import nn
 from adagen_env.errors import CheckpointError, InvalidArgument
 from adagen_env.models.classifier import ClassifierConfig, ShapesClassifier, classifier_loss
 from adagen_env.models.dit import DiT, DiTConfig
+from adagen_env.models.maskgit import MaskGIT, MaskGITConfig, maskgit_loss
 from adagen_env.models.paths import PATHS
+from adagen_env.models.var import VAR, VARConfig, var_loss
+from adagen_env.models.vq import VQConfig
 from adagen_env.zoo.training import LossFn, TrainConfig, train
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -68,6 +71,24 @@ class ZooEntry:
 ZOO: dict[str, ZooEntry] = {
     "diffusion": ZooEntry("diffusion", DiT, DiTConfig(), continuous_loss("diffusion"), TrainConfig(steps=2500, lr=5e-4, warmup=150)),
     "flow": ZooEntry("flow", DiT, DiTConfig(), continuous_loss("flow"), TrainConfig(steps=2500, lr=5e-4, warmup=150)),
+    # Token paradigms at 32x32: tokenizer first, then the transformer (see `maskgit_loss`, `var_loss`).
+    # s/step measured on the 2-core CPU with 1 thread beside another training (about 2x pessimistic):
+    # MaskGIT 1.25 (tokenizer) / 2.12 (transformer), VAR at batch 64 0.72 / 2.31; so 108 and 117 min there,
+    # about 55-60 min each on the idle machine.
+    "maskgit": ZooEntry(
+        "maskgit",
+        MaskGIT,
+        MaskGITConfig(tokenizer=VQConfig(base_channels=24, codebook_size=512), width=128, depth=6, heads=4),
+        maskgit_loss(tokenizer_steps=800),
+        TrainConfig(steps=3400, batch_size=128, lr=5e-4, warmup=100, resolution=32),
+    ),
+    "var": ZooEntry(
+        "var",
+        VAR,
+        VARConfig(tokenizer=VQConfig(base_channels=24, codebook_size=256, scales=(1, 2, 3, 4, 6, 8)), width=128, depth=6),
+        var_loss(tokenizer_steps=800),
+        TrainConfig(steps=3600, batch_size=64, lr=5e-4, warmup=100, resolution=32),
+    ),
     # The metrics' feature network: trained like a zoo model, never used as a generator or a reward.
     "shapes-classifier": ZooEntry(
         "classifier",
