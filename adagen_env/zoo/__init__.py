@@ -69,8 +69,8 @@ class ZooEntry:
 
 
 ZOO: dict[str, ZooEntry] = {
-    "diffusion": ZooEntry("diffusion", DiT, DiTConfig(), continuous_loss("diffusion"), TrainConfig(steps=2500, lr=5e-4, warmup=150)),
-    "flow": ZooEntry("flow", DiT, DiTConfig(), continuous_loss("flow"), TrainConfig(steps=2500, lr=5e-4, warmup=150)),
+    "diffusion": ZooEntry("diffusion", DiT, DiTConfig(), continuous_loss("diffusion"), TrainConfig(steps=10000, batch_size=64, lr=1e-3, warmup=300)),
+    "flow": ZooEntry("flow", DiT, DiTConfig(), continuous_loss("flow"), TrainConfig(steps=10000, batch_size=64, lr=1e-3, warmup=300)),
     # Token paradigms at 32x32: tokenizer first, then the transformer (see `maskgit_loss`, `var_loss`).
     # s/step measured on the 2-core CPU with 1 thread beside another training (about 2x pessimistic):
     # MaskGIT 1.25 (tokenizer) / 2.12 (transformer), VAR at batch 64 0.72 / 2.31; so 108 and 117 min there,
