@@ -155,6 +155,8 @@ class AdaGenVectorEnv(VectorEnv):
             return generator
         if num_steps is not None and (not isinstance(num_steps, int) or num_steps < 1):
             raise InvalidArgument(f"num_steps must be an int >= 1, got {num_steps!r}")
+        if num_steps is not None and self.default_num_steps is None:
+            raise InvalidArgument(f"{self.paradigm} takes one step per scale of its tokenizer; num_steps cannot be set (got {num_steps})")
         model = self._load_model(self.default_generator if generator is None else generator)
         steps = self.default_num_steps if num_steps is None else num_steps
         kwargs = dict(sampler_kwargs)

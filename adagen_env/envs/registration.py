@@ -9,6 +9,8 @@ from __future__ import annotations
 from gymnasium.envs.registration import register, registry
 
 ENVIRONMENTS = {
+    "AdaGen/MaskGIT-v0": "adagen_env.envs.maskgit:MaskGIT",
+    "AdaGen/VAR-v0": "adagen_env.envs.var:VAR",
     "AdaGen/DiT-v0": "adagen_env.envs.diffusion:DiT",
     "AdaGen/SiT-v0": "adagen_env.envs.flow:SiT",
 }

@@ -1,0 +1,153 @@
+"""The registered suite: env checkers, native vector envs, the zero-action identity, seeding and errors."""
+
+from __future__ import annotations
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import adagen_env
+from adagen_env import zoo
+from adagen_env.envs import ENVIRONMENTS, AdaGenEnv, AdaGenVectorEnv, SiTEnv, SiTVectorEnv
+from adagen_env.errors import CheckpointError, InvalidArgument, InvalidKnobValue
+from adagen_env.samplers import make_generator
+
+ENV_IDS = sorted(ENVIRONMENTS)
+
+
+def _shipped(env_id: str) -> bool:
+    vector_cls = gym.spec(env_id).vector_entry_point
+    cls = gym.envs.registration.load_env_creator(vector_cls)
+    return zoo.weights_path(cls.default_generator).exists()
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_checkers_pass_on_shipped_generator(env_id: str) -> None:
+    if not _shipped(env_id):
+        pytest.skip(f"{env_id}: shipped weights not present")
+    env = gym.make(env_id, num_steps=3)
+    gym_check_env(env.unwrapped, skip_render_check=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # SB3 advises normalised boxes; ours are residual logits
+        sb3_check_env(env.unwrapped)
+    envs = gym.make_vec(env_id, num_envs=3, num_steps=3, reward_model=None)
+    assert isinstance(envs, AdaGenVectorEnv)
+    obs, _ = envs.reset(seed=0)
+    assert obs["features"].shape == (3, *envs.single_observation_space["features"].shape)
+
+
+def test_zero_action_reproduces_baseline_bit_for_bit(tiny_case) -> None:
+    env_cls, sampler = tiny_case
+    envs = env_cls(num_envs=5, generator=sampler, reward_model=None, return_images=True)
+    envs.reset(seed=3, options={"labels": [0, 1, 2, 3, 4]})
+    for _ in range(sampler.horizon):
+        _, _, terminated, _, info = envs.step(np.zeros((5, len(sampler.knob_specs)), np.float32))
+    assert terminated.all()
+    expected = sampler.sample(torch.arange(5), make_generator(3))
+    assert torch.equal(torch.from_numpy(info["final_images"]), expected)
+
+
+def test_single_lane_env_passes_checkers(tiny_case) -> None:
+    env_cls, sampler = tiny_case
+    single = type("Single", (AdaGenEnv,), {"vector_cls": env_cls})(generator=sampler)
+    gym_check_env(single, skip_render_check=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        sb3_check_env(single)
+
+
+def _rollout(envs: AdaGenVectorEnv, seed: int, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    obs, _ = envs.reset(seed=seed)
+    features = [obs["features"]]
+    for k in range(envs.horizon):
+        obs, rewards, _, _, info = envs.step(actions[k])
+        features.append(obs["features"])
+    return np.stack(features), rewards
+
+
+def test_seeds_reproduce_episodes(tiny_case) -> None:
+    env_cls, sampler = tiny_case
+    k = len(sampler.knob_specs)
+    actions = np.random.default_rng(0).normal(size=(sampler.horizon, 4, k)).astype(np.float32)
+    make = lambda: env_cls(num_envs=4, generator=sampler, reward_model="adversarial", return_images=True)  # noqa: E731
+    f1, r1 = _rollout(make(), 7, actions)
+    f2, r2 = _rollout(make(), 7, actions)
+    f3, r3 = _rollout(make(), 8, actions)
+    assert np.array_equal(f1, f2) and np.array_equal(r1, r2)
+    assert not np.array_equal(r1, r3)
+
+
+def test_step_info_and_rewards(tiny_case) -> None:
+    env_cls, sampler = tiny_case
+    envs = env_cls(num_envs=2, generator=sampler, reward_model="adversarial")
+    envs.reset(seed=0)
+    k_all, nfe = len(sampler.knob_specs), 0
+    for k in range(envs.horizon):
+        obs, rewards, terminated, truncated, info = envs.step(np.zeros((2, k_all), np.float32))
+        nfe += int(info["nfe"][0])
+        assert info["knobs"].shape == (2, k_all) and info["_knobs"].all()
+        if k < envs.horizon - 1:
+            assert not terminated.any() and (rewards == 0).all()
+    assert terminated.all() and not truncated.any()
+    assert ((rewards > 0) & (rewards < 1)).all()  # sigmoid of the discriminator's logit
+    assert {"disc/loss", "disc/acc_real", "disc/acc_fake"} <= set(info)
+    assert nfe == sampler.episode_nfe
+    # Next-step autoreset: the following call starts new episodes and ignores its action.
+    obs, rewards, terminated, _, _ = envs.step(np.zeros((2, k_all), np.float32))
+    assert (obs["step"] == 0).all() and not terminated.any() and (rewards == 0).all()
+
+
+def test_controlled_knobs_pool_and_dtype(tiny_ode_sampler) -> None:
+    envs = SiTVectorEnv(
+        num_envs=2, generator=tiny_ode_sampler, knobs=["cfg"], reward_model=None, feature_pool=2, feature_dtype="float16"
+    )
+    assert envs.single_action_space.shape == (1,)
+    obs, _ = envs.reset(seed=0)
+    c, h, w = tiny_ode_sampler.feature_shape
+    assert obs["features"].shape == (2, c, h // 2, w // 2) and obs["features"].dtype == np.float16
+    _, _, _, _, info = envs.step(np.array([[0.0], [3.0]], np.float32))
+    baseline = tiny_ode_sampler.baseline_schedule()[0].numpy()
+    assert np.allclose(info["knobs"][:, 0], tiny_ode_sampler.project(
+        tiny_ode_sampler.reset(torch.zeros(2, dtype=torch.long)), torch.tensor(np.repeat(baseline[None], 2, 0)))[:, 0].numpy())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"bogus": 1}, InvalidArgument, "unknown argument.*bogus.*valid"),
+        ({"knobs": ["tiem"]}, InvalidArgument, "'tiem'.*valid.*time.*Did you mean 'time'"),
+        ({"num_steps": 0}, InvalidArgument, "num_steps must be an int >= 1, got 0"),
+        ({"generator": "/nowhere/model.safetensors"}, CheckpointError, "/nowhere/model.safetensors"),
+        ({"generator": "flwo"}, InvalidArgument, "unknown flow generator 'flwo'.*Did you mean 'flow'"),
+        ({"reward_model": "fid"}, InvalidArgument, "unknown reward model 'fid'.*valid"),
+        ({"feature_dtype": "int8"}, InvalidArgument, "feature_dtype"),
+        ({"num_envs": 2}, InvalidArgument, "make_vec"),
+    ],
+)
+def test_bad_arguments_name_the_problem(kwargs: dict, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        gym.make("AdaGen/SiT-v0", **kwargs)
+
+
+def test_var_step_count_is_fixed() -> None:
+    with pytest.raises(InvalidArgument, match="one step per scale"):
+        gym.make_vec("AdaGen/VAR-v0", num_envs=2, num_steps=4)
+
+
+def test_bad_actions_raise(tiny_ode_sampler) -> None:
+    env = SiTEnv(generator=tiny_ode_sampler, reward_model=None)
+    env.reset(seed=0)
+    with pytest.raises(InvalidKnobValue, match="not finite in lane 0, knob 'cfg'"):
+        env.step(np.array([0.0, np.nan], np.float32))
+    with pytest.raises(InvalidKnobValue, match=r"shape \(1, 2\)"):
+        env.step(np.zeros(3, np.float32))
+
+
+def test_package_registers_every_paradigm() -> None:
+    assert set(ENV_IDS) <= set(gym.registry)
+    assert adagen_env.__version__
