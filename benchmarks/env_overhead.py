@@ -1,0 +1,99 @@
+"""Wall-time overhead of the Gymnasium layer: a full episode through the vector env vs the raw sampler loop.
+
+For each registered paradigm whose generator ships, at batch 256: (a) the sampler's own baseline loop,
+(b) the same episode through `gym.make_vec(id)` wrapped in `VectorActionSmoothing` (the paradigm's
+default beta) and driven by a zero policy, without reward model. Runs alternate (a), (b) so drift in
+machine load hits both alike; the median of `--repeats` pairs is reported.
+
+    python benchmarks/env_overhead.py --out benchmarks/results/env_overhead
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import adagen_env
+from adagen_env import zoo
+from adagen_env.envs import ENVIRONMENTS
+from adagen_env.samplers import make_generator
+from adagen_env.wrappers import VectorActionSmoothing
+
+
+def raw_episode(sampler, labels: torch.Tensor, seed: int) -> float:
+    start = time.perf_counter()
+    sampler.sample(labels, make_generator(seed))
+    return time.perf_counter() - start
+
+
+def env_episode(envs, labels: np.ndarray, seed: int) -> float:
+    zeros = np.zeros(envs.action_space.shape, np.float32)
+    start = time.perf_counter()
+    envs.reset(seed=seed, options={"labels": labels})
+    terminated = np.zeros(1, bool)
+    while not terminated.all():
+        _, _, terminated, _, _ = envs.step(zeros)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default="benchmarks/results/env_overhead")
+    args = parser.parse_args()
+
+    rows = []
+    for env_id in sorted(ENVIRONMENTS):
+        vector_cls = gym.envs.registration.load_env_creator(gym.spec(env_id).vector_entry_point)
+        if not zoo.weights_path(vector_cls.default_generator).exists():
+            print(f"skip {env_id}: no shipped weights")
+            continue
+        envs = gym.make_vec(env_id, num_envs=args.batch, reward_model=None)
+        sampler = envs.sampler
+        envs = VectorActionSmoothing(envs, beta=vector_cls.default_smoothing)
+        labels = torch.arange(args.batch) % sampler.num_classes
+        raw_episode(sampler, labels, 0)  # warm-up
+        env_episode(envs, labels.numpy(), 0)
+        raw, wrapped = [], []
+        for r in range(args.repeats):
+            raw.append(raw_episode(sampler, labels, r))
+            wrapped.append(env_episode(envs, labels.numpy(), r))
+        row = {
+            "env": env_id,
+            "steps": sampler.horizon,
+            "nfe": sampler.episode_nfe,
+            "raw_s": statistics.median(raw),
+            "env_s": statistics.median(wrapped),
+        }
+        row["overhead_pct"] = 100 * (row["env_s"] / row["raw_s"] - 1)
+        rows.append(row)
+        print(row, flush=True)
+
+    meta = {"batch": args.batch, "repeats": args.repeats, "threads": torch.get_num_threads(),
+            "version": adagen_env.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    lines = [
+        "# Env overhead: vector env + smoothing + zero policy vs the raw sampler loop",
+        "",
+        f"Batch {args.batch}, median of {args.repeats} alternating pairs, {meta['threads']} CPU threads, {meta['date']}. "
+        "Command: `python benchmarks/env_overhead.py`.",
+        "",
+        "| env | steps | NFE | raw sampler (s) | env episode (s) | overhead |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [f"| {r['env']} | {r['steps']} | {r['nfe']} | {r['raw_s']:.3f} | {r['env_s']:.3f} | {r['overhead_pct']:+.1f}% |" for r in rows]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
