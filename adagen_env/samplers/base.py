@@ -92,11 +92,72 @@ def check_knobs(specs: tuple[KnobSpec, ...], knobs: torch.Tensor, batch: int, wh
         )
 
 
+def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch.Generator on `device`, seeded (or randomly seeded when seed is None)."""
+    generator = torch.Generator(device=device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(int(seed))
+    return generator
+
+
+def randn(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """Standard normal noise drawn on the generator's device, then moved to `device`."""
+    where = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=where).to(device)
+
+
+def rand(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """Uniform [0, 1) noise drawn on the generator's device, then moved to `device`."""
+    where = generator.device if generator is not None else device
+    return torch.rand(shape, generator=generator, device=where).to(device)
+
+
+MAX_CFG = 100.0
+"""Guidance weights are clipped to [0, MAX_CFG] (larger ones only overflow the logits)."""
+TEMPERATURE_RANGE = (1e-4, 100.0)
+"""Sampling temperatures are clipped to this range (the low end is already argmax)."""
+
+
+def gumbel_noise(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """Standard Gumbel(0, 1) noise of `shape`, drawn from `generator`."""
+    u = rand(shape, generator, device)
+    return -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
+
+
+def cfg_mix(cond: torch.Tensor, uncond: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Classifier-free guidance of logits: cond + w (cond - uncond), w broadcast from the left (B, 1, ...)."""
+    return cond + w * (cond - uncond)
+
+
+def gumbel_max(logits: torch.Tensor, temperature: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Sample categorical ids as argmax(logits / tau + Gumbel) (Gumbel-max trick).
+
+    Args:
+        logits: (B, n, V); entries at -inf are never drawn.
+        temperature: (B,) per-lane tau > 0.
+        noise: (B, n, V) Gumbel noise.
+
+    Returns:
+        (B, n) ids.
+    """
+    return (logits / temperature[:, None, None] + noise).argmax(dim=-1)
+
+
 StateT = TypeVar("StateT")
 
 
 class Sampler(abc.ABC, Generic[StateT]):
-    """A paradigm's batched transition function; subclasses set the attributes below in `__init__`."""
+    """A paradigm's batched transition function; subclasses set the attributes below in `__init__`.
+
+    Contract every sampler keeps (the env layer relies on it):
+      * the generator given to `reset` is kept in the state and is the only source of randomness of
+        `step`, so a seeded episode reproduces bit for bit (stepping one state twice draws new noise);
+      * `project` is idempotent, `project(s, project(s, k)) == project(s, k)`: the env projects to
+        report the applied knobs, and `step` projects again;
+      * `features` also answers on a finished state (the terminal observation).
+    """
 
     knob_specs: tuple[KnobSpec, ...]
     """The per-step knobs, in the order of the last axis of knob tensors."""
@@ -191,25 +252,3 @@ class Sampler(abc.ABC, Generic[StateT]):
     def config(self) -> dict[str, Any]:
         """Constructor arguments that define this sampler (for checkpoints and mismatch errors)."""
         return {}
-
-
-def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
-    """A torch.Generator on `device`, seeded (or randomly seeded when seed is None)."""
-    generator = torch.Generator(device=device)
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(int(seed))
-    return generator
-
-
-def randn(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """Standard normal noise drawn on the generator's device, then moved to `device`."""
-    where = generator.device if generator is not None else device
-    return torch.randn(shape, generator=generator, device=where).to(device)
-
-
-def rand(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """Uniform [0, 1) noise drawn on the generator's device, then moved to `device`."""
-    where = generator.device if generator is not None else device
-    return torch.rand(shape, generator=generator, device=where).to(device)

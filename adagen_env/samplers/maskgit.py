@@ -28,46 +28,26 @@ import torch
 
 from adagen_env.errors import InvalidArgument
 from adagen_env.models.maskgit import MaskGIT
-from adagen_env.samplers.base import KnobSpec, Sampler, check_knobs, rand
+from adagen_env.samplers.base import (
+    MAX_CFG,
+    TEMPERATURE_RANGE,
+    KnobSpec,
+    Sampler,
+    cfg_mix,
+    check_knobs,
+    gumbel_max,
+    gumbel_noise,
+)
 
 MASK_RATIO_KNOB = "mask_ratio"
 REMASK_TEMP_KNOB = "remask_temp"
 TEMPERATURE_KNOB = "temperature"
 CFG_KNOB = "cfg"
-MAX_CFG = 100.0
-"""Guidance weights are clipped to [0, MAX_CFG] (larger ones only overflow the logits)."""
-TEMPERATURE_RANGE = (1e-4, 100.0)
-"""Sampling temperatures are clipped to this range (the low end is already argmax)."""
 MAX_REMASK_TEMP = 100.0
 """Re-masking temperatures are clipped to [0, MAX_REMASK_TEMP]."""
 
 
 # -- token-sampling math shared with the VAR sampler ---------------------------------------------
-def gumbel_noise(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """Standard Gumbel(0, 1) noise of `shape`, drawn from `generator`."""
-    u = rand(shape, generator, device)
-    return -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
-
-
-def cfg_mix(cond: torch.Tensor, uncond: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Classifier-free guidance of logits: cond + w (cond - uncond), w broadcast from the left (B, 1, ...)."""
-    return cond + w * (cond - uncond)
-
-
-def gumbel_max(logits: torch.Tensor, temperature: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """Sample categorical ids as argmax(logits / tau + Gumbel) (Gumbel-max trick).
-
-    Args:
-        logits: (B, n, V); entries at -inf are never drawn.
-        temperature: (B,) per-lane tau > 0.
-        noise: (B, n, V) Gumbel noise.
-
-    Returns:
-        (B, n) ids.
-    """
-    return (logits / temperature[:, None, None] + noise).argmax(dim=-1)
-
-
 @dataclass
 class MaskGITState:
     """Lanes of a MaskGIT sampler; every tensor has B on its first axis."""

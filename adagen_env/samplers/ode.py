@@ -30,7 +30,7 @@ import torch
 
 from adagen_env.errors import InvalidArgument
 from adagen_env.models.dit import DiT
-from adagen_env.samplers.base import KnobSpec, Sampler, check_knobs, randn
+from adagen_env.samplers.base import MAX_CFG, KnobSpec, Sampler, cfg_mix, check_knobs, randn
 
 TIME_KNOB = "time"
 CFG_KNOB = "cfg"
@@ -140,7 +140,7 @@ class ODESampler(Sampler[ODEState]):
         projected = knobs.clone()
         projected[:, 0] = self._from_progress(progress)
         if self.cfg_scale is not None:
-            projected[:, 1] = knobs[:, 1].clamp(0, 100)
+            projected[:, 1] = knobs[:, 1].clamp(0, MAX_CFG)
         return projected
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -174,8 +174,7 @@ class ODESampler(Sampler[ODEState]):
         if self.cfg_scale is not None:
             null = torch.full_like(state.labels, self.model.null_class)
             uncond, _ = self.model(state.x, state.t, null)
-            w = knobs[:, 1][:, None, None, None]
-            out = state.cond + w * (state.cond - uncond)
+            out = cfg_mix(state.cond, uncond, knobs[:, 1][:, None, None, None])
         # 2. Data estimate, then the solver update t -> t_next.
         x0 = self.path.to_data(state.x, out, state.t)
         last = state.step == self.horizon - 1

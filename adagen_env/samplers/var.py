@@ -30,8 +30,16 @@ import torch.nn.functional as F
 
 from adagen_env.errors import InvalidArgument
 from adagen_env.models.var import VAR
-from adagen_env.samplers.base import KnobSpec, Sampler, check_knobs
-from adagen_env.samplers.maskgit import MAX_CFG, TEMPERATURE_RANGE, cfg_mix, gumbel_max, gumbel_noise
+from adagen_env.samplers.base import (
+    MAX_CFG,
+    TEMPERATURE_RANGE,
+    KnobSpec,
+    Sampler,
+    cfg_mix,
+    check_knobs,
+    gumbel_max,
+    gumbel_noise,
+)
 
 CFG_KNOB = "cfg"
 TOP_K_KNOB = "top_k"
