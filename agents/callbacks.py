@@ -1,0 +1,386 @@
+"""SB3 callbacks of AdaGen training: metrics, exploration-std decay, FID evaluation, checkpoints, progress.
+
+All of them count *updates* (`agents.presets.timesteps_per_update`) and act at update boundaries, in
+`_on_rollout_start` (the previous update's training is done, the env is at an episode boundary): so a checkpoint
+or an evaluation always sees a whole number of updates, and a resumed run repeats none of them.
+
+Tensorboard namespaces (STYLE.md 20): `reward/` terminal rewards, `disc/` the discriminator's loss and accuracies
+(from the env's infos), `knobs/<knob>/step_<k>` mean knob value per step index, `charts/` std, wall time,
+`eval/` FID / KID / IS / precision / recall / class agreement of the deterministic policy and of the baseline,
+image grids (policy row over baseline row) and knob-trajectory figures.
+
+Letters: B lanes, H horizon, K knobs, N evaluation images.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium.vector import VectorEnv
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Figure, Image
+
+from adagen_env.errors import InvalidArgument
+
+from agents.checkpoint import env_rng_state, rng_state, save_checkpoint
+from agents.rollout import ZeroPolicy, generate
+
+IMAGE_ONLY = ("stdout", "log", "json", "csv")
+"""Logger formats that cannot show images or figures."""
+
+
+class UpdateCallback(BaseCallback):
+    """Base: calls `_on_update(updates)` once per update boundary (and once more at the end of training).
+
+    Args:
+        timesteps_per_update: SB3 timesteps of one update (rollout or episode of every lane).
+    """
+
+    def __init__(self, timesteps_per_update: int, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        if timesteps_per_update < 1:
+            raise InvalidArgument(f"timesteps_per_update must be >= 1, got {timesteps_per_update}")
+        self.timesteps_per_update = timesteps_per_update
+        self._last_update: int | None = None
+
+    @property
+    def updates(self) -> int:
+        """Updates finished so far (continues across a resume: it derives from `model.num_timesteps`)."""
+        return self.model.num_timesteps // self.timesteps_per_update
+
+    def _at_boundary(self) -> bool:
+        return self.model.num_timesteps % self.timesteps_per_update == 0
+
+    def _on_training_start(self) -> None:
+        self._last_update = self.updates
+
+    def _on_rollout_start(self) -> None:
+        if self._at_boundary() and self.updates != self._last_update:
+            self._last_update = self.updates
+            self._on_update(self.updates)
+
+    def _on_training_end(self) -> None:
+        self._on_rollout_start()
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_update(self, updates: int) -> None:
+        """Hook: `updates` updates are finished."""
+
+
+class StdSchedule(UpdateCallback):
+    """The anchor's fixed exploration std with one step decay: `std_init` until `decay_after` updates, then
+    `std_final` (AdaNAT: 0.6 -> 0.3 at update 500, floor 0.1). Sets the policy's frozen `log_std`.
+
+    Args:
+        timesteps_per_update: SB3 timesteps of one update.
+        std_init: std before the decay, in raw residual units.
+        std_final: std from update `decay_after` on.
+        decay_after: updates before the decay (0: `std_final` from the start).
+        floor: lower bound on the std.
+    """
+
+    def __init__(self, timesteps_per_update: int, std_init: float = 0.6, std_final: float = 0.3, decay_after: int = 500, floor: float = 0.1) -> None:
+        super().__init__(timesteps_per_update)
+        if not (std_init > 0 and std_final > 0 and floor >= 0):
+            raise InvalidArgument(f"stds must be positive and floor >= 0, got std_init={std_init}, std_final={std_final}, floor={floor}")
+        if decay_after < 0:
+            raise InvalidArgument(f"decay_after must be >= 0 updates, got {decay_after}")
+        self.std_init, self.std_final, self.decay_after, self.floor = std_init, std_final, decay_after, floor
+
+    def std_at(self, updates: int) -> float:
+        """The exploration std after `updates` updates."""
+        return max(self.floor, self.std_init if updates < self.decay_after else self.std_final)
+
+    def _on_training_start(self) -> None:
+        super()._on_training_start()
+        self._apply(self.updates)
+
+    def _on_update(self, updates: int) -> None:
+        self._apply(updates)
+
+    def _apply(self, updates: int) -> None:
+        log_std = getattr(self.model.policy, "log_std", None)
+        if not isinstance(log_std, torch.nn.Parameter):
+            return  # SAC / TD3 explore their own way
+        std = self.std_at(updates)
+        with torch.no_grad():
+            log_std.fill_(math.log(std))
+        self.logger.record("charts/action_std", std)
+
+
+class TrainingLogger(BaseCallback):
+    """Terminal rewards, discriminator statistics and per-step knob means from the env's infos, per rollout.
+
+    The step index of each transition is read from the observation the action was taken on
+    (`model._last_obs["step"]`, before SB3 moves it on), so lanes need not be in lock step.
+
+    Args:
+        knob_names: names of the K knobs in `info["knobs"]`.
+    """
+
+    def __init__(self, knob_names: Sequence[str]) -> None:
+        super().__init__()
+        self.knob_names = tuple(knob_names)
+        self._clear()
+
+    def _clear(self) -> None:
+        self._knob_sum: dict[int, np.ndarray] = {}
+        self._knob_count: dict[int, int] = {}
+        self._rewards: list[float] = []
+        self._disc: dict[str, list[float]] = {}
+
+    def _on_step(self) -> bool:
+        infos, dones = self.locals["infos"], np.asarray(self.locals["dones"])
+        obs = getattr(self.model, "_last_obs", None)
+        if isinstance(obs, dict) and "step" in obs and all("knobs" in info for info in infos):
+            knobs = np.stack([info["knobs"] for info in infos])  # (B, K)
+            steps = np.asarray(obs["step"]).reshape(-1)
+            for k in np.unique(steps):
+                lanes = steps == k
+                self._knob_sum[int(k)] = self._knob_sum.get(int(k), 0) + knobs[lanes].sum(axis=0)
+                self._knob_count[int(k)] = self._knob_count.get(int(k), 0) + int(lanes.sum())
+        rewards = np.asarray(self.locals["rewards"])
+        for i in np.flatnonzero(dones):
+            self._rewards.append(float(rewards[i]))
+            for key in ("disc/loss", "disc/acc_real", "disc/acc_fake"):
+                if key in infos[i]:
+                    self._disc.setdefault(key, []).append(float(infos[i][key]))
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if not self._rewards:
+            return  # off-policy rollouts can be single steps: wait for finished episodes
+        self.logger.record("reward/terminal_mean", float(np.mean(self._rewards)))
+        self.logger.record("reward/terminal_std", float(np.std(self._rewards)))
+        for key, values in self._disc.items():
+            self.logger.record(key, float(np.mean(values)))
+        for k in sorted(self._knob_sum):
+            means = self._knob_sum[k] / self._knob_count[k]
+            for name, value in zip(self.knob_names, means):
+                self.logger.record(f"knobs/{name}/step_{k:02d}", float(value))
+        self._clear()
+
+
+def knob_figure(knob_names: Sequence[str], policy_knobs: np.ndarray, baseline: np.ndarray | None = None) -> Any:
+    """Matplotlib figure of knob trajectories: mean (and +- std band) over images per step, baseline dashed.
+
+    Args:
+        knob_names: K names.
+        policy_knobs: (N, H, K) knob values.
+        baseline: (H, K) baseline schedule, or None.
+    """
+    from matplotlib.figure import Figure as MplFigure
+
+    n_knobs = len(knob_names)
+    fig = MplFigure(figsize=(3.2 * n_knobs, 2.6), layout="constrained")
+    axes = fig.subplots(1, n_knobs, squeeze=False)[0]
+    steps = np.arange(policy_knobs.shape[1])
+    mean, std = policy_knobs.mean(axis=0), policy_knobs.std(axis=0)  # (H, K)
+    for i, (ax, name) in enumerate(zip(axes, knob_names)):
+        ax.plot(steps, mean[:, i], marker="o", label="policy")
+        ax.fill_between(steps, mean[:, i] - std[:, i], mean[:, i] + std[:, i], alpha=0.25)
+        if baseline is not None:
+            ax.plot(steps, baseline[:, i], "k--", label="baseline")
+        ax.set_title(name)
+        ax.set_xlabel("step")
+    axes[0].legend(fontsize="small")
+    return fig
+
+
+class PolicyEvaluation(UpdateCallback):
+    """Every `every` updates: FID (and KID, IS, precision/recall, class agreement) of the deterministic policy on a
+    fixed label and seed set, next to the baseline schedule's on the same set; an image grid of policy samples
+    (top row) over baseline samples (bottom row); a figure of the policy's knob trajectories.
+
+    Args:
+        eval_env: a Gymnasium vector env like the training one (same generator, knobs, smoothing), built with
+            `return_images=True` and `reward_model=None`.
+        labels: (N,) fixed class ids (e.g. `adagen_env.metrics.balanced_labels(N)`).
+        seed: fixed sampling seed.
+        every: updates between evaluations.
+        timesteps_per_update: SB3 timesteps of one update.
+        metrics: `compute_metrics` switches.
+        grid_size: images per row of the grid (0: no grid).
+        device: where the metric's feature network runs.
+    """
+
+    def __init__(
+        self,
+        eval_env: VectorEnv,
+        labels: Sequence[int] | np.ndarray | torch.Tensor,
+        seed: int,
+        every: int,
+        timesteps_per_update: int,
+        metrics: tuple[str, ...] = ("fid", "kid", "isc", "prc"),
+        grid_size: int = 8,
+        device: str = "cpu",
+    ) -> None:
+        super().__init__(timesteps_per_update)
+        if every < 1:
+            raise InvalidArgument(f"every must be >= 1 update, got {every}")
+        self.eval_env, self.seed, self.every = eval_env, seed, every
+        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        if self.labels.numel() < 2:
+            raise InvalidArgument(f"evaluation needs at least 2 labels, got {self.labels.numel()}")
+        self.metrics, self.grid_size, self.device = metrics, grid_size, device
+        self.baseline_scores: dict[str, float] | None = None
+        self._baseline_images: torch.Tensor | None = None
+        self.last_scores: dict[str, float] | None = None
+        self.best_fid = math.inf
+
+    def _on_update(self, updates: int) -> None:
+        if updates % self.every == 0:
+            self.evaluate()
+
+    def evaluate(self) -> dict[str, float]:
+        """Run the evaluation now, log it, and return the policy's scores."""
+        from adagen_env.metrics import compute_metrics
+
+        sampler = self.eval_env.unwrapped.sampler
+        if self.baseline_scores is None or self._baseline_images is None:
+            action_dim = self.eval_env.single_action_space.shape[0]
+            base = generate(ZeroPolicy(action_dim), self.eval_env, self.labels, self.seed)
+            self.baseline_scores = compute_metrics(base.images, base.labels, metrics=self.metrics, device=self.device)
+            self._baseline_images = base.images[: self.grid_size]
+        gen = generate(self.model, self.eval_env, self.labels, self.seed)
+        scores = compute_metrics(gen.images, gen.labels, metrics=self.metrics, device=self.device)
+        for key, value in scores.items():
+            if key not in ("num_samples", "num_reference"):
+                self.logger.record(f"eval/{key}", value)
+                self.logger.record(f"eval/{key}_baseline", self.baseline_scores[key])
+        self.logger.record("eval/nfe", gen.nfe)
+        if "fid" in scores:
+            self.best_fid = min(self.best_fid, scores["fid"])
+            self.logger.record("eval/best_fid", self.best_fid)
+        if self.grid_size:
+            from torchvision.utils import make_grid
+
+            grid = make_grid(torch.cat([gen.images[: self.grid_size], self._baseline_images]), nrow=self.grid_size, padding=1)
+            self.logger.record("eval/images_policy_over_baseline", Image(grid, "CHW"), exclude=IMAGE_ONLY)
+        baseline = sampler.baseline_schedule().cpu().numpy()
+        self.logger.record("eval/knob_trajectories", Figure(knob_figure(sampler.knob_names, gen.knobs, baseline), close=False), exclude=IMAGE_ONLY)
+        self.last_scores = scores
+        return scores
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_fid": self.best_fid}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_fid = state["best_fid"]
+
+
+class Checkpointer(UpdateCallback):
+    """Every `every` updates (and when training ends, or the wall-clock budget runs out): `checkpoint.zip` +
+    `checkpoint_state.pt` in `run_dir` (see `agents.checkpoint`). Also keeps the budget: once the run's total
+    wall time (across resumes) passes `budget_seconds`, it saves and stops training at the next update boundary.
+
+    Args:
+        run_dir: where the checkpoint goes.
+        every: updates between checkpoints.
+        timesteps_per_update: SB3 timesteps of one update.
+        env: the Gymnasium vector env being trained on (its reward model and random streams are saved).
+        meta: run metadata stored in the zip (`agents.checkpoint.read_meta`).
+        budget_seconds: total wall-time budget, or None.
+        elapsed_before: wall time spent before this process (a resumed run).
+        stateful: callbacks whose `state_dict()` is saved, by name.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        every: int,
+        timesteps_per_update: int,
+        env: VectorEnv,
+        meta: dict[str, Any],
+        budget_seconds: float | None = None,
+        elapsed_before: float = 0.0,
+        stateful: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(timesteps_per_update)
+        if every < 1:
+            raise InvalidArgument(f"checkpoint every must be >= 1 update, got {every}")
+        self.run_dir, self.every, self.env, self.meta = Path(run_dir), every, env, meta
+        self.budget_seconds, self.elapsed_before = budget_seconds, elapsed_before
+        self.stateful = stateful or {}
+        self.stopped_by_budget = False
+        self._start = time.monotonic()
+        self.last_saved: int | None = None
+
+    @property
+    def elapsed(self) -> float:
+        """Wall seconds of training so far, this process and the ones before."""
+        return self.elapsed_before + time.monotonic() - self._start
+
+    def _on_training_start(self) -> None:
+        super()._on_training_start()
+        self._start = time.monotonic()
+
+    def _on_update(self, updates: int) -> None:
+        self.logger.record("charts/wall_minutes", self.elapsed / 60)
+        self.logger.record("charts/updates", updates)
+        over = self.budget_seconds is not None and self.elapsed >= self.budget_seconds
+        if over or updates % self.every == 0:
+            self.save()
+        if over:
+            self.stopped_by_budget = True
+
+    def _on_step(self) -> bool:
+        return not self.stopped_by_budget
+
+    def _on_training_end(self) -> None:
+        if not self.stopped_by_budget and self._at_boundary() and self.updates != self.last_saved:
+            self._last_update = self.updates
+            self.save()
+
+    def save(self) -> Path:
+        """Write the checkpoint pair now."""
+        reward_model = getattr(self.env.unwrapped, "reward_model", None)
+        state = {
+            "reward_model": None if reward_model is None else reward_model.state_dict(),
+            "rng": rng_state(),
+            "env_rng": env_rng_state(self.env),
+            "elapsed_seconds": self.elapsed,
+            "callbacks": {name: cb.state_dict() for name, cb in self.stateful.items()},
+        }
+        meta = {**self.meta, "updates": self.updates}
+        path = save_checkpoint(self.model, self.run_dir, meta, state)
+        self.last_saved = self.updates
+        return path
+
+
+class ProgressBar(BaseCallback):
+    """A tqdm bar over timesteps (plain tqdm: SB3's own bar needs `rich`), with the mean episode reward.
+
+    Args:
+        total_timesteps: the run's target `num_timesteps` (a resumed run starts the bar where it stopped).
+    """
+
+    def __init__(self, total_timesteps: int) -> None:
+        super().__init__()
+        self.total_timesteps = total_timesteps
+        self.bar: Any = None
+
+    def _on_training_start(self) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=self.total_timesteps, initial=self.model.num_timesteps, unit="step", dynamic_ncols=True)
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.training_env.num_envs)
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self.model.ep_info_buffer:
+            self.bar.set_postfix(reward=f"{np.mean([e['r'] for e in self.model.ep_info_buffer]):.3f}", refresh=False)
+
+    def _on_training_end(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
