@@ -43,11 +43,10 @@ CFG_BY_NFE: dict[int, tuple[float | None, ...]] = {
     32: (None, 3.0),
     64: (None, 3.0),
 }
-"""Guidance weights w (out = cond + w (cond - uncond); None = unguided) run at each NFE. The grid shrinks with
-NFE to fit the CPU (w = 3 gave the best class agreement in a first look, so it is kept at every NFE): a batch-256 forward of the 1.3M-parameter DiT takes ~0.7-1.4 s on the 2-core
-build machine, so at 2000 samples (8 batches) every point costs 8 x episode_nfe forwards, and this grid's
-204 forwards per batch already take ~25-35 min per generator; the full NFE x {None, 1, 2} grid would take
-~90 min."""
+"""Guidance weights w (out = cond + w (cond - uncond); None = unguided) run at each NFE. w = 3 gave the best
+class agreement in a first look, so it is kept at every NFE; w = 1 only at low NFE, to fit the CPU. Cost: each
+point takes num_samples / 256 batches x `episode_nfe` batch-256 DiT forwards (0.5-1.5 s each on the 2-core build
+machine, depending on its load); this grid is 396 forwards per batch, ~30-60 min per generator at 2000 samples."""
 QUICK_NFE_GRID = (2, 4)
 QUICK_CFG_GRID: tuple[float | None, ...] = (None, 1.0)
 QUICK_MAX_SAMPLES = 64
