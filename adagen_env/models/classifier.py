@@ -1,6 +1,6 @@
 """A small CNN classifier of the shapes data: the feature network of the benchmark metrics.
 
-Its 256-d pooled features play the role Inception's pool3 plays for FID on ImageNet, its logits the
+Its 128-d pooled features (4 x width) play the role Inception's pool3 plays for FID on ImageNet, its logits the
 role of Inception's logits for the Inception Score. It is trained with noise, blur, resolution and
 colour augmentation, so that FID computed on its features rises with the damage a person sees.
 It must never be part of a reward (DESIGN.md 3).

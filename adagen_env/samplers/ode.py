@@ -116,8 +116,8 @@ class ODESampler(Sampler[ODEState]):
         return torch.stack(columns, dim=-1)
 
     def _towards_data(self, t: torch.Tensor) -> torch.Tensor:
-        """Distance of t from the noise end, in [0, 1] (time measured in the direction of sampling)."""
-        return (t - self.path.noise_end).abs()
+        """Progress of t from the noise end (0) to the data end (1), signed: beyond the noise end is negative."""
+        return (t - self.path.noise_end) / (self.path.data_end - self.path.noise_end)
 
     def _from_progress(self, progress: torch.Tensor) -> torch.Tensor:
         return self.path.noise_end + (self.path.data_end - self.path.noise_end) * progress

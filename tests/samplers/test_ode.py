@@ -199,3 +199,13 @@ def test_lifecycle_errors(model, cls):
         cls(model, num_steps=2, solver="euler")
     with pytest.raises(InvalidArgument, match="cfg_scale"):
         cls(model, num_steps=2, cfg_scale=float("nan"))
+
+
+def test_times_beyond_the_noise_end_are_clamped_not_mirrored(model: DiT) -> None:
+    """A start time past the noise end (t < 0 for flow, t > 1 for diffusion) projects to the noise end."""
+    for cls, beyond in ((FlowSampler, -0.5), (DiffusionSampler, 1.5)):
+        sampler = cls(model, num_steps=4)
+        state = sampler.reset(torch.zeros(2, dtype=torch.long), make_generator(0))
+        knobs = sampler.baseline_schedule()[0].expand(2, -1).clone()
+        knobs[:, 0] = beyond
+        assert torch.equal(sampler.project(state, knobs)[:, 0], torch.full((2,), sampler.path.noise_end))
