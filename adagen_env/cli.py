@@ -1,4 +1,7 @@
-"""The `adagen` command line: `adagen zoo train NAME`, `adagen zoo eval`, and (later) train / eval / bench."""
+"""The `adagen` command line: `adagen zoo train NAME`, `adagen zoo eval`, `adagen train`, `adagen eval` (and later bench).
+
+`train` and `eval` live in the `agents` package (Stable-Baselines3); it is imported only when they run.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +21,89 @@ def _zoo_eval(args: argparse.Namespace) -> None:
     from adagen_env.zoo.evaluate import evaluate_zoo
 
     evaluate_zoo(names=args.names, num_samples=args.num_samples, out_dir=args.out, device=args.device, quick=args.quick)
+
+
+def _train(args: argparse.Namespace) -> None:
+    import json
+
+    from adagen_env.errors import AdaGenError
+    from agents.train import args_from_namespace, train
+
+    try:
+        summary = train(args_from_namespace(args))
+    except AdaGenError as exc:
+        raise SystemExit(f"adagen train: error: {exc}") from exc
+    print(json.dumps(summary, indent=2, default=str))
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from adagen_env.errors import AdaGenError
+    from agents.evaluate import evaluate, markdown
+
+    try:
+        results = evaluate(
+            policies=args.policy or [],
+            baseline=args.schedule == "baseline",
+            env_id=args.env,
+            num_samples=args.num_samples,
+            seeds=args.seeds,
+            batch_size=args.batch_size,
+            num_steps=args.num_steps,
+            knobs=args.knobs,
+            out_dir=args.out,
+            device=args.device,
+        )
+    except AdaGenError as exc:
+        raise SystemExit(f"adagen eval: error: {exc}") from exc
+    print(markdown(results))
+
+
+def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
+    """`adagen train` and `adagen eval`; defaults mirror `agents.train.Args` (a test keeps them equal)."""
+    from adagen_env.envs import ENVIRONMENTS
+
+    envs = sorted(ENVIRONMENTS)
+    train = commands.add_parser("train", help="train a schedule policy with Stable-Baselines3 (resumable)")
+    train.add_argument("--env", default="AdaGen/SiT-v0", choices=envs)
+    train.add_argument("--algo", default="ppo", help="ppo (default), a2c, sac, td3 or recurrent_ppo (sb3-contrib)")
+    train.add_argument("--num-envs", type=int, default=64, help="lanes: images per env step")
+    train.add_argument("--num-steps", type=int, default=None, help="NFE (DiT/SiT) or steps (MaskGIT); env default 8")
+    train.add_argument("--smoothing", type=float, default=None, help="EMA beta of the actions; the env's default")
+    train.add_argument("--knobs", nargs="+", default=None, help="knobs the policy controls (default: all)")
+    train.add_argument("--reward-model", default="adversarial")
+    train.add_argument("--feature-pool", type=int, default=1)
+    train.add_argument("--feature-dtype", default="float32", choices=["float32", "float16"])
+    train.add_argument("--total-updates", type=int, default=1000, help="updates in total, resumed ones included")
+    train.add_argument("--budget-minutes", type=float, default=None, help="total wall-time budget across resumes")
+    train.add_argument("--logdir", default="runs")
+    train.add_argument("--run-name", default=None, help="run directory in --logdir (default: env__algo__seed__time)")
+    train.add_argument("--resume", action="store_true", help="continue the newest matching run from its checkpoint")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="cpu")
+    train.add_argument("--checkpoint-every", type=int, default=10, help="updates between checkpoints")
+    train.add_argument("--eval-every", type=int, default=25, help="updates between FID evaluations (0: none)")
+    train.add_argument("--eval-samples", type=int, default=256)
+    train.add_argument("--eval-seed", type=int, default=1234)
+    train.add_argument("--std-init", type=float, default=0.6, help="exploration std (raw action units)")
+    train.add_argument("--std-final", type=float, default=0.3)
+    train.add_argument("--std-decay-after", type=int, default=500, help="updates before the std decay")
+    train.add_argument("--algo-kwargs", default="{}", help='JSON overrides of the preset, e.g. \'{"n_epochs": 10}\'')
+    train.add_argument("--no-progress-bar", dest="progress_bar", action="store_false")
+    train.add_argument("--verbose", type=int, default=0)
+    train.set_defaults(func=_train)
+
+    evaluate = commands.add_parser("eval", help="FID/KID/IS/PR and class agreement of policies vs the baseline")
+    evaluate.add_argument("--policy", action="append", help="checkpoint.zip of `adagen train` (repeatable)")
+    evaluate.add_argument("--schedule", choices=["baseline"], default=None, help="also evaluate the baseline schedule")
+    evaluate.add_argument("--env", default=None, choices=envs, help="required without --policy; checked against it")
+    evaluate.add_argument("--num-samples", type=int, default=1000, help="images per seed")
+    evaluate.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--num-steps", type=int, default=None, help="baseline-only: the env's step count")
+    evaluate.add_argument("--knobs", nargs="+", default=None)
+    evaluate.add_argument("--out", default="runs/eval", help="where eval.json and eval.md go")
+    evaluate.add_argument("--device", default="cpu")
+    evaluate.set_defaults(func=_eval)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--quick", action="store_true", help="a small grid, for a smoke run")
     evaluate.set_defaults(func=_zoo_eval)
+
+    _add_agent_commands(commands)
     return parser
 
 

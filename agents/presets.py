@@ -173,7 +173,8 @@ def resolve_hyperparameters(algo: str, horizon: int, num_envs: int, action_dim: 
                 f"n_steps must be a whole number of episodes: a multiple of the horizon {horizon}, got {kwargs['n_steps']}"
             )
         if "batch_size" in inspect.signature(cls.__init__).parameters:
-            kwargs.setdefault("batch_size", max(1, kwargs["n_steps"] * num_envs // minibatches))
+            rollout = kwargs["n_steps"] * num_envs
+            kwargs.setdefault("batch_size", min(rollout, max(2, rollout // minibatches)))  # SB3 PPO needs >= 2
     return kwargs
 
 

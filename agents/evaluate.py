@@ -1,0 +1,183 @@
+"""`adagen eval`: FID, KID, IS, precision/recall and class agreement of trained policies and of the baseline
+schedule, at equal NFE, on fixed class-balanced labels and fixed sampling seeds; written as JSON and markdown.
+
+    adagen eval --policy runs/AdaGen-SiT-v0__ppo__0__.../checkpoint.zip --schedule baseline --seeds 0 1 2
+
+Each policy runs on the env its checkpoint was trained on (env id, step count, knobs, smoothing, features from
+its metadata); the baseline (u = 0) runs on that same env, so both spend the same NFE on the same labels and
+noise. A checkpoint of another env or knob set than `--env` / `--knobs` asks for, or a corrupt one, is refused
+with `CheckpointError`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adagen_env.errors import CheckpointError, InvalidArgument
+from adagen_env.metrics import METRICS, balanced_labels, compute_metrics
+
+from agents.checkpoint import IDENTITY_KEYS, check_meta, read_meta
+from agents.presets import get_algorithm
+from agents.rollout import ZeroPolicy, generate
+from agents.train import Args, EnvFn, default_env_fn, smooth
+
+COLUMNS = {
+    "fid": "FID",
+    "kid_mean": "KID",
+    "isc_mean": "IS",
+    "precision": "precision",
+    "recall": "recall",
+    "class_agreement": "class agreement",
+}
+"""Markdown table columns: metric key -> header."""
+
+
+def _env_for(env_id: str, env_kwargs: dict[str, Any], smoothing: float, batch_size: int, device: str, env_fn: EnvFn | None) -> Any:
+    if env_fn is None:
+        args = Args(env=env_id, device=device, **{k: v for k, v in env_kwargs.items() if v is not None})
+        env_fn = default_env_fn(args)
+    return smooth(env_fn(num_envs=batch_size, reward_model=None, return_images=True), smoothing)
+
+
+def _env_meta(env: Any, env_id: str) -> dict[str, Any]:
+    base = env.unwrapped
+    return {
+        "env_id": env_id,
+        "knobs": list(base.controlled),
+        "horizon": base.horizon,
+        "observation_keys": sorted(env.single_observation_space.spaces),
+        "feature_shape": list(env.single_observation_space["features"].shape),
+    }
+
+
+def load_policy(path: str | Path, device: str = "cpu", expected: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    """(SB3 model, metadata) of a checkpoint, after checking `expected` metadata values.
+
+    Raises:
+        CheckpointError: missing, corrupt, or not matching `expected`.
+    """
+    meta = read_meta(path)
+    check_meta(path, meta, expected or {})
+    try:
+        model = get_algorithm(meta["algo"]).load_cls().load(path, device=device)
+    except Exception as exc:  # noqa: BLE001 - SB3 raises many kinds on a damaged zip
+        raise CheckpointError(f"checkpoint {str(path)!r} could not be loaded as {meta['algo']}: {exc}") from exc
+    return model, meta
+
+
+def _summary(per_seed: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
+    keys = [k for k in per_seed[0] if k not in ("num_samples", "num_reference")]
+    mean = {k: float(np.mean([s[k] for s in per_seed])) for k in keys}
+    std = {k: float(np.std([s[k] for s in per_seed], ddof=1)) if len(per_seed) > 1 else 0.0 for k in keys}
+    return mean, std
+
+
+def _run(name: str, policy: Any, env: Any, num_samples: int, seeds: Sequence[int], metrics: tuple[str, ...], device: str) -> dict[str, Any]:
+    labels = balanced_labels(num_samples, env.unwrapped.sampler.num_classes)
+    per_seed, nfe = [], None
+    for seed in seeds:
+        gen = generate(policy, env, labels, seed)
+        scores = compute_metrics(gen.images, gen.labels, metrics=metrics, device=device)
+        per_seed.append({**scores, "seed": seed})
+        nfe = gen.nfe
+    mean, std = _summary([{k: v for k, v in s.items() if k != "seed"} for s in per_seed])
+    return {"name": name, "nfe": nfe, "per_seed": per_seed, "mean": mean, "std": std}
+
+
+def evaluate(
+    policies: Sequence[str | Path] = (),
+    baseline: bool = False,
+    env_id: str | None = None,
+    num_samples: int = 1000,
+    seeds: Sequence[int] = (0, 1, 2),
+    batch_size: int = 64,
+    num_steps: int | None = None,
+    knobs: Sequence[str] | None = None,
+    out_dir: str | Path | None = "runs/eval",
+    device: str = "cpu",
+    metrics: tuple[str, ...] = METRICS,
+    env_fn: EnvFn | None = None,
+) -> dict[str, Any]:
+    """Evaluate checkpoints and / or the baseline schedule; returns the results and writes `eval.json` / `eval.md`.
+
+    Args:
+        policies: checkpoint zips written by `adagen train`.
+        baseline: also evaluate the baseline schedule (u = 0) on each policy's env, or on `env_id` alone.
+        env_id: the env every policy must have been trained on; required when there is no policy.
+        num_samples: images per seed (class-balanced labels).
+        seeds: sampling seeds; the spread over them is reported.
+        batch_size: lanes of the evaluation env.
+        num_steps: step count of the baseline-only env (the env's default when None); a policy's comes from its checkpoint.
+        knobs: the knob set every policy must control (checked), and the baseline-only env's.
+        out_dir: where `eval.json` and `eval.md` go; nothing is written when None.
+        device: where generation and the metric network run.
+        metrics: `compute_metrics` switches.
+        env_fn: builds the unwrapped env instead of `gym.make_vec` (tests).
+
+    Raises:
+        InvalidArgument: nothing to evaluate, or no env for the baseline.
+        CheckpointError: a corrupt checkpoint, or one of another env or knob set.
+    """
+    if not policies and not baseline:
+        raise InvalidArgument("nothing to evaluate: give --policy PATH and/or --schedule baseline")
+    if num_samples < 2 or not seeds:
+        raise InvalidArgument(f"need num_samples >= 2 and at least one seed, got {num_samples} and {list(seeds)}")
+    expected: dict[str, Any] = {}
+    if env_id is not None:
+        expected["env_id"] = env_id
+    if knobs is not None:
+        expected["knobs"] = list(knobs)
+    rows: list[dict[str, Any]] = []
+    baseline_envs: dict[str, Any] = {}
+    for path in policies:
+        model, meta = load_policy(path, device=device, expected=expected)
+        env = _env_for(meta["env_id"], meta["env_kwargs"], meta["smoothing"], batch_size, device, env_fn)
+        check_meta(path, meta, {key: value for key, value in _env_meta(env, meta["env_id"]).items() if key in IDENTITY_KEYS})
+        check_meta(path, meta, {"sampler_config": env.unwrapped.sampler.config()})
+        rows.append({**_run(str(path), model, env, num_samples, seeds, metrics, device), "env_id": meta["env_id"], "algo": meta["algo"]})
+        key = json.dumps([meta["env_id"], meta["env_kwargs"], meta["smoothing"]], sort_keys=True)
+        baseline_envs.setdefault(key, (meta["env_id"], env))
+    if baseline:
+        if not baseline_envs:
+            if env_id is None:
+                raise InvalidArgument("--schedule baseline without --policy needs --env")
+            env_kwargs = {"num_steps": num_steps, "knobs": list(knobs) if knobs else None}
+            baseline_envs["env"] = (env_id, _env_for(env_id, env_kwargs, 0.0, batch_size, device, env_fn))
+        for env_name, env in baseline_envs.values():
+            zero = ZeroPolicy(env.single_action_space.shape[0])
+            rows.append({**_run("baseline", zero, env, num_samples, seeds, metrics, device), "env_id": env_name, "algo": None})
+    results = {"num_samples": num_samples, "seeds": list(seeds), "labels": "class-balanced", "rows": rows}
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "eval.json").write_text(json.dumps(results, indent=2))
+        (out / "eval.md").write_text(markdown(results))
+    return results
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The comparison table: mean +- std over seeds per schedule, FID change against the baseline of its env."""
+    lines = [
+        "# adagen eval",
+        "",
+        f"{results['num_samples']} samples per seed, seeds {results['seeds']}, {results['labels']} labels; "
+        "mean ± std over seeds; every schedule of an env at the same NFE, labels and noise.",
+        "",
+        "| env | schedule | NFE | " + " | ".join(COLUMNS.values()) + " | FID vs baseline |",
+        "|---|---|---|" + "---|" * len(COLUMNS) + "---|",
+    ]
+    baseline_fid = {row["env_id"]: row["mean"].get("fid") for row in results["rows"] if row["name"] == "baseline"}
+    for row in results["rows"]:
+        cells = [f"{row['mean'][k]:.4g} ± {row['std'][k]:.2g}" if k in row["mean"] else "-" for k in COLUMNS]
+        base = baseline_fid.get(row["env_id"])
+        change = f"{100 * (row['mean']['fid'] / base - 1):+.1f}%" if base and "fid" in row["mean"] else "-"
+        lines.append(f"| {row['env_id']} | {row['name']} | {row['nfe']} | " + " | ".join(cells) + f" | {change} |")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["evaluate", "load_policy", "markdown"]

@@ -1,0 +1,326 @@
+"""`adagen train`: train a schedule policy on an AdaGen env with Stable-Baselines3, resumably.
+
+Reads top to bottom (like CleanRL's `ppo_continuous_action.py`): the `Args`, the run directory, one seeding
+block, the wrapper stack, the model (new, or loaded from the run's checkpoint), the logger and the
+hyperparameter table, the callbacks, `learn`.
+
+    adagen train --env AdaGen/SiT-v0                       # PPO, 64 lanes, the paradigm's defaults
+    adagen train --env AdaGen/SiT-v0 --budget-minutes 30 --logdir runs/ --resume
+
+Wrapper stack: `gym.make_vec(env)` (the native batch) -> `VectorActionSmoothing(beta)` when beta > 0 (beta =
+the env class's `default_smoothing` unless given) -> `SB3VecEnv` -> `VecMonitor`.
+Run directory: `<logdir>/<env>__<algo>__<seed>__<stamp>`, holding tensorboard and CSV logs, `args.json`,
+`hyperparameters.md` and the checkpoint pair. `--resume` picks the newest such directory with a checkpoint
+(or `--run-name`, or `<logdir>` itself when it holds one) and continues from its step counters; tensorboard
+continues across resumes, and the previous `progress.csv` becomes `progress.until-update-<k>.csv` (SB3 starts
+that file afresh).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import VectorEnv
+from stable_baselines3.common.logger import TensorBoardOutputFormat, configure
+from stable_baselines3.common.vec_env import VecMonitor
+
+import adagen_env
+from adagen_env.errors import InvalidArgument
+from adagen_env.metrics import balanced_labels
+from adagen_env.wrappers import VectorActionSmoothing
+
+from agents.callbacks import Checkpointer, PolicyEvaluation, ProgressBar, StdSchedule, TrainingLogger
+from agents.checkpoint import CHECKPOINT, check_meta, load_state, read_meta, set_env_rng_state, set_rng_state
+from agents.presets import get_algorithm, make_model, resolve_hyperparameters, timesteps_per_update
+from agents.vec_env import SB3VecEnv
+
+EnvFn = Callable[..., VectorEnv]
+"""(num_envs=, reward_model=, return_images=, generator=None) -> a Gymnasium vector env of AdaGen (unwrapped)."""
+
+
+@dataclass
+class Args:
+    """Arguments of `adagen train` (the CLI's flags, with dashes)."""
+
+    env: str = "AdaGen/SiT-v0"
+    """Registered env id."""
+    algo: str = "ppo"
+    """One of `agents.presets.ALGORITHMS`."""
+    num_envs: int = 64
+    """Lanes B: images generated per env step (one generator forward serves them all)."""
+    num_steps: int | None = None
+    """The paradigm's step count (NFE for DiT/SiT, decoding steps for MaskGIT; VAR has one per scale); the env's default (8) when None."""
+    smoothing: float | None = None
+    """EMA beta of the action smoothing (DESIGN.md 4); the env class's `default_smoothing` when None."""
+    knobs: list[str] | None = None
+    """Knobs the policy controls (the rest follow the baseline); all when None."""
+    reward_model: str = "adversarial"
+    """Reward model name (`adagen_env.rewards.REWARD_MODELS`)."""
+    feature_pool: int = 1
+    """Average-pool factor on the feature grid (smaller buffers)."""
+    feature_dtype: str = "float32"
+    """Dtype of the features observation ("float32" or "float16")."""
+    total_updates: int = 1000
+    """Updates to train for in total (a resumed run counts the ones already done)."""
+    budget_minutes: float | None = None
+    """Stop (with a checkpoint) once the run's total wall time, across resumes, passes this."""
+    logdir: str = "runs"
+    """Parent directory of run directories."""
+    run_name: str | None = None
+    """Run directory name inside `logdir`; `<env>__<algo>__<seed>__<stamp>` when None."""
+    resume: bool = False
+    """Continue the newest matching run in `logdir` (or `run_name`) from its checkpoint."""
+    seed: int = 0
+    """Seeds Python, NumPy, torch, the env and SB3."""
+    device: str = "cpu"
+    """Where the generator, reward model and policy run."""
+    checkpoint_every: int = 10
+    """Updates between checkpoints (one is also written at the end and when the budget runs out)."""
+    eval_every: int = 25
+    """Updates between FID evaluations of the deterministic policy (0: none)."""
+    eval_samples: int = 256
+    """Images per evaluation (class-balanced fixed labels, fixed seed)."""
+    eval_seed: int = 1234
+    """Sampling seed of the evaluations."""
+    std_init: float = 0.6
+    """Exploration std before the decay (raw residual units; on-policy algorithms)."""
+    std_final: float = 0.3
+    """Exploration std after the decay."""
+    std_decay_after: int = 500
+    """Updates before the std decay."""
+    algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the algorithm's preset (`agents.presets`), e.g. {"learning_rate": 3e-4, "n_epochs": 10}."""
+    progress_bar: bool = True
+    """Show a tqdm progress bar."""
+    verbose: int = 0
+    """1 also prints SB3's log tables."""
+    # -- derived after parsing --
+    run_dir: str = ""
+    """(derived) the run directory."""
+    horizon: int = 0
+    """(derived) policy calls per episode."""
+
+
+def default_env_fn(args: Args) -> EnvFn:
+    """Builds `args.env` through `gym.make_vec` with the run's env arguments."""
+
+    def make(num_envs: int, reward_model: Any, return_images: bool, generator: Any = None) -> VectorEnv:
+        kwargs: dict[str, Any] = dict(
+            num_envs=num_envs,
+            device=args.device,
+            knobs=args.knobs,
+            reward_model=reward_model,
+            feature_pool=args.feature_pool,
+            feature_dtype=args.feature_dtype,
+            return_images=return_images,
+        )
+        if generator is None:
+            kwargs["num_steps"] = args.num_steps
+        else:
+            kwargs["generator"] = generator  # a ready sampler: its step count is already set
+        return gym.make_vec(args.env, vectorization_mode="vector_entry_point", **kwargs)
+
+    if args.env not in gym.registry:
+        import difflib
+
+        close = difflib.get_close_matches(args.env, [k for k in gym.registry if k.startswith("AdaGen/")], n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise InvalidArgument(f"unknown env id {args.env!r}; AdaGen envs: {sorted(adagen_env.envs.ENVIRONMENTS)}.{hint}")
+    return make
+
+
+def smooth(env: VectorEnv, beta: float) -> VectorEnv:
+    """The smoothing layer of the wrapper stack (none when beta is 0)."""
+    return VectorActionSmoothing(env, beta) if beta > 0 else env
+
+
+def find_run_dir(args: Args) -> tuple[Path, bool]:
+    """(run directory, whether it holds a checkpoint to resume)."""
+    logdir = Path(args.logdir)
+    if args.run_name:
+        run_dir = logdir / args.run_name
+        return run_dir, args.resume and (run_dir / CHECKPOINT).is_file()
+    if args.resume:
+        if (logdir / CHECKPOINT).is_file():
+            return logdir, True
+        prefix = f"{args.env.replace('/', '-')}__{args.algo}__{args.seed}__"
+        candidates = sorted(p for p in logdir.glob(f"{prefix}*") if (p / CHECKPOINT).is_file())
+        if candidates:
+            return candidates[-1], True
+        print(f"--resume: no checkpoint in {str(logdir)!r} or its {prefix}* runs; starting a new run")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return logdir / f"{args.env.replace('/', '-')}__{args.algo}__{args.seed}__{stamp}", False
+
+
+def validate(args: Args) -> None:
+    """Check the arguments a user can get wrong, before anything is built."""
+    get_algorithm(args.algo)
+    for name in ("num_envs", "total_updates", "checkpoint_every", "eval_samples"):
+        if getattr(args, name) < 1:
+            raise InvalidArgument(f"{name} must be >= 1, got {getattr(args, name)}")
+    if args.eval_every < 0:
+        raise InvalidArgument(f"eval_every must be >= 0 (0: no evaluation), got {args.eval_every}")
+    if args.budget_minutes is not None and args.budget_minutes <= 0:
+        raise InvalidArgument(f"budget_minutes must be > 0, got {args.budget_minutes}")
+
+
+def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
+    """Train (or resume) a run; returns a summary (run_dir, updates, num_timesteps, elapsed, last eval scores).
+
+    Args:
+        args: the run's arguments; `run_dir` and `horizon` are filled in.
+        env_fn: builds the unwrapped vector env (`EnvFn`); `gym.make_vec(args.env, ...)` when None. Tests pass
+            tiny generators this way.
+
+    Raises:
+        InvalidArgument: bad arguments.
+        CheckpointError: `--resume` found a corrupt checkpoint, or one of another env / knob set / algorithm.
+    """
+    validate(args)
+    env_fn = env_fn or default_env_fn(args)
+    run_dir, resuming = find_run_dir(args)
+    args.run_dir = str(run_dir)
+
+    # 1. Seeding (SB3 seeds again in the model constructor; a resume restores every stream from the checkpoint).
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+
+    # 2. The wrapper stack.
+    base = env_fn(num_envs=args.num_envs, reward_model=args.reward_model, return_images=False)
+    beta = type(base.unwrapped).default_smoothing if args.smoothing is None else args.smoothing
+    args.smoothing = beta
+    env = smooth(base, beta)
+    adapter = SB3VecEnv(env)
+    venv = VecMonitor(adapter)
+    unwrapped = env.unwrapped
+    args.horizon = unwrapped.horizon
+    meta = {
+        "env_id": args.env,
+        "algo": args.algo,
+        "paradigm": unwrapped.paradigm,
+        "knobs": list(unwrapped.controlled),
+        "knob_names": list(unwrapped.sampler.knob_names),
+        "horizon": unwrapped.horizon,
+        "observation_keys": sorted(env.single_observation_space.spaces),
+        "feature_shape": list(env.single_observation_space["features"].shape),
+        "smoothing": beta,
+        "num_envs": args.num_envs,
+        "sampler_config": unwrapped.sampler.config(),
+        "env_kwargs": {
+            "num_steps": args.num_steps,
+            "knobs": args.knobs,
+            "feature_pool": args.feature_pool,
+            "feature_dtype": args.feature_dtype,
+        },
+        "reward_model": args.reward_model,
+        "adagen_env_version": adagen_env.__version__,
+    }
+
+    # 3. The model: loaded from the checkpoint (counters, optimiser, hyperparameters) or new from the preset.
+    elapsed_before, callback_state = 0.0, {}
+    if resuming:
+        path = run_dir / CHECKPOINT
+        saved = read_meta(path)
+        identity = ("env_id", "algo", "knobs", "horizon", "observation_keys", "feature_shape", "smoothing", "num_envs", "sampler_config")
+        check_meta(path, saved, {key: meta[key] for key in identity})
+        model = get_algorithm(args.algo).load_cls().load(path, env=venv, device=args.device)
+        state = load_state(run_dir, model.num_timesteps)
+        if unwrapped.reward_model is not None and state["reward_model"] is not None:
+            unwrapped.reward_model.load_state_dict(state["reward_model"])
+        set_rng_state(state["rng"])
+        set_env_rng_state(env, state["env_rng"])
+        adapter.clear_seed()  # loading seeded the env again; continue its restored stream instead
+        if getattr(model, "replay_buffer", None) is not None and (run_dir / "replay_buffer.pkl").is_file():
+            model.load_replay_buffer(run_dir / "replay_buffer.pkl")
+        elapsed_before, callback_state = state["elapsed_seconds"], state["callbacks"]
+        hyperparameters = {"(resumed from)": str(path)}
+    else:
+        model = make_model(args.algo, venv, unwrapped.horizon, args.algo_kwargs, seed=args.seed, device=args.device, verbose=args.verbose)
+        hyperparameters = resolve_hyperparameters(
+            args.algo, unwrapped.horizon, args.num_envs, env.single_action_space.shape[0], args.algo_kwargs
+        )
+    tpu = timesteps_per_update(model, unwrapped.horizon)
+    meta["timesteps_per_update"] = tpu
+    total_timesteps = args.total_updates * tpu
+
+    # 4. Logger (tensorboard + CSV in the run directory; continues across resumes) and the hyperparameter table.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if resuming and (run_dir / "progress.csv").is_file():  # SB3 truncates progress.csv: keep the earlier segment
+        (run_dir / "progress.csv").rename(run_dir / f"progress.until-update-{model.num_timesteps // tpu}.csv")
+    logger = configure(str(run_dir), ["tensorboard", "csv", *(["stdout"] if args.verbose else [])])
+    model.set_logger(logger)
+    (run_dir / "args.json").write_text(json.dumps(asdict(args), indent=2, default=str))
+    table = "| parameter | value |\n|---|---|\n" + "\n".join(
+        f"| {key} | {value} |" for key, value in {**asdict(args), **hyperparameters}.items()
+    )
+    (run_dir / "hyperparameters.md").write_text(table + "\n")
+    for fmt in logger.output_formats:
+        if isinstance(fmt, TensorBoardOutputFormat):
+            fmt.writer.add_text("hyperparameters", table, global_step=model.num_timesteps)
+
+    # 5. Callbacks, in the order they act at an update boundary: std, evaluation, then the checkpoint.
+    callbacks: list[Any] = [
+        TrainingLogger(unwrapped.sampler.knob_names),
+        StdSchedule(tpu, args.std_init, args.std_final, args.std_decay_after),
+    ]
+    stateful: dict[str, Any] = {}
+    evaluation = None
+    if args.eval_every:
+        eval_env = smooth(env_fn(num_envs=min(args.num_envs, args.eval_samples), reward_model=None, return_images=True, generator=unwrapped.sampler), beta)
+        labels = balanced_labels(args.eval_samples, unwrapped.sampler.num_classes)
+        evaluation = PolicyEvaluation(eval_env, labels, args.eval_seed, args.eval_every, tpu, device=args.device)
+        if "evaluation" in callback_state:
+            evaluation.load_state_dict(callback_state["evaluation"])
+        stateful["evaluation"] = evaluation
+        callbacks.append(evaluation)
+    budget = None if args.budget_minutes is None else args.budget_minutes * 60
+    checkpointer = Checkpointer(run_dir, args.checkpoint_every, tpu, env, meta, budget, elapsed_before, stateful)
+    callbacks.append(checkpointer)
+    if args.progress_bar:
+        callbacks.append(ProgressBar(total_timesteps))
+
+    # 6. Train.
+    remaining = total_timesteps - model.num_timesteps
+    if remaining <= 0:
+        print(f"{run_dir}: already trained {model.num_timesteps // tpu} of {args.total_updates} updates")
+    elif budget is not None and elapsed_before >= budget:
+        print(f"{run_dir}: the budget of {args.budget_minutes} minutes is spent ({elapsed_before / 60:.1f} minutes)")
+    else:
+        model.learn(remaining, callback=callbacks, log_interval=1, reset_num_timesteps=not resuming)
+    venv.close()
+    return {
+        "run_dir": str(run_dir),
+        "checkpoint": str(run_dir / CHECKPOINT),
+        "updates": model.num_timesteps // tpu,
+        "num_timesteps": model.num_timesteps,
+        "elapsed_seconds": checkpointer.elapsed,
+        "stopped_by_budget": checkpointer.stopped_by_budget,
+        "eval": None if evaluation is None else evaluation.last_scores,
+    }
+
+
+def args_from_namespace(namespace: Any) -> Args:
+    """`Args` from the CLI's parsed namespace (flags that are not `Args` fields are ignored)."""
+    names = {f.name for f in fields(Args)}
+    values = {key: value for key, value in vars(namespace).items() if key in names}
+    if isinstance(values.get("algo_kwargs"), str):
+        try:
+            values["algo_kwargs"] = json.loads(values["algo_kwargs"])
+        except json.JSONDecodeError as exc:
+            raise InvalidArgument(f"--algo-kwargs must be a JSON object, e.g. '{{\"learning_rate\": 3e-4}}'; got {values['algo_kwargs']!r}: {exc}") from exc
+        if not isinstance(values["algo_kwargs"], dict):
+            raise InvalidArgument(f"--algo-kwargs must be a JSON object, got {values['algo_kwargs']!r}")
+    return Args(**values)
+
+
+__all__ = ["Args", "EnvFn", "args_from_namespace", "default_env_fn", "find_run_dir", "train"]

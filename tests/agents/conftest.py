@@ -1,0 +1,25 @@
+"""Make `import agents` mean the repository's `agents` package in this directory's tests, whatever the launcher.
+
+Without `__init__.py` files, pytest puts `tests/` on `sys.path`, where this very directory, `tests/agents`, is a
+namespace-package candidate named `agents`; a plain `pytest` (or a run from another directory) would then import
+that instead of the real package. Putting the repository root first makes the real one win. The root conftest's
+helpers are re-exported here, since `from conftest import ...` in this directory now resolves to this file.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+if "agents" in sys.modules and getattr(sys.modules["agents"], "__file__", None) is None:
+    del sys.modules["agents"]  # a namespace package picked up before this file ran
+
+_spec = importlib.util.spec_from_file_location("_adagen_tests_root_conftest", ROOT / "tests" / "conftest.py")
+_root = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_root)
+tiny_dit = _root.tiny_dit
+TINY_CASES = _root.TINY_CASES

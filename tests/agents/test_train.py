@@ -1,0 +1,203 @@
+"""`adagen train` / `adagen eval`: checkpoints, resume after a stop or a kill, budget, refusals, reports, CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from dataclasses import fields
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+import torch
+from gymnasium.vector import VectorWrapper
+
+from adagen_env import zoo
+from adagen_env.cli import build_parser, main
+from adagen_env.envs import DiTVectorEnv, SiTVectorEnv
+from adagen_env.errors import CheckpointError
+from adagen_env.samplers import DiffusionSampler, FlowSampler
+from agents.checkpoint import CHECKPOINT, STATE, read_meta
+from agents.evaluate import evaluate
+from agents.train import Args, train
+
+from conftest import tiny_dit  # tests/conftest.py
+
+TINY_ALGO_KWARGS = {
+    "ppo": {"n_epochs": 1, "episodes_per_update": 1},
+    "a2c": {},
+    "recurrent_ppo": {"n_epochs": 1, "episodes_per_update": 1, "policy_kwargs": {"lstm_hidden_size": 8}},
+    "sac": {"buffer_size": 64, "batch_size": 8, "learning_starts": 0},
+    "td3": {"buffer_size": 64, "batch_size": 8, "learning_starts": 0},
+}
+
+
+def env_fn(paradigm: str = "dit", knobs: tuple[str, ...] | None = None):
+    """Tiny generator env builder with `agents.train.EnvFn`'s signature (num_steps 2: horizon 3)."""
+    env_cls, sampler_cls = {"dit": (DiTVectorEnv, DiffusionSampler), "sit": (SiTVectorEnv, FlowSampler)}[paradigm]
+    sampler = sampler_cls(tiny_dit(), num_steps=2)
+
+    def make(num_envs: int, reward_model, return_images: bool, generator=None):
+        return env_cls(num_envs=num_envs, generator=generator or sampler, reward_model=reward_model, return_images=return_images, knobs=knobs)
+
+    return make
+
+
+def tiny_args(tmp_path: Path, **overrides) -> Args:
+    values = dict(
+        env="AdaGen/DiT-v0",
+        num_envs=2,
+        total_updates=2,
+        checkpoint_every=1,
+        eval_every=0,
+        logdir=str(tmp_path / "runs"),
+        progress_bar=False,
+        algo_kwargs=TINY_ALGO_KWARGS[overrides.get("algo", "ppo")],
+    )
+    return Args(**{**values, **overrides})
+
+
+def _data(path: str | Path) -> dict:
+    with zipfile.ZipFile(path) as archive:
+        return json.loads(archive.read("data"))
+
+
+@pytest.mark.parametrize("algo", sorted(TINY_ALGO_KWARGS))
+def test_resume_continues_the_step_counters(tmp_path, algo: str) -> None:
+    first = train(tiny_args(tmp_path, algo=algo, total_updates=2), env_fn())
+    assert first["updates"] == 2 and not first["stopped_by_budget"]
+    meta = read_meta(first["checkpoint"])
+    assert meta["updates"] == 2 and meta["env_id"] == "AdaGen/DiT-v0" and meta["knobs"] == ["time", "cfg"]
+    state = torch.load(Path(first["run_dir"]) / STATE, weights_only=False)
+    disc_updates, n_updates = state["reward_model"]["num_updates"], _data(first["checkpoint"])["_n_updates"]
+    # "Kill" (the process ends), then resume with a larger target: it continues from update 2.
+    second = train(tiny_args(tmp_path, algo=algo, total_updates=4, resume=True), env_fn())
+    assert second["run_dir"] == first["run_dir"]
+    assert second["updates"] == 4 and second["num_timesteps"] == 2 * first["num_timesteps"]
+    assert read_meta(second["checkpoint"])["updates"] == 4
+    assert _data(second["checkpoint"])["_n_updates"] > n_updates > 0
+    state = torch.load(Path(second["run_dir"]) / STATE, weights_only=False)
+    assert state["reward_model"]["num_updates"] > disc_updates  # the discriminator continued too
+    assert state["elapsed_seconds"] >= first["elapsed_seconds"]
+    # A resumed run that has reached its target does nothing.
+    third = train(tiny_args(tmp_path, algo=algo, total_updates=4, resume=True), env_fn())
+    assert third["num_timesteps"] == second["num_timesteps"]
+
+
+class _KillAfter(VectorWrapper):
+    """Raises KeyboardInterrupt (a kill) on env step number `steps`."""
+
+    def __init__(self, env, steps: int) -> None:
+        super().__init__(env)
+        self.left = steps
+
+    def step(self, actions):
+        self.left -= 1
+        if self.left == 0:
+            raise KeyboardInterrupt
+        return self.env.step(actions)
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path) -> None:
+    make = env_fn()
+    horizon = 3  # num_steps 2; one update = one episode = 3 env steps (+ the hidden autoreset step)
+
+    def killing(num_envs, reward_model, return_images, generator=None):
+        env = make(num_envs, reward_model, return_images, generator)
+        return env if return_images else _KillAfter(env, 3 * (horizon + 1) + 2)  # in the 4th update
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_args(tmp_path, total_updates=6, checkpoint_every=2), killing)
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert read_meta(run_dir / CHECKPOINT)["updates"] == 2  # update 3 was done but not saved
+    assert not list(run_dir.glob("*.tmp"))
+    resumed = train(tiny_args(tmp_path, total_updates=6, checkpoint_every=2, resume=True), env_fn())
+    assert resumed["run_dir"] == str(run_dir) and resumed["updates"] == 6
+    assert (run_dir / "progress.until-update-2.csv").is_file()
+    rows = (run_dir / "progress.csv").read_text().splitlines()
+    assert len(rows) == 1 + 4  # header + updates 3..6
+
+
+def test_budget_stops_at_an_update_boundary_with_a_checkpoint(tmp_path) -> None:
+    out = train(tiny_args(tmp_path, total_updates=50, budget_minutes=1e-6, checkpoint_every=100), env_fn())
+    assert out["stopped_by_budget"]
+    assert read_meta(out["checkpoint"])["updates"] == 1
+    again = train(tiny_args(tmp_path, total_updates=50, budget_minutes=1e-6, resume=True), env_fn())
+    assert again["num_timesteps"] == read_meta(out["checkpoint"])["num_timesteps"]  # budget spent: nothing more
+
+
+def test_mismatched_or_corrupt_checkpoints_are_refused(tmp_path) -> None:
+    out = train(tiny_args(tmp_path, total_updates=1), env_fn())
+    path = out["checkpoint"]
+    with pytest.raises(CheckpointError, match=r"checkpoint\.zip.*env_id: checkpoint has 'AdaGen/DiT-v0', expected 'AdaGen/SiT-v0'"):
+        train(tiny_args(tmp_path, env="AdaGen/SiT-v0", resume=True, logdir=out["run_dir"]), env_fn("sit"))
+    with pytest.raises(CheckpointError, match=r"knobs: checkpoint has \['time', 'cfg'\], expected \['time'\]"):
+        train(tiny_args(tmp_path, knobs=["time"], resume=True, logdir=out["run_dir"]), env_fn(knobs=("time",)))
+    with pytest.raises(CheckpointError, match="algo: checkpoint has 'ppo', expected 'a2c'"):
+        train(tiny_args(tmp_path, algo="a2c", resume=True, logdir=out["run_dir"]), env_fn())
+    with pytest.raises(CheckpointError, match="env_id"):
+        evaluate([path], env_id="AdaGen/SiT-v0", num_samples=2, seeds=[0], out_dir=None, env_fn=env_fn("sit"))
+    with pytest.raises(CheckpointError, match="knobs"):
+        evaluate([path], knobs=["cfg"], num_samples=2, seeds=[0], out_dir=None, env_fn=env_fn())
+    garbage = tmp_path / "garbage.zip"
+    garbage.write_bytes(b"not a zip at all")
+    with pytest.raises(CheckpointError, match=r"garbage\.zip.*corrupt"):
+        evaluate([garbage], num_samples=2, seeds=[0], out_dir=None, env_fn=env_fn())
+    truncated = tmp_path / "truncated.zip"
+    truncated.write_bytes(Path(path).read_bytes()[: 2000])
+    with pytest.raises(CheckpointError, match="truncated.zip"):
+        evaluate([truncated], num_samples=2, seeds=[0], out_dir=None, env_fn=env_fn())
+    foreign = tmp_path / "foreign.zip"
+    with zipfile.ZipFile(foreign, "w") as archive:
+        archive.writestr("data", json.dumps({"policy_class": "x"}))
+    with pytest.raises(CheckpointError, match="no adagen metadata"):
+        evaluate([foreign], num_samples=2, seeds=[0], out_dir=None, env_fn=env_fn())
+    # A checkpoint whose state side file is from another save is refused on resume.
+    shutil.copy(Path(out["run_dir"]) / STATE, tmp_path / "state.pt")
+    state = torch.load(tmp_path / "state.pt", weights_only=False)
+    torch.save({**state, "num_timesteps": 1}, Path(out["run_dir"]) / STATE)
+    with pytest.raises(CheckpointError, match="not saved together"):
+        train(tiny_args(tmp_path, total_updates=2, resume=True, logdir=out["run_dir"]), env_fn())
+
+
+def test_eval_writes_json_and_markdown_at_equal_nfe(tmp_path) -> None:
+    out = train(tiny_args(tmp_path, total_updates=1), env_fn())
+    results = evaluate([out["checkpoint"]], baseline=True, num_samples=4, seeds=[0, 1], batch_size=2, out_dir=tmp_path / "eval", env_fn=env_fn())
+    policy, baseline = results["rows"]
+    assert baseline["name"] == "baseline" and policy["nfe"] == baseline["nfe"]
+    assert [s["seed"] for s in policy["per_seed"]] == [0, 1]
+    assert {"fid", "kid_mean", "isc_mean", "precision", "recall", "class_agreement"} <= set(policy["mean"])
+    assert json.loads((tmp_path / "eval" / "eval.json").read_text())["rows"][1]["name"] == "baseline"
+    table = (tmp_path / "eval" / "eval.md").read_text()
+    assert "| AdaGen/DiT-v0 | baseline |" in table and "+0.0%" in table
+
+
+def test_cli_defaults_mirror_args() -> None:
+    parser = build_parser()
+    namespace = parser.parse_args(["train"])
+    for field in fields(Args):
+        if field.name in ("run_dir", "horizon"):
+            continue
+        default = field.default_factory() if callable(field.default_factory) else field.default
+        got = getattr(namespace, field.name)
+        assert (json.loads(got) if field.name == "algo_kwargs" else got) == default, field.name
+    from agents.presets import ALGORITHMS
+
+    help_text = parser._subparsers._group_actions[0].choices["train"].format_help()
+    assert all(name in help_text for name in ALGORITHMS)
+
+
+@pytest.mark.skipif(not zoo.weights_path("flow").exists(), reason="shipped flow weights not present")
+def test_cli_end_to_end_on_the_shipped_generator(tmp_path, capsys) -> None:
+    logdir = tmp_path / "runs"
+    main(["train", "--env", "AdaGen/SiT-v0", "--num-envs", "2", "--num-steps", "2", "--total-updates", "1", "--eval-every", "0", "--logdir", str(logdir), "--no-progress-bar"])
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["updates"] == 1 and read_meta(summary["checkpoint"])["horizon"] == 3
+    main(["eval", "--policy", summary["checkpoint"], "--schedule", "baseline", "--num-samples", "4", "--seeds", "0", "--batch-size", "2", "--out", str(tmp_path / "eval")])
+    table = capsys.readouterr().out
+    nfe = json.loads((tmp_path / "eval" / "eval.json").read_text())["rows"][0]["nfe"]
+    assert f"| AdaGen/SiT-v0 | baseline | {nfe} |" in table and f"checkpoint.zip | {nfe} |" in table
+    with pytest.raises(SystemExit, match="env_id"):
+        main(["eval", "--policy", summary["checkpoint"], "--env", "AdaGen/DiT-v0", "--num-samples", "4", "--out", str(tmp_path / "eval")])
+    assert gym.spec("AdaGen/SiT-v0") is not None
