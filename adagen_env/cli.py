@@ -1,4 +1,4 @@
-"""The `adagen` command line: `adagen zoo train NAME`, `adagen zoo eval`, `adagen train`, `adagen eval` (and later bench).
+"""The `adagen` command line: `adagen zoo train NAME`, `adagen zoo eval`, `adagen train`, `adagen eval` (later bench).
 
 `train` and `eval` live in the `agents` package (Stable-Baselines3); it is imported only when they run.
 """

@@ -27,7 +27,6 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Figure, Image
 
 from adagen_env.errors import InvalidArgument
-
 from agents.checkpoint import env_rng_state, rng_state, save_checkpoint
 from agents.rollout import ZeroPolicy, generate
 
@@ -87,10 +86,19 @@ class StdSchedule(UpdateCallback):
         floor: lower bound on the std.
     """
 
-    def __init__(self, timesteps_per_update: int, std_init: float = 0.6, std_final: float = 0.3, decay_after: int = 500, floor: float = 0.1) -> None:
+    def __init__(
+        self,
+        timesteps_per_update: int,
+        std_init: float = 0.6,
+        std_final: float = 0.3,
+        decay_after: int = 500,
+        floor: float = 0.1,
+    ) -> None:
         super().__init__(timesteps_per_update)
         if not (std_init > 0 and std_final > 0 and floor >= 0):
-            raise InvalidArgument(f"stds must be positive and floor >= 0, got std_init={std_init}, std_final={std_final}, floor={floor}")
+            raise InvalidArgument(
+                f"stds must be positive and floor >= 0, got std_init={std_init}, std_final={std_final}, floor={floor}"
+            )
         if decay_after < 0:
             raise InvalidArgument(f"decay_after must be >= 0 updates, got {decay_after}")
         self.std_init, self.std_final, self.decay_after, self.floor = std_init, std_final, decay_after, floor
@@ -263,10 +271,16 @@ class PolicyEvaluation(UpdateCallback):
         if self.grid_size:
             from torchvision.utils import make_grid
 
-            grid = make_grid(torch.cat([gen.images[: self.grid_size], self._baseline_images]), nrow=self.grid_size, padding=1)
+            grid = make_grid(
+                torch.cat([gen.images[: self.grid_size], self._baseline_images]), nrow=self.grid_size, padding=1
+            )
             self.logger.record("eval/images_policy_over_baseline", Image(grid, "CHW"), exclude=IMAGE_ONLY)
         baseline = sampler.baseline_schedule().cpu().numpy()
-        self.logger.record("eval/knob_trajectories", Figure(knob_figure(sampler.knob_names, gen.knobs, baseline), close=False), exclude=IMAGE_ONLY)
+        self.logger.record(
+            "eval/knob_trajectories",
+            Figure(knob_figure(sampler.knob_names, gen.knobs, baseline), close=False),
+            exclude=IMAGE_ONLY,
+        )
         self.last_scores = scores
         return scores
 

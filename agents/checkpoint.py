@@ -147,7 +147,7 @@ def load_state(run_dir: str | Path, num_timesteps: int) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint state {str(path)!r} does not exist (it is written beside {CHECKPOINT})")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: RNG states are not tensors
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
+    except Exception as exc:
         raise CheckpointError(f"checkpoint state {str(path)!r} is corrupt: {exc}") from exc
     if not isinstance(state, dict) or state.get("num_timesteps") != num_timesteps:
         got = state.get("num_timesteps") if isinstance(state, dict) else type(state).__name__

@@ -20,7 +20,6 @@ import numpy as np
 
 from adagen_env.errors import CheckpointError, InvalidArgument
 from adagen_env.metrics import METRICS, balanced_labels, compute_metrics
-
 from agents.checkpoint import IDENTITY_KEYS, check_meta, read_meta
 from agents.presets import get_algorithm
 from agents.rollout import ZeroPolicy, generate
@@ -37,7 +36,9 @@ COLUMNS = {
 """Markdown table columns: metric key -> header."""
 
 
-def _env_for(env_id: str, env_kwargs: dict[str, Any], smoothing: float, batch_size: int, device: str, env_fn: EnvFn | None) -> Any:
+def _env_for(
+    env_id: str, env_kwargs: dict[str, Any], smoothing: float, batch_size: int, device: str, env_fn: EnvFn | None
+) -> Any:
     if env_fn is None:
         args = Args(env=env_id, device=device, **{k: v for k, v in env_kwargs.items() if v is not None})
         env_fn = default_env_fn(args)
@@ -55,7 +56,9 @@ def _env_meta(env: Any, env_id: str) -> dict[str, Any]:
     }
 
 
-def load_policy(path: str | Path, device: str = "cpu", expected: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+def load_policy(
+    path: str | Path, device: str = "cpu", expected: dict[str, Any] | None = None
+) -> tuple[Any, dict[str, Any]]:
     """(SB3 model, metadata) of a checkpoint, after checking `expected` metadata values.
 
     Raises:
@@ -65,7 +68,7 @@ def load_policy(path: str | Path, device: str = "cpu", expected: dict[str, Any] 
     check_meta(path, meta, expected or {})
     try:
         model = get_algorithm(meta["algo"]).load_cls().load(path, device=device)
-    except Exception as exc:  # noqa: BLE001 - SB3 raises many kinds on a damaged zip
+    except Exception as exc:
         raise CheckpointError(f"checkpoint {str(path)!r} could not be loaded as {meta['algo']}: {exc}") from exc
     return model, meta
 
@@ -77,7 +80,9 @@ def _summary(per_seed: list[dict[str, float]]) -> tuple[dict[str, float], dict[s
     return mean, std
 
 
-def _run(name: str, policy: Any, env: Any, num_samples: int, seeds: Sequence[int], metrics: tuple[str, ...], device: str) -> dict[str, Any]:
+def _run(
+    name: str, policy: Any, env: Any, num_samples: int, seeds: Sequence[int], metrics: tuple[str, ...], device: str
+) -> dict[str, Any]:
     labels = balanced_labels(num_samples, env.unwrapped.sampler.num_classes)
     per_seed, nfe = [], None
     for seed in seeds:
@@ -112,7 +117,8 @@ def evaluate(
         num_samples: images per seed (class-balanced labels).
         seeds: sampling seeds; the spread over them is reported.
         batch_size: lanes of the evaluation env.
-        num_steps: step count of the baseline-only env (the env's default when None); a policy's comes from its checkpoint.
+        num_steps: step count of the baseline-only env (the env's default when None); a policy's env takes its
+            checkpoint's.
         knobs: the knob set every policy must control (checked), and the baseline-only env's.
         out_dir: where `eval.json` and `eval.md` go; nothing is written when None.
         device: where generation and the metric network run.
@@ -137,9 +143,17 @@ def evaluate(
     for path in policies:
         model, meta = load_policy(path, device=device, expected=expected)
         env = _env_for(meta["env_id"], meta["env_kwargs"], meta["smoothing"], batch_size, device, env_fn)
-        check_meta(path, meta, {key: value for key, value in _env_meta(env, meta["env_id"]).items() if key in IDENTITY_KEYS})
+        check_meta(
+            path, meta, {key: value for key, value in _env_meta(env, meta["env_id"]).items() if key in IDENTITY_KEYS}
+        )
         check_meta(path, meta, {"sampler_config": env.unwrapped.sampler.config()})
-        rows.append({**_run(str(path), model, env, num_samples, seeds, metrics, device), "env_id": meta["env_id"], "algo": meta["algo"]})
+        rows.append(
+            {
+                **_run(str(path), model, env, num_samples, seeds, metrics, device),
+                "env_id": meta["env_id"],
+                "algo": meta["algo"],
+            }
+        )
         key = json.dumps([meta["env_id"], meta["env_kwargs"], meta["smoothing"]], sort_keys=True)
         baseline_envs.setdefault(key, (meta["env_id"], env))
     if baseline:
@@ -150,7 +164,9 @@ def evaluate(
             baseline_envs["env"] = (env_id, _env_for(env_id, env_kwargs, 0.0, batch_size, device, env_fn))
         for env_name, env in baseline_envs.values():
             zero = ZeroPolicy(env.single_action_space.shape[0])
-            rows.append({**_run("baseline", zero, env, num_samples, seeds, metrics, device), "env_id": env_name, "algo": None})
+            rows.append(
+                {**_run("baseline", zero, env, num_samples, seeds, metrics, device), "env_id": env_name, "algo": None}
+            )
     results = {"num_samples": num_samples, "seeds": list(seeds), "labels": "class-balanced", "rows": rows}
     if out_dir is not None:
         out = Path(out_dir)
@@ -165,8 +181,10 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         "# adagen eval",
         "",
-        f"{results['num_samples']} samples per seed, seeds {results['seeds']}, {results['labels']} labels; "
-        "mean ± std over seeds; every schedule of an env at the same NFE, labels and noise.",
+        (
+            f"{results['num_samples']} samples per seed, seeds {results['seeds']}, {results['labels']} labels; "
+            "mean ± std over seeds; every schedule of an env at the same NFE, labels and noise."
+        ),
         "",
         "| env | schedule | NFE | " + " | ".join(COLUMNS.values()) + " | FID vs baseline |",
         "|---|---|---|" + "---|" * len(COLUMNS) + "---|",

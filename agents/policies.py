@@ -133,7 +133,9 @@ class AdaGenExtractor(BaseFeaturesExtractor):
         conv_channels = conv_channels or max(1, hidden // 4)
         mlp_width = mlp_width or 2 * hidden
         self.horizon = int(step_space.n)
-        self.prev_action_dim = int(observation_space["prev_action"].shape[0]) if "prev_action" in observation_space.spaces else 0
+        self.prev_action_dim = (
+            int(observation_space["prev_action"].shape[0]) if "prev_action" in observation_space.spaces else 0
+        )
         channels = feature_space.shape[0]
         # One sub-module per Dict key (SB3 `CombinedExtractor`); the head merges them.
         self.extractors = nn.ModuleDict(
@@ -166,7 +168,9 @@ class AdaGenExtractor(BaseFeaturesExtractor):
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
         features = observations["features"].float()  # (B, C, h, w)
-        steps = observations["step"].reshape(features.shape[0], -1).argmax(dim=-1)  # one-hot (B, H) or (B, 1, H) -> (B,)
+        steps = (
+            observations["step"].reshape(features.shape[0], -1).argmax(dim=-1)
+        )  # one-hot (B, H) or (B, 1, H) -> (B,)
         c = self.extractors["step"](steps)  # (B, D)
         x = self.extractors["features"](features, c)  # (B, F)
         if self.prev_action_dim:
@@ -182,13 +186,15 @@ def _baseline_start(policy: Any) -> None:
     if isinstance(getattr(policy, "log_std", None), nn.Parameter):
         policy.log_std.requires_grad_(False)
     params = [p for p in policy.parameters() if p.requires_grad]
-    policy.optimizer = policy.optimizer_class(params, lr=policy.optimizer.param_groups[0]["lr"], **policy.optimizer_kwargs)
+    policy.optimizer = policy.optimizer_class(
+        params, lr=policy.optimizer.param_groups[0]["lr"], **policy.optimizer_kwargs
+    )
 
 
 def _policy_defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
     kwargs.setdefault("features_extractor_class", AdaGenExtractor)
     kwargs.setdefault("share_features_extractor", False)
-    kwargs.setdefault("net_arch", dict(pi=[], vf=[]))
+    kwargs.setdefault("net_arch", {"pi": [], "vf": []})
     kwargs.setdefault("ortho_init", False)  # orthogonal init would overwrite the anchor's (and adaLN-Zero)
     kwargs.setdefault("log_std_init", math.log(DEFAULT_ACTION_STD))
     return kwargs

@@ -11,7 +11,7 @@ Default PPO preset, against AdaNAT's `scripts/run_zh.sh` / `PPO.py` (ANCHOR.md 4
 | gamma, gae_lambda | 1, 1 | 1, Monte-Carlo returns | every step's return is the terminal reward |
 | n_steps | `episodes_per_update` (2) whole episodes = 2 H | 4096 trajectories per update | a multiple of H |
 | n_epochs | 5 | 5 | |
-| batch_size | n_steps * n_envs / `minibatches` (4) | whole buffer, one step per epoch | more steps per update on a CPU budget |
+| batch_size | n_steps * n_envs / `minibatches` (4) | whole buffer, one step per epoch | more steps per update |
 | learning_rate | 1e-4 | 1e-5 (12M-parameter net, 1000 updates) | our net is ~40x smaller and trains for fewer updates |
 | advantages | normalised per minibatch | returns normalised over the buffer | |
 | max_grad_norm | 10 | none | a guard against blow-ups only |
@@ -41,7 +41,6 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from adagen_env.envs.base import ACTION_LIMIT
 from adagen_env.errors import InvalidArgument
-
 from agents.policies import DEFAULT_ACTION_STD, AdaGenExtractor, AdaGenPolicy, AdaGenRecurrentPolicy, zero_actor_output
 
 
@@ -71,42 +70,42 @@ class Algorithm:
 
 
 def _ppo_defaults(horizon: int, num_envs: int, action_dim: int) -> dict[str, Any]:
-    return dict(
-        learning_rate=1e-4,
-        episodes_per_update=2,
-        minibatches=4,
-        n_epochs=5,
-        gamma=1.0,
-        gae_lambda=1.0,
-        clip_range=0.2,
-        vf_coef=0.5,
-        ent_coef=0.0,
-        max_grad_norm=10.0,
-        normalize_advantage=True,
-    )
+    return {
+        "learning_rate": 1e-4,
+        "episodes_per_update": 2,
+        "minibatches": 4,
+        "n_epochs": 5,
+        "gamma": 1.0,
+        "gae_lambda": 1.0,
+        "clip_range": 0.2,
+        "vf_coef": 0.5,
+        "ent_coef": 0.0,
+        "max_grad_norm": 10.0,
+        "normalize_advantage": True,
+    }
 
 
 def _a2c_defaults(horizon: int, num_envs: int, action_dim: int) -> dict[str, Any]:
-    return dict(
-        learning_rate=1e-4,
-        episodes_per_update=1,
-        gamma=1.0,
-        gae_lambda=1.0,
-        vf_coef=0.5,
-        ent_coef=0.0,
-        max_grad_norm=10.0,
-    )
+    return {
+        "learning_rate": 1e-4,
+        "episodes_per_update": 1,
+        "gamma": 1.0,
+        "gae_lambda": 1.0,
+        "vf_coef": 0.5,
+        "ent_coef": 0.0,
+        "max_grad_norm": 10.0,
+    }
 
 
 def _off_policy_defaults(horizon: int, num_envs: int, action_dim: int) -> dict[str, Any]:
-    return dict(
-        learning_rate=3e-4,
-        buffer_size=10_000,  # transitions; the features make each one ~2 x 32 KB at C=128, 8x8
-        learning_starts=horizon * num_envs,
-        batch_size=256,
-        gamma=1.0,
-        policy_kwargs=dict(features_extractor_class=AdaGenExtractor, net_arch=dict(pi=[], qf=[256, 256])),
-    )
+    return {
+        "learning_rate": 3e-4,
+        "buffer_size": 10_000,  # transitions; the features make each one ~2 x 32 KB at C=128, 8x8
+        "learning_starts": horizon * num_envs,
+        "batch_size": 256,
+        "gamma": 1.0,
+        "policy_kwargs": {"features_extractor_class": AdaGenExtractor, "net_arch": {"pi": [], "qf": [256, 256]}},
+    }
 
 
 def _td3_defaults(horizon: int, num_envs: int, action_dim: int) -> dict[str, Any]:
@@ -139,7 +138,9 @@ def get_algorithm(name: str) -> Algorithm:
     return ALGORITHMS[name]
 
 
-def resolve_hyperparameters(algo: str, horizon: int, num_envs: int, action_dim: int, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def resolve_hyperparameters(
+    algo: str, horizon: int, num_envs: int, action_dim: int, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The constructor keyword arguments of `algo`: its defaults updated by `overrides`.
 
     `policy_kwargs` are merged key by key; `episodes_per_update` / `minibatches` become `n_steps` /
@@ -170,7 +171,8 @@ def resolve_hyperparameters(algo: str, horizon: int, num_envs: int, action_dim: 
         kwargs.setdefault("n_steps", episodes * horizon)
         if kwargs["n_steps"] % horizon:
             raise InvalidArgument(
-                f"n_steps must be a whole number of episodes: a multiple of the horizon {horizon}, got {kwargs['n_steps']}"
+                "n_steps must be a whole number of episodes: "
+                f"a multiple of the horizon {horizon}, got {kwargs['n_steps']}"
             )
         if "batch_size" in inspect.signature(cls.__init__).parameters:
             rollout = kwargs["n_steps"] * num_envs

@@ -23,7 +23,11 @@ class Predictor(Protocol):
     """What `generate` needs of a policy: SB3's `predict` signature."""
 
     def predict(
-        self, observation: dict[str, np.ndarray], state: Any = None, episode_start: np.ndarray | None = None, deterministic: bool = False
+        self,
+        observation: dict[str, np.ndarray],
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
     ) -> tuple[np.ndarray, Any]: ...
 
 
@@ -34,7 +38,11 @@ class ZeroPolicy:
         self.action_dim = action_dim
 
     def predict(
-        self, observation: dict[str, np.ndarray], state: Any = None, episode_start: np.ndarray | None = None, deterministic: bool = False
+        self,
+        observation: dict[str, np.ndarray],
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
     ) -> tuple[np.ndarray, Any]:
         return np.zeros((len(observation["step"]), self.action_dim), dtype=np.float32), None
 

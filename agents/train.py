@@ -37,7 +37,6 @@ import adagen_env
 from adagen_env.errors import InvalidArgument
 from adagen_env.metrics import balanced_labels
 from adagen_env.wrappers import VectorActionSmoothing
-
 from agents.callbacks import Checkpointer, PolicyEvaluation, ProgressBar, StdSchedule, TrainingLogger
 from agents.checkpoint import CHECKPOINT, check_meta, load_state, read_meta, set_env_rng_state, set_rng_state
 from agents.presets import get_algorithm, make_model, resolve_hyperparameters, timesteps_per_update
@@ -58,7 +57,7 @@ class Args:
     num_envs: int = 64
     """Lanes B: images generated per env step (one generator forward serves them all)."""
     num_steps: int | None = None
-    """The paradigm's step count (NFE for DiT/SiT, decoding steps for MaskGIT; VAR has one per scale); the env's default (8) when None."""
+    """Steps: NFE for DiT/SiT, decoding steps for MaskGIT (VAR has one per scale); the env's default (8) when None."""
     smoothing: float | None = None
     """EMA beta of the action smoothing (DESIGN.md 4); the env class's `default_smoothing` when None."""
     knobs: list[str] | None = None
@@ -114,15 +113,15 @@ def default_env_fn(args: Args) -> EnvFn:
     """Builds `args.env` through `gym.make_vec` with the run's env arguments."""
 
     def make(num_envs: int, reward_model: Any, return_images: bool, generator: Any = None) -> VectorEnv:
-        kwargs: dict[str, Any] = dict(
-            num_envs=num_envs,
-            device=args.device,
-            knobs=args.knobs,
-            reward_model=reward_model,
-            feature_pool=args.feature_pool,
-            feature_dtype=args.feature_dtype,
-            return_images=return_images,
-        )
+        kwargs: dict[str, Any] = {
+            "num_envs": num_envs,
+            "device": args.device,
+            "knobs": args.knobs,
+            "reward_model": reward_model,
+            "feature_pool": args.feature_pool,
+            "feature_dtype": args.feature_dtype,
+            "return_images": return_images,
+        }
         if generator is None:
             kwargs["num_steps"] = args.num_steps
         else:
@@ -134,7 +133,9 @@ def default_env_fn(args: Args) -> EnvFn:
 
         close = difflib.get_close_matches(args.env, [k for k in gym.registry if k.startswith("AdaGen/")], n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise InvalidArgument(f"unknown env id {args.env!r}; AdaGen envs: {sorted(adagen_env.envs.ENVIRONMENTS)}.{hint}")
+        raise InvalidArgument(
+            f"unknown env id {args.env!r}; AdaGen envs: {sorted(adagen_env.envs.ENVIRONMENTS)}.{hint}"
+        )
     return make
 
 
@@ -231,7 +232,17 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
     if resuming:
         path = run_dir / CHECKPOINT
         saved = read_meta(path)
-        identity = ("env_id", "algo", "knobs", "horizon", "observation_keys", "feature_shape", "smoothing", "num_envs", "sampler_config")
+        identity = (
+            "env_id",
+            "algo",
+            "knobs",
+            "horizon",
+            "observation_keys",
+            "feature_shape",
+            "smoothing",
+            "num_envs",
+            "sampler_config",
+        )
         check_meta(path, saved, {key: meta[key] for key in identity})
         model = get_algorithm(args.algo).load_cls().load(path, env=venv, device=args.device)
         state = load_state(run_dir, model.num_timesteps)
@@ -245,7 +256,15 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
         elapsed_before, callback_state = state["elapsed_seconds"], state["callbacks"]
         hyperparameters = {"(resumed from)": str(path)}
     else:
-        model = make_model(args.algo, venv, unwrapped.horizon, args.algo_kwargs, seed=args.seed, device=args.device, verbose=args.verbose)
+        model = make_model(
+            args.algo,
+            venv,
+            unwrapped.horizon,
+            args.algo_kwargs,
+            seed=args.seed,
+            device=args.device,
+            verbose=args.verbose,
+        )
         hyperparameters = resolve_hyperparameters(
             args.algo, unwrapped.horizon, args.num_envs, env.single_action_space.shape[0], args.algo_kwargs
         )
@@ -276,7 +295,15 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
     stateful: dict[str, Any] = {}
     evaluation = None
     if args.eval_every:
-        eval_env = smooth(env_fn(num_envs=min(args.num_envs, args.eval_samples), reward_model=None, return_images=True, generator=unwrapped.sampler), beta)
+        eval_env = smooth(
+            env_fn(
+                num_envs=min(args.num_envs, args.eval_samples),
+                reward_model=None,
+                return_images=True,
+                generator=unwrapped.sampler,
+            ),
+            beta,
+        )
         labels = balanced_labels(args.eval_samples, unwrapped.sampler.num_classes)
         evaluation = PolicyEvaluation(eval_env, labels, args.eval_seed, args.eval_every, tpu, device=args.device)
         if "evaluation" in callback_state:
@@ -317,7 +344,10 @@ def args_from_namespace(namespace: Any) -> Args:
         try:
             values["algo_kwargs"] = json.loads(values["algo_kwargs"])
         except json.JSONDecodeError as exc:
-            raise InvalidArgument(f"--algo-kwargs must be a JSON object, e.g. '{{\"learning_rate\": 3e-4}}'; got {values['algo_kwargs']!r}: {exc}") from exc
+            raise InvalidArgument(
+                "--algo-kwargs must be a JSON object, e.g. '{\"learning_rate\": 3e-4}'; "
+                f"got {values['algo_kwargs']!r}: {exc}"
+            ) from exc
         if not isinstance(values["algo_kwargs"], dict):
             raise InvalidArgument(f"--algo-kwargs must be a JSON object, got {values['algo_kwargs']!r}")
     return Args(**values)

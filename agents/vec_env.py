@@ -50,7 +50,8 @@ class SB3VecEnv(VecEnv):
     def __init__(self, env: VectorEnv) -> None:
         if not isinstance(env, VectorEnv):
             raise InvalidArgument(
-                f"SB3VecEnv wraps a gymnasium.vector.VectorEnv (e.g. gym.make_vec(id, num_envs=N)), got {type(env).__name__}"
+                "SB3VecEnv wraps a gymnasium.vector.VectorEnv (e.g. gym.make_vec(id, num_envs=N)), "
+                f"got {type(env).__name__}"
             )
         mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if isinstance(mode, str):
@@ -164,7 +165,9 @@ class SB3VecEnv(VecEnv):
             holder = self.env
         setattr(holder, attr_name, value)
 
-    def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any) -> list[Any]:
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
+    ) -> list[Any]:
         """Call a method of the batched env once; its result is repeated for each requested lane."""
         result = self._holder(method_name)[1](*method_args, **method_kwargs)
         return [result] * len(self._indices(indices))
@@ -192,7 +195,9 @@ class SB3VecEnv(VecEnv):
             if name in dir(env):
                 return env, getattr(env, name)
             if not isinstance(env, VectorWrapper):
-                raise AttributeError(f"{type(self.env).__name__} and the envs it wraps have no attribute {name!r}")
+                raise AttributeError(  # noqa: TRY004 - a missing attribute, as getattr would say
+                    f"{type(self.env).__name__} and the envs it wraps have no attribute {name!r}"
+                )
             env = env.env
 
     def _split_infos(self, infos: dict[str, Any]) -> list[dict[str, Any]]:

@@ -14,8 +14,18 @@ TINY = {
     "ppo": {"n_epochs": 1},
     "a2c": {},
     "recurrent_ppo": {"n_epochs": 1, "policy_kwargs": {"lstm_hidden_size": 8}},
-    "sac": {"buffer_size": 64, "batch_size": 8, "learning_starts": 0, "policy_kwargs": {"net_arch": {"pi": [], "qf": [16]}}},
-    "td3": {"buffer_size": 64, "batch_size": 8, "learning_starts": 0, "policy_kwargs": {"net_arch": {"pi": [], "qf": [16]}}},
+    "sac": {
+        "buffer_size": 64,
+        "batch_size": 8,
+        "learning_starts": 0,
+        "policy_kwargs": {"net_arch": {"pi": [], "qf": [16]}},
+    },
+    "td3": {
+        "buffer_size": 64,
+        "batch_size": 8,
+        "learning_starts": 0,
+        "policy_kwargs": {"net_arch": {"pi": [], "qf": [16]}},
+    },
 }
 
 
@@ -29,7 +39,9 @@ def test_algorithm_learns_on_every_paradigm(algo: str, tiny_case) -> None:
     model = make_model(algo, venv, sampler.horizon, TINY[algo], seed=0)
     obs = venv.reset()
     actions, _ = model.predict(obs, deterministic=True)
-    assert actions.shape == (2, venv.action_space.shape[0]) and np.all(actions == 0), "untrained policy must be the baseline"
+    assert actions.shape == (2, venv.action_space.shape[0]) and np.all(actions == 0), (
+        "untrained policy must be the baseline"
+    )
     tpu = timesteps_per_update(model, sampler.horizon)
     assert tpu % (sampler.horizon * 2) == 0
     model.learn(2 * tpu)

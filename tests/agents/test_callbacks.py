@@ -8,15 +8,22 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_dit  # tests/conftest.py
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecMonitor
 
 from adagen_env.errors import InvalidArgument
 from adagen_env.samplers import DiffusionSampler
-from agents import PolicyEvaluation, SB3VecEnv, StdSchedule, TrainingLogger, knob_figure, make_model, timesteps_per_update
+from agents import (
+    PolicyEvaluation,
+    SB3VecEnv,
+    StdSchedule,
+    TrainingLogger,
+    knob_figure,
+    make_model,
+    timesteps_per_update,
+)
 from agents.rollout import ZeroPolicy, generate
-
-from conftest import tiny_dit  # tests/conftest.py
 
 
 def _tiny_model(tmp_path, reward_model="adversarial", formats=("csv",)):
@@ -24,7 +31,9 @@ def _tiny_model(tmp_path, reward_model="adversarial", formats=("csv",)):
 
     sampler = DiffusionSampler(tiny_dit(), num_steps=2)  # horizon 3
     env = DiTVectorEnv(num_envs=2, generator=sampler, reward_model=reward_model)
-    model = make_model("ppo", VecMonitor(SB3VecEnv(env)), sampler.horizon, {"n_epochs": 1, "episodes_per_update": 1}, seed=0)
+    model = make_model(
+        "ppo", VecMonitor(SB3VecEnv(env)), sampler.horizon, {"n_epochs": 1, "episodes_per_update": 1}, seed=0
+    )
     model.set_logger(configure(str(tmp_path), list(formats)))
     return model, env, sampler
 
@@ -71,7 +80,9 @@ def test_evaluation_of_the_untrained_policy_equals_the_baseline(tmp_path) -> Non
     model, _, sampler = _tiny_model(tmp_path, reward_model=None, formats=("csv", "tensorboard"))
     eval_env = DiTVectorEnv(num_envs=4, generator=sampler, reward_model=None, return_images=True)
     tpu = timesteps_per_update(model, sampler.horizon)
-    evaluation = PolicyEvaluation(eval_env, labels=np.arange(8) % 4, seed=3, every=1, timesteps_per_update=tpu, metrics=("fid",), grid_size=4)
+    evaluation = PolicyEvaluation(
+        eval_env, labels=np.arange(8) % 4, seed=3, every=1, timesteps_per_update=tpu, metrics=("fid",), grid_size=4
+    )
     evaluation.init_callback(model)
     scores = evaluation.evaluate()
     assert scores["fid"] == evaluation.baseline_scores["fid"]  # u = 0 is the baseline, same labels and noise
@@ -94,6 +105,10 @@ def test_generate_pads_the_last_batch(tiny_case) -> None:
     env_cls, sampler = tiny_case
     env = env_cls(num_envs=4, generator=sampler, reward_model=None, return_images=True)
     gen = generate(ZeroPolicy(len(sampler.knob_specs)), env, np.arange(6) % 2, seed=0)
-    assert gen.images.shape == (6, *sampler.image_shape) and gen.knobs.shape == (6, sampler.horizon, len(sampler.knob_specs))
+    assert gen.images.shape == (6, *sampler.image_shape) and gen.knobs.shape == (
+        6,
+        sampler.horizon,
+        len(sampler.knob_specs),
+    )
     again = generate(ZeroPolicy(len(sampler.knob_specs)), env, np.arange(6) % 2, seed=0)
     assert torch.equal(gen.images, again.images)

@@ -7,17 +7,22 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_dit  # tests/conftest.py
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import preprocess_obs
 
-from adagen_env.samplers import make_generator
+from adagen_env.envs import DiTVectorEnv
+from adagen_env.samplers import DiffusionSampler, make_generator
 from adagen_env.wrappers import VectorActionSmoothing
 from agents import AdaGenExtractor, AdaGenPolicy, SB3VecEnv, ZeroPolicy, batch_seed, generate, make_model
 from agents.policies import AdaLN
 
 
 def _space(channels: int = 16, grid: int = 8, horizon: int = 5, actions: int = 0) -> spaces.Dict:
-    keys = {"features": spaces.Box(-np.inf, np.inf, (channels, grid, grid), np.float32), "step": spaces.Discrete(horizon)}
+    keys = {
+        "features": spaces.Box(-np.inf, np.inf, (channels, grid, grid), np.float32),
+        "step": spaces.Discrete(horizon),
+    }
     if actions:
         keys["prev_action"] = spaces.Box(-10, 10, (actions,), np.float32)
     return spaces.Dict(keys)
@@ -38,7 +43,9 @@ def test_extractor_shapes_and_zero_init(actions: int) -> None:
     for m in adalns:
         torch.nn.init.normal_(m.modulation[-1].weight, std=0.1)
     step_obs = dict(obs, step=torch.tensor([0, 1, 2, 3]))
-    same_feats = {key: value[:1].expand(4, *value.shape[1:]) if key != "step" else value for key, value in step_obs.items()}
+    same_feats = {
+        key: value[:1].expand(4, *value.shape[1:]) if key != "step" else value for key, value in step_obs.items()
+    }
     out = extractor(preprocess_obs(same_feats, space))
     assert not torch.allclose(out[0], out[1])
 
@@ -95,3 +102,18 @@ def test_log_std_stays_fixed_through_training(tiny_case) -> None:
     assert model.policy.log_std.detach().exp().allclose(torch.tensor(0.6))
     assert math.isclose(float(model.policy.log_std[0]), math.log(0.6), rel_tol=1e-6)
     assert model.policy.action_net.weight.abs().sum() > 0  # the head did learn
+
+
+@pytest.mark.parametrize("algo", ["a2c", "recurrent_ppo", "sac", "td3"])
+def test_every_algorithm_starts_at_the_baseline(algo: str) -> None:
+    sampler = DiffusionSampler(tiny_dit(), num_steps=2)
+    venv = SB3VecEnv(VectorActionSmoothing(DiTVectorEnv(num_envs=2, generator=sampler, reward_model=None), 0.4))
+    small = {"buffer_size": 16} if algo in ("sac", "td3") else {}
+    model = make_model(algo, venv, sampler.horizon, small, seed=0)
+    eval_env = VectorActionSmoothing(
+        DiTVectorEnv(num_envs=2, generator=sampler, reward_model=None, return_images=True), 0.4
+    )
+    labels = torch.tensor([3, 1, 2])
+    gen = generate(model, eval_env, labels, seed=1)  # recurrent policies get their state and episode starts
+    zero = generate(ZeroPolicy(2), eval_env, labels, seed=1)
+    assert torch.equal(gen.images, zero.images)

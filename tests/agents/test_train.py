@@ -11,6 +11,7 @@ from pathlib import Path
 import gymnasium as gym
 import pytest
 import torch
+from conftest import tiny_dit  # tests/conftest.py
 from gymnasium.vector import VectorWrapper
 
 from adagen_env import zoo
@@ -21,8 +22,6 @@ from adagen_env.samplers import DiffusionSampler, FlowSampler
 from agents.checkpoint import CHECKPOINT, STATE, read_meta
 from agents.evaluate import evaluate
 from agents.train import Args, train
-
-from conftest import tiny_dit  # tests/conftest.py
 
 TINY_ALGO_KWARGS = {
     "ppo": {"n_epochs": 1, "episodes_per_update": 1},
@@ -39,22 +38,28 @@ def env_fn(paradigm: str = "dit", knobs: tuple[str, ...] | None = None):
     sampler = sampler_cls(tiny_dit(), num_steps=2)
 
     def make(num_envs: int, reward_model, return_images: bool, generator=None):
-        return env_cls(num_envs=num_envs, generator=generator or sampler, reward_model=reward_model, return_images=return_images, knobs=knobs)
+        return env_cls(
+            num_envs=num_envs,
+            generator=generator or sampler,
+            reward_model=reward_model,
+            return_images=return_images,
+            knobs=knobs,
+        )
 
     return make
 
 
 def tiny_args(tmp_path: Path, **overrides) -> Args:
-    values = dict(
-        env="AdaGen/DiT-v0",
-        num_envs=2,
-        total_updates=2,
-        checkpoint_every=1,
-        eval_every=0,
-        logdir=str(tmp_path / "runs"),
-        progress_bar=False,
-        algo_kwargs=TINY_ALGO_KWARGS[overrides.get("algo", "ppo")],
-    )
+    values = {
+        "env": "AdaGen/DiT-v0",
+        "num_envs": 2,
+        "total_updates": 2,
+        "checkpoint_every": 1,
+        "eval_every": 0,
+        "logdir": str(tmp_path / "runs"),
+        "progress_bar": False,
+        "algo_kwargs": TINY_ALGO_KWARGS[overrides.get("algo", "ppo")],
+    }
     return Args(**{**values, **overrides})
 
 
@@ -130,7 +135,9 @@ def test_budget_stops_at_an_update_boundary_with_a_checkpoint(tmp_path) -> None:
 def test_mismatched_or_corrupt_checkpoints_are_refused(tmp_path) -> None:
     out = train(tiny_args(tmp_path, total_updates=1), env_fn())
     path = out["checkpoint"]
-    with pytest.raises(CheckpointError, match=r"checkpoint\.zip.*env_id: checkpoint has 'AdaGen/DiT-v0', expected 'AdaGen/SiT-v0'"):
+    with pytest.raises(
+        CheckpointError, match=r"checkpoint\.zip.*env_id: checkpoint has 'AdaGen/DiT-v0', expected 'AdaGen/SiT-v0'"
+    ):
         train(tiny_args(tmp_path, env="AdaGen/SiT-v0", resume=True, logdir=out["run_dir"]), env_fn("sit"))
     with pytest.raises(CheckpointError, match=r"knobs: checkpoint has \['time', 'cfg'\], expected \['time'\]"):
         train(tiny_args(tmp_path, knobs=["time"], resume=True, logdir=out["run_dir"]), env_fn(knobs=("time",)))
@@ -145,7 +152,7 @@ def test_mismatched_or_corrupt_checkpoints_are_refused(tmp_path) -> None:
     with pytest.raises(CheckpointError, match=r"garbage\.zip.*corrupt"):
         evaluate([garbage], num_samples=2, seeds=[0], out_dir=None, env_fn=env_fn())
     truncated = tmp_path / "truncated.zip"
-    truncated.write_bytes(Path(path).read_bytes()[: 2000])
+    truncated.write_bytes(Path(path).read_bytes()[:2000])
     with pytest.raises(CheckpointError, match="truncated.zip"):
         evaluate([truncated], num_samples=2, seeds=[0], out_dir=None, env_fn=env_fn())
     foreign = tmp_path / "foreign.zip"
@@ -163,7 +170,15 @@ def test_mismatched_or_corrupt_checkpoints_are_refused(tmp_path) -> None:
 
 def test_eval_writes_json_and_markdown_at_equal_nfe(tmp_path) -> None:
     out = train(tiny_args(tmp_path, total_updates=1), env_fn())
-    results = evaluate([out["checkpoint"]], baseline=True, num_samples=4, seeds=[0, 1], batch_size=2, out_dir=tmp_path / "eval", env_fn=env_fn())
+    results = evaluate(
+        [out["checkpoint"]],
+        baseline=True,
+        num_samples=4,
+        seeds=[0, 1],
+        batch_size=2,
+        out_dir=tmp_path / "eval",
+        env_fn=env_fn(),
+    )
     policy, baseline = results["rows"]
     assert baseline["name"] == "baseline" and policy["nfe"] == baseline["nfe"]
     assert [s["seed"] for s in policy["per_seed"]] == [0, 1]
@@ -191,13 +206,58 @@ def test_cli_defaults_mirror_args() -> None:
 @pytest.mark.skipif(not zoo.weights_path("flow").exists(), reason="shipped flow weights not present")
 def test_cli_end_to_end_on_the_shipped_generator(tmp_path, capsys) -> None:
     logdir = tmp_path / "runs"
-    main(["train", "--env", "AdaGen/SiT-v0", "--num-envs", "2", "--num-steps", "2", "--total-updates", "1", "--eval-every", "0", "--logdir", str(logdir), "--no-progress-bar"])
+    main(
+        [
+            "train",
+            "--env",
+            "AdaGen/SiT-v0",
+            "--num-envs",
+            "2",
+            "--num-steps",
+            "2",
+            "--total-updates",
+            "1",
+            "--eval-every",
+            "0",
+            "--logdir",
+            str(logdir),
+            "--no-progress-bar",
+        ]
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["updates"] == 1 and read_meta(summary["checkpoint"])["horizon"] == 3
-    main(["eval", "--policy", summary["checkpoint"], "--schedule", "baseline", "--num-samples", "4", "--seeds", "0", "--batch-size", "2", "--out", str(tmp_path / "eval")])
+    main(
+        [
+            "eval",
+            "--policy",
+            summary["checkpoint"],
+            "--schedule",
+            "baseline",
+            "--num-samples",
+            "4",
+            "--seeds",
+            "0",
+            "--batch-size",
+            "2",
+            "--out",
+            str(tmp_path / "eval"),
+        ]
+    )
     table = capsys.readouterr().out
     nfe = json.loads((tmp_path / "eval" / "eval.json").read_text())["rows"][0]["nfe"]
     assert f"| AdaGen/SiT-v0 | baseline | {nfe} |" in table and f"checkpoint.zip | {nfe} |" in table
     with pytest.raises(SystemExit, match="env_id"):
-        main(["eval", "--policy", summary["checkpoint"], "--env", "AdaGen/DiT-v0", "--num-samples", "4", "--out", str(tmp_path / "eval")])
+        main(
+            [
+                "eval",
+                "--policy",
+                summary["checkpoint"],
+                "--env",
+                "AdaGen/DiT-v0",
+                "--num-samples",
+                "4",
+                "--out",
+                str(tmp_path / "eval"),
+            ]
+        )
     assert gym.spec("AdaGen/SiT-v0") is not None

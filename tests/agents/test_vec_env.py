@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -115,7 +117,9 @@ def test_attributes_methods_and_wrappers(tiny_case) -> None:
     with pytest.raises(InvalidArgument, match="all lanes"):
         venv.set_attr("beta", 0.1, indices=[0])
     venv.reset()
-    assert venv.env_method("knob_values", np.zeros((B, *venv.action_space.shape), np.float32), indices=0)[0].shape[0] == B
+    assert (
+        venv.env_method("knob_values", np.zeros((B, *venv.action_space.shape), np.float32), indices=0)[0].shape[0] == B
+    )
     with pytest.raises(AttributeError, match="no attribute"):
         venv.get_attr("not_an_attribute")
     with pytest.raises(InvalidArgument, match="VectorEnv"):
@@ -125,7 +129,7 @@ def test_attributes_methods_and_wrappers(tiny_case) -> None:
 class _Staggered(VectorEnv):
     """Two lanes whose episodes end at different steps (not an AdaGen env)."""
 
-    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
+    metadata: ClassVar[dict] = {"autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self) -> None:
         self.num_envs = 2
