@@ -241,6 +241,7 @@ class PolicyEvaluation(UpdateCallback):
         self.metrics, self.grid_size, self.device = metrics, grid_size, device
         self.baseline_scores: dict[str, float] | None = None
         self._baseline_images: torch.Tensor | None = None
+        self._baseline_knobs: np.ndarray | None = None
         self.last_scores: dict[str, float] | None = None
         self.best_fid = math.inf
 
@@ -258,6 +259,7 @@ class PolicyEvaluation(UpdateCallback):
             base = generate(ZeroPolicy(action_dim), self.eval_env, self.labels, self.seed)
             self.baseline_scores = compute_metrics(base.images, base.labels, metrics=self.metrics, device=self.device)
             self._baseline_images = base.images[: self.grid_size]
+            self._baseline_knobs = base.knobs.mean(axis=0)  # (H, K) as applied (after the validity projection)
         gen = generate(self.model, self.eval_env, self.labels, self.seed)
         scores = compute_metrics(gen.images, gen.labels, metrics=self.metrics, device=self.device)
         for key, value in scores.items():
@@ -275,10 +277,9 @@ class PolicyEvaluation(UpdateCallback):
                 torch.cat([gen.images[: self.grid_size], self._baseline_images]), nrow=self.grid_size, padding=1
             )
             self.logger.record("eval/images_policy_over_baseline", Image(grid, "CHW"), exclude=IMAGE_ONLY)
-        baseline = sampler.baseline_schedule().cpu().numpy()
         self.logger.record(
             "eval/knob_trajectories",
-            Figure(knob_figure(sampler.knob_names, gen.knobs, baseline), close=False),
+            Figure(knob_figure(sampler.knob_names, gen.knobs, self._baseline_knobs), close=False),
             exclude=IMAGE_ONLY,
         )
         self.last_scores = scores
