@@ -95,25 +95,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def env_rng_state(env: Any) -> dict[str, Any]:
-    """The random streams of an AdaGen vector env (its torch generator and `np_random`)."""
-    base = env.unwrapped
-    generator = getattr(base, "_generator", None)
-    return {
-        "generator": None if generator is None else generator.get_state(),
-        "np_random": base.np_random.bit_generator.state,
-    }
+    """The random streams of an AdaGen vector env, through any wrappers."""
+    return env.unwrapped.get_rng_state()
 
 
 def set_env_rng_state(env: Any, state: dict[str, Any]) -> None:
     """Restore what `env_rng_state` returned."""
-    base = env.unwrapped
-    base.np_random.bit_generator.state = state["np_random"]
-    if state["generator"] is not None:
-        from adagen_env.samplers.base import make_generator
-
-        device = base.device if base.device.type == "cuda" else "cpu"
-        base._generator = make_generator(0, device)
-        base._generator.set_state(state["generator"])
+    env.unwrapped.set_rng_state(state)
 
 
 def save_checkpoint(model: Any, run_dir: str | Path, meta: dict[str, Any], state: dict[str, Any]) -> Path:

@@ -67,7 +67,7 @@ class AdaGenVectorEnv(VectorEnv):
     default_num_steps: int | None
     """Step count used when `num_steps` is not given (None: the sampler decides)."""
     default_smoothing: float
-    """Anchor's EMA beta for this paradigm (DESIGN.md 4), used by `make_smoothed`."""
+    """Anchor's EMA beta for this paradigm (DESIGN.md 4): the default of the trainers' smoothing wrapper."""
 
     def __init__(
         self,
@@ -278,6 +278,20 @@ class AdaGenVectorEnv(VectorEnv):
             return None
         frames = (self._last_images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         return tuple(frames)
+
+    def get_rng_state(self) -> dict[str, Any]:
+        """The env's random streams (episode generator and `np_random`), to checkpoint a run."""
+        return {
+            "generator": None if self._generator is None else self._generator.get_state(),
+            "np_random": self.np_random.bit_generator.state,
+        }
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        """Restore what `get_rng_state` returned; the next `reset()` continues those streams."""
+        self.np_random.bit_generator.state = state["np_random"]
+        if state["generator"] is not None:
+            self._generator = make_generator(0, self.device if self.device.type == "cuda" else "cpu")
+            self._generator.set_state(state["generator"])
 
     @property
     def labels(self) -> np.ndarray:

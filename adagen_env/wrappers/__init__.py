@@ -1,4 +1,4 @@
-"""Wrappers of AdaGen envs: action smoothing (single-lane and vector), `make_smoothed` with the anchor's betas."""
+"""Wrappers of AdaGen envs: action smoothing, single-lane and vector (each env class's `default_smoothing` is the anchor's beta)."""
 
 from __future__ import annotations
 

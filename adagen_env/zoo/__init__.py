@@ -80,14 +80,14 @@ ZOO: dict[str, ZooEntry] = {
         MaskGIT,
         MaskGITConfig(tokenizer=VQConfig(base_channels=24, codebook_size=512), width=128, depth=6, heads=4),
         maskgit_loss(tokenizer_steps=800),
-        TrainConfig(steps=3400, batch_size=128, lr=5e-4, warmup=100, resolution=32),
+        TrainConfig(steps=2800, batch_size=128, lr=5e-4, warmup=100, resolution=32),
     ),
     "var": ZooEntry(
         "var",
         VAR,
         VARConfig(tokenizer=VQConfig(base_channels=24, codebook_size=256, scales=(1, 2, 3, 4, 6, 8)), width=128, depth=6),
         var_loss(tokenizer_steps=800),
-        TrainConfig(steps=3600, batch_size=64, lr=5e-4, warmup=100, resolution=32),
+        TrainConfig(steps=3000, batch_size=64, lr=5e-4, warmup=100, resolution=32),
     ),
     # The metrics' feature network: trained like a zoo model, never used as a generator or a reward.
     "shapes-classifier": ZooEntry(
