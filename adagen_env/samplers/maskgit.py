@@ -47,7 +47,6 @@ MAX_REMASK_TEMP = 100.0
 """Re-masking temperatures are clipped to [0, MAX_REMASK_TEMP]."""
 
 
-# -- token-sampling math shared with the VAR sampler ---------------------------------------------
 @dataclass
 class MaskGITState:
     """Lanes of a MaskGIT sampler; every tensor has B on its first axis."""

@@ -24,15 +24,6 @@ from adagen_env.zoo import ZOO, load_state
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors gain nothing from threads, and on a busy 2-core machine OpenMP barriers cost ~100x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 TINY = VQConfig(resolution=16, base_channels=8, codebook_size=16, code_dim=4)
 TINY_MS = VQConfig(resolution=16, base_channels=8, codebook_size=16, code_dim=4, scales=(1, 2, 4))
 

@@ -26,15 +26,6 @@ V = 16
 SCALES = (1, 2, 4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors gain nothing from threads, and on a busy 2-core machine OpenMP barriers cost ~100x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model() -> VAR:
     torch.manual_seed(0)
