@@ -30,12 +30,14 @@ def _shipped(env_id: str) -> bool:
 def test_checkers_pass_on_shipped_generator(env_id: str) -> None:
     if not _shipped(env_id):
         pytest.skip(f"{env_id}: shipped weights not present")
-    env = gym.make(env_id, num_steps=3)
+    cls = gym.envs.registration.load_env_creator(gym.spec(env_id).vector_entry_point)
+    steps = {} if cls.default_num_steps is None else {"num_steps": 3}  # VAR: one step per scale
+    env = gym.make(env_id, **steps)
     gym_check_env(env.unwrapped, skip_render_check=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # SB3 advises normalised boxes; ours are residual logits
         sb3_check_env(env.unwrapped)
-    envs = gym.make_vec(env_id, num_envs=3, num_steps=3, reward_model=None)
+    envs = gym.make_vec(env_id, num_envs=3, reward_model=None, **steps)
     assert isinstance(envs, AdaGenVectorEnv)
     obs, _ = envs.reset(seed=0)
     assert obs["features"].shape == (3, *envs.single_observation_space["features"].shape)
