@@ -31,11 +31,11 @@ LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torc
 
 
 @dataclass
-class MaskGITConfig:
-    """Shape of a `MaskGIT`; round-trips to JSON beside the shipped weights."""
+class TokenTransformerConfig:
+    """Shape of a token transformer and its tokenizer (MaskGIT, VAR); round-trips to JSON beside the shipped weights."""
 
     tokenizer: VQConfig = field(default_factory=VQConfig)
-    """The single-scale tokenizer (its `scales` must be empty)."""
+    """The tokenizer."""
     width: int = 160
     """Transformer width D."""
     depth: int = 6
@@ -51,6 +51,11 @@ class MaskGITConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class MaskGITConfig(TokenTransformerConfig):
+    """Shape of a `MaskGIT`: its tokenizer is single-scale (`scales` empty)."""
 
 
 class TransformerBlock(nn.Module):

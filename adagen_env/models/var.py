@@ -18,14 +18,14 @@ Letters: B batch, V codebook size, d code width, D width, S scales, L positions 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from adagen_env.errors import InvalidArgument
-from adagen_env.models.maskgit import LossFn, TransformerBlock
+from adagen_env.models.maskgit import LossFn, TokenTransformerConfig, TransformerBlock
 from adagen_env.models.vq import MultiScaleVQTokenizer, VQConfig
 
 
@@ -34,26 +34,13 @@ def _default_tokenizer() -> VQConfig:
 
 
 @dataclass
-class VARConfig:
-    """Shape of a `VAR`; round-trips to JSON beside the shipped weights."""
+class VARConfig(TokenTransformerConfig):
+    """Shape of a `VAR`: its tokenizer is multi-scale, and its `scales` are the transformer's scales."""
 
     tokenizer: VQConfig = field(default_factory=_default_tokenizer)
-    """The multi-scale tokenizer (its `scales` are the transformer's scales)."""
+    """The multi-scale tokenizer."""
     width: int = 128
     """Transformer width D."""
-    depth: int = 6
-    """Transformer blocks."""
-    heads: int = 4
-    """Attention heads."""
-    num_classes: int = 8
-    """Classes; id `num_classes` is the null class used for classifier-free guidance."""
-
-    def __post_init__(self) -> None:
-        if isinstance(self.tokenizer, dict):  # from JSON
-            self.tokenizer = VQConfig(**self.tokenizer)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class VAR(nn.Module):
