@@ -32,14 +32,24 @@ from adagen_env.zoo.training import LossFn, TrainConfig, train
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
-def continuous_loss(path_name: str, label_dropout: float = 0.1) -> LossFn:
+TIME_SAMPLINGS = ("uniform", "logit-normal")
+"""How training draws t: uniform on [0, 1], or sigmoid of a standard normal (SD3's logit-normal, which
+spends more of the training on the middle of the path, where the shape of the image gets decided)."""
+
+
+def continuous_loss(path_name: str, label_dropout: float = 0.1, time_sampling: str = "uniform") -> LossFn:
     """Denoising / flow-matching regression loss on the named path, with label dropout for CFG."""
+    if time_sampling not in TIME_SAMPLINGS:
+        raise InvalidArgument(f"unknown time_sampling {time_sampling!r}; choose from {TIME_SAMPLINGS}")
     path = PATHS[path_name]()
 
     def loss_fn(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         x_data = images * 2 - 1  # [0, 1] -> [-1, 1]
         b = x_data.shape[0]
-        t = torch.rand(b, generator=g, device=g.device).to(x_data.device)
+        if time_sampling == "uniform":
+            t = torch.rand(b, generator=g, device=g.device).to(x_data.device)
+        else:
+            t = torch.sigmoid(torch.randn(b, generator=g, device=g.device)).to(x_data.device)
         if path_name == "diffusion":
             t = 1e-3 + (1 - 1e-3) * t
         noise = torch.randn(x_data.shape, generator=g, device=g.device).to(x_data.device)
@@ -68,9 +78,14 @@ class ZooEntry:
     """Training hyper-parameters of the shipped weights."""
 
 
+CONTINUOUS_TRAINING = TrainConfig(steps=16000, batch_size=64, lr=1e-3, warmup=300, checkpoint_every=500)
+"""The DiT recipe shared by the diffusion and flow generators."""
+
 ZOO: dict[str, ZooEntry] = {
-    "diffusion": ZooEntry("diffusion", DiT, DiTConfig(), continuous_loss("diffusion"), TrainConfig(steps=10000, batch_size=64, lr=1e-3, warmup=300)),
-    "flow": ZooEntry("flow", DiT, DiTConfig(), continuous_loss("flow"), TrainConfig(steps=10000, batch_size=64, lr=1e-3, warmup=300)),
+    # 0.215 s/step at batch 64 on the idle 2-core CPU: 16000 steps are 57 min. Logit-normal times lifted class
+    # agreement (CFG 3, 16 NFE, 512 samples) at 15k steps from 0.62 to 0.68 (diffusion) and 0.72 to 0.83 (flow).
+    "diffusion": ZooEntry("diffusion", DiT, DiTConfig(), continuous_loss("diffusion", time_sampling="logit-normal"), CONTINUOUS_TRAINING),
+    "flow": ZooEntry("flow", DiT, DiTConfig(), continuous_loss("flow", time_sampling="logit-normal"), CONTINUOUS_TRAINING),
     # Token paradigms at 32x32: tokenizer first, then the transformer (see `maskgit_loss`, `var_loss`).
     # s/step measured on the 2-core CPU with 1 thread beside another training (about 2x pessimistic):
     # MaskGIT 1.25 (tokenizer) / 2.12 (transformer), VAR at batch 64 0.72 / 2.31; so 108 and 117 min there,
