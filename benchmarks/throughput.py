@@ -93,13 +93,13 @@ def to_markdown(results: dict) -> str:
         f"1-minute load average {meta['load_average_1m']['start']} at the start, {meta['load_average_1m']['end']} "
         "at the end (other jobs sharing the CPU make images/s lower than on an idle machine).",
         "",
-        "| generator | paradigm | solver | CFG | evals / image | images / s | s / batch |",
-        "|---|---|---|---|---|---|---|",
+        "| generator | paradigm | solver | steps | CFG | evals / image | images / s | s / batch |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in results["results"]:
         cfg = "-" if row["cfg"] is None else f"{row['cfg']:.1f}"
         lines.append(
-            f"| {row['name']} | {row['paradigm']} | {row['solver']} | {cfg} | {row['episode_nfe']} "
+            f"| {row['name']} | {row['paradigm']} | {row['solver']} | {row['nfe']} | {cfg} | {row['episode_nfe']} "
             f"| {row['images_per_second']:.1f} | {row['seconds_median']:.3f} |"
         )
     if results["skipped"]:
@@ -137,15 +137,16 @@ def main() -> None:
             skipped[name] = f"no weights: {exc}"
             continue
         spec = PARADIGMS[paradigm]
+        nfe = None if spec.fixed_nfe else args.nfe  # VAR: one step per scale, whatever --nfe says
         for cfg in (None, args.cfg):
-            sampler = spec.make_sampler(model, args.nfe, cfg, device)
+            sampler = spec.make_sampler(model, nfe, cfg, device)
             times = measure(sampler, args.batch_size, args.repeats, model.config.num_classes)
             median = statistics.median(times)
             row = {
                 "name": name,
                 "paradigm": paradigm,
                 "solver": spec.solver,
-                "nfe": args.nfe,
+                "nfe": args.nfe if nfe is not None else sampler.horizon,
                 "cfg": cfg,
                 "episode_nfe": sampler.episode_nfe,
                 "batch_size": args.batch_size,

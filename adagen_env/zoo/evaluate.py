@@ -30,12 +30,15 @@ from torch import nn
 
 from adagen_env.errors import InvalidArgument
 from adagen_env.samplers import DiffusionSampler, FlowSampler, Sampler, make_generator
+from adagen_env.samplers.maskgit import MaskGITSampler
+from adagen_env.samplers.var import VARSampler
 
-SamplerFactory = Callable[[nn.Module, int, "float | None", "torch.device | str"], Sampler]
-"""(frozen model, NFE, CFG scale or None, device) -> a sampler whose baseline schedule gets evaluated."""
+SamplerFactory = Callable[..., Sampler]
+"""(frozen model, NFE, CFG scale or None, device, **settings) -> a sampler whose baseline schedule gets evaluated."""
 
 NFE_GRID = (4, 8, 16, 32, 64)
-"""Conditional network evaluations per image (a guided step costs twice that; see `episode_nfe`)."""
+"""Conditional network evaluations per image (a guided step costs twice that; see `episode_nfe`). For the
+token paradigms one step is one network evaluation: MaskGIT's steps, VAR's scales."""
 CFG_BY_NFE: dict[int, tuple[float | None, ...]] = {
     4: (None, 1.0, 3.0),
     8: (None, 1.0, 3.0),
@@ -61,6 +64,22 @@ GRID_UPSCALE = 4
 
 
 @dataclass(frozen=True)
+class GridPoint:
+    """One setting of the benchmark: NFE, CFG weight, and any other constructor arguments of the sampler."""
+
+    nfe: int
+    cfg: float | None
+    settings: tuple[tuple[str, Any], ...] = ()
+    """Extra sampler arguments as (name, value) pairs, e.g. (("top_k", 0),)."""
+
+
+def cross(cfg_by_nfe: dict[int, tuple[float | None, ...]], *settings: dict[str, Any]) -> tuple[GridPoint, ...]:
+    """Every (NFE, CFG) of `cfg_by_nfe`, once per settings dict (once with none when no dict is given)."""
+    variants = [tuple(sorted(extra.items())) for extra in settings] or [()]
+    return tuple(GridPoint(nfe, cfg, extra) for nfe, cfgs in cfg_by_nfe.items() for cfg in cfgs for extra in variants)
+
+
+@dataclass(frozen=True)
 class ParadigmEval:
     """How the benchmark samples one paradigm."""
 
@@ -68,14 +87,17 @@ class ParadigmEval:
     """Builds the sampler for one grid point."""
     solver: str = ""
     """Name of the update rule, recorded in the results."""
-    cfg_by_nfe: dict[int, tuple[float | None, ...]] = field(default_factory=lambda: dict(CFG_BY_NFE))
-    """NFE -> the CFG values evaluated at it."""
+    points: tuple[GridPoint, ...] = field(default_factory=lambda: cross(CFG_BY_NFE))
+    """The full grid, in run order."""
+    quick_points: tuple[GridPoint, ...] = field(
+        default_factory=lambda: cross({nfe: QUICK_CFG_GRID for nfe in QUICK_NFE_GRID})
+    )
+    """The smoke-run grid."""
+    fixed_nfe: bool = False
+    """True where the model fixes the step count (VAR's scales): the factory then takes nfe=None."""
 
-    def grid(self, quick: bool = False) -> list[tuple[int, float | None]]:
-        """(NFE, CFG) points, in run order."""
-        if quick:
-            return [(nfe, cfg) for nfe in QUICK_NFE_GRID for cfg in QUICK_CFG_GRID]
-        return [(nfe, cfg) for nfe, cfgs in self.cfg_by_nfe.items() for cfg in cfgs]
+    def grid(self, quick: bool = False) -> tuple[GridPoint, ...]:
+        return self.quick_points if quick else self.points
 
 
 def _ode_factory(cls: type[Sampler], solver: str) -> SamplerFactory:
@@ -85,9 +107,37 @@ def _ode_factory(cls: type[Sampler], solver: str) -> SamplerFactory:
     return make
 
 
+def _maskgit_factory(model: nn.Module, nfe: int, cfg: float | None, device: torch.device | str, **settings: Any) -> Sampler:
+    return MaskGITSampler(model, num_steps=nfe, cfg_scale=cfg, device=device, **settings)
+
+
+def _var_factory(model: nn.Module, nfe: int | None, cfg: float | None, device: torch.device | str, **settings: Any) -> Sampler:
+    if nfe is not None and nfe != len(model.scales):
+        raise InvalidArgument(f"VAR samples one step per scale: nfe must be {len(model.scales)} (scales {model.scales}), got {nfe}")
+    return VARSampler(model, cfg_scale=cfg, device=device, **settings)
+
+
+MASKGIT_CFG_BY_NFE: dict[int, tuple[float | None, ...]] = {4: (None, 3.0), 8: (None, 1.0, 3.0), 16: (None, 3.0), 32: (None, 3.0)}
+"""MaskGIT's steps and CFG weights (its baseline ramps CFG linearly up to w); re-masking temperatures beside at 8 steps."""
+VAR_SCALES = 6
+"""Scales of the zoo VAR (1, 2, 3, 4, 6, 8): one network evaluation each."""
+
 PARADIGMS: dict[str, ParadigmEval] = {
     "diffusion": ParadigmEval(_ode_factory(DiffusionSampler, "dpmpp2m"), solver="dpmpp2m"),
     "flow": ParadigmEval(_ode_factory(FlowSampler, "dpmpp2m"), solver="dpmpp2m"),
+    "maskgit": ParadigmEval(
+        _maskgit_factory,
+        solver="confidence re-masking",
+        points=cross(MASKGIT_CFG_BY_NFE) + cross({8: (1.0,)}, {"remask_temp": 0.3}, {"remask_temp": 3.0}),
+        quick_points=cross({2: (None, 1.0)}),
+    ),
+    "var": ParadigmEval(
+        _var_factory,
+        solver="next-scale",
+        points=cross({VAR_SCALES: (None, 1.5, 3.0)}, {}, {"top_k": 0}, {"top_k": 8}),
+        quick_points=cross({VAR_SCALES: (None, 1.5)}),
+        fixed_nfe=True,
+    ),
 }
 """paradigm (the zoo entry's `paradigm`) -> how to sample and which grid to run."""
 
@@ -156,6 +206,11 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _settings(settings: dict[str, Any] | None) -> str:
+    """`{"top_k": 0}` -> "top_k=0"; empty or None -> ""."""
+    return ", ".join(f"{k}={v}" for k, v in (settings or {}).items())
+
+
 def results_markdown(results: dict[str, Any]) -> str:
     """`zoo.json`'s content as markdown tables: the floor, then one table per generator."""
     meta = results["meta"]
@@ -185,14 +240,14 @@ def results_markdown(results: dict[str, Any]) -> str:
             f"## {name} ({gen['paradigm']}, solver {gen['solver']})",
             "",
             f"Sample grid: `{gen['sample_grid']}` (rows = classes, at NFE {gen['grid_point']['nfe']}, "
-            f"CFG {_fmt(gen['grid_point']['cfg'], 1)}).",
+            f"CFG {_fmt(gen['grid_point']['cfg'], 1)} {_settings(gen['grid_point'].get('settings'))}).",
             "",
-            "| NFE | CFG | evals | FID | KID | IS | precision | recall | class agreement | sampling s |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| NFE | CFG | other settings | evals | FID | KID | IS | precision | recall | class agreement | sampling s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for row in gen["results"]:
             lines.append(
-                f"| {row['nfe']} | {_fmt(row['cfg'], 1)} | {row['episode_nfe']} | {_fmt(row.get('fid'))} "
+                f"| {row['nfe']} | {_fmt(row['cfg'], 1)} | {_settings(row.get('settings')) or 'baseline'} | {row['episode_nfe']} | {_fmt(row.get('fid'))} "
                 f"| {_fmt(row.get('kid_mean'), 4)} "
                 f"| {_fmt(row.get('isc_mean'))} | {_fmt(row.get('precision'))} | {_fmt(row.get('recall'))} "
                 f"| {_fmt(row.get('class_agreement'))} | {_fmt(row['sample_seconds'], 1)} |"
@@ -269,10 +324,10 @@ def evaluate_zoo(
 
     # 2. Total work, in images x network evaluations, for the progress bar.
     plans = {
-        name: [(nfe, cfg, spec.make_sampler(models[name], nfe, cfg, device)) for nfe, cfg in spec.grid(quick)]
+        name: [(point, spec.make_sampler(models[name], point.nfe, point.cfg, device, **dict(point.settings))) for point in spec.grid(quick)]
         for name, spec in specs.items()
     }
-    total = sum(num_samples * sampler.episode_nfe for plan in plans.values() for _, _, sampler in plan)
+    total = sum(num_samples * sampler.episode_nfe for plan in plans.values() for _, sampler in plan)
     started = time.perf_counter()
     generators: dict[str, Any] = {}
     floors: dict[str, Any] = {}
@@ -282,8 +337,9 @@ def evaluate_zoo(
         num_classes = model.config.num_classes
         labels = balanced_labels(num_samples, num_classes)
         rows, best = [], None
-        for nfe, cfg, sampler in plans[name]:
-            bar.set_postfix_str(f"{name} NFE {nfe} CFG {cfg}")
+        for point, sampler in plans[name]:
+            nfe, cfg, settings = point.nfe, point.cfg, dict(point.settings)
+            bar.set_postfix_str(f"{name} NFE {nfe} CFG {cfg} {settings or ''}")
             t0 = time.perf_counter()
             images = generate(sampler, labels, on_batch=lambda n, s=sampler: bar.update(n * s.episode_nfe))
             sample_seconds = time.perf_counter() - t0
@@ -294,6 +350,7 @@ def evaluate_zoo(
             row = {
                 "nfe": nfe,
                 "cfg": cfg,
+                "settings": settings,
                 "episode_nfe": sampler.episode_nfe,
                 **{k: v for k, v in scores.items() if k not in ("num_samples", "num_reference")},
                 "sample_seconds": sample_seconds,
@@ -303,7 +360,7 @@ def evaluate_zoo(
             if best is None or row["fid"] < best[0]["fid"]:
                 best = (row, class_grid(images, labels, num_classes))
             tqdm.write(
-                f"{name:>10} NFE {nfe:>3} CFG {_fmt(cfg, 1):>4}: FID {row['fid']:.3f}  "
+                f"{name:>10} NFE {nfe:>3} CFG {_fmt(cfg, 1):>4} {_settings(settings)}: FID {row['fid']:.3f}  "
                 f"class agreement {row.get('class_agreement', float('nan')):.3f}  ({sample_seconds:.1f} s)"
             )
         assert best is not None
@@ -315,7 +372,7 @@ def evaluate_zoo(
             "schedule": "baseline",
             "weights": _weights_meta(name),
             "sample_grid": grid_path.name,
-            "grid_point": {"nfe": best[0]["nfe"], "cfg": best[0]["cfg"]},
+            "grid_point": {"nfe": best[0]["nfe"], "cfg": best[0]["cfg"], "settings": best[0]["settings"]},
             "results": rows,
         }
     bar.close()

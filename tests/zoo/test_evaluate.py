@@ -1,0 +1,39 @@
+"""The zoo benchmark's grids: one table of points per paradigm, token paradigms included."""
+
+import json
+
+import pytest
+
+from adagen_env import zoo
+from adagen_env.errors import InvalidArgument
+from adagen_env.zoo.evaluate import PARADIGMS, GridPoint, cross, evaluate_zoo
+
+
+def test_cross_repeats_each_nfe_cfg_point_per_settings_dict():
+    points = cross({8: (None, 1.0)}, {}, {"top_k": 0})
+    assert points == (
+        GridPoint(8, None), GridPoint(8, None, (("top_k", 0),)), GridPoint(8, 1.0), GridPoint(8, 1.0, (("top_k", 0),)),
+    )
+    assert cross({4: (3.0,)}) == (GridPoint(4, 3.0),)
+
+
+def test_every_zoo_generator_has_a_benchmark_row():
+    assert {zoo.entry(name).paradigm for name in zoo.GENERATORS} <= set(PARADIGMS)
+
+
+def test_var_factory_refuses_a_step_count_other_than_its_scales():
+    model = zoo.load("var")
+    spec = PARADIGMS["var"]
+    assert spec.fixed_nfe
+    assert spec.make_sampler(model, None, 1.5, "cpu").horizon == len(model.scales)
+    with pytest.raises(InvalidArgument, match="one step per scale"):
+        spec.make_sampler(model, 8, 1.5, "cpu")
+
+
+def test_quick_eval_of_a_token_generator_writes_rows_with_their_settings(tmp_path):
+    results = evaluate_zoo(["var"], num_samples=32, out_dir=tmp_path, quick=True)
+    rows = results["generators"]["var"]["results"]
+    assert [(r["nfe"], r["cfg"]) for r in rows] == [(6, None), (6, 1.5)]
+    assert all(r["settings"] == {} and r["fid"] > 0 for r in rows)
+    assert json.loads((tmp_path / "zoo-quick.json").read_text())["generators"]["var"]["results"] == rows
+    assert "| 6 | 1.5 | baseline |" in (tmp_path / "zoo-quick.md").read_text()
