@@ -15,19 +15,13 @@ features and pooling, smoothing, tensor <-> numpy), as a share of the raw loop: 
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
+from common import parse_args, shipped_vector_envs, write_results
 
-import adagen_env
-from adagen_env import zoo
-from adagen_env.envs import ENVIRONMENTS
 from adagen_env.samplers import make_generator
 from adagen_env.wrappers import VectorActionSmoothing
 
@@ -73,19 +67,9 @@ def env_episode(envs, labels: np.ndarray, seed: int, timer: SamplerCallTimer) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default="benchmarks/results/env_overhead")
-    args = parser.parse_args()
-
+    args = parse_args(__doc__, "benchmarks/results/env_overhead")
     rows = []
-    for env_id in sorted(ENVIRONMENTS):
-        vector_cls = gym.envs.registration.load_env_creator(gym.spec(env_id).vector_entry_point)
-        if not zoo.weights_path(vector_cls.default_generator).exists():
-            print(f"skip {env_id}: no shipped weights")
-            continue
-        envs = gym.make_vec(env_id, num_envs=args.batch, reward_model=None)
+    for env_id, vector_cls, envs in shipped_vector_envs(args.batch):
         sampler = envs.sampler
         envs = VectorActionSmoothing(envs, beta=vector_cls.default_smoothing)
         labels = torch.arange(args.batch) % sampler.num_classes
@@ -111,28 +95,21 @@ def main() -> None:
         rows.append(row)
         print(row, flush=True)
 
-    meta = {"batch": args.batch, "repeats": args.repeats, "threads": torch.get_num_threads(),
-            "version": adagen_env.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    lines = [
+    write_results(args, rows, [
         "# Env overhead: vector env + smoothing + zero policy vs the raw sampler loop",
         "",
-        f"Batch {args.batch}, median of {args.repeats} alternating pairs, {meta['threads']} CPU threads, {meta['date']}. "
+        "Batch {batch}, median of {repeats} alternating pairs, {threads} CPU threads, {date}. "
         "Command: `python benchmarks/env_overhead.py`.",
         "",
         "`env own` is the episode's time outside the sampler's reset/step/decode calls, as a share of the raw loop.",
         "",
         "| env | steps | NFE | raw sampler (s) | env episode (s) | end-to-end difference | env own (s) | env own |",
         "|---|---|---|---|---|---|---|---|",
-    ]
-    lines += [
+    ] + [
         f"| {r['env']} | {r['steps']} | {r['nfe']} | {r['raw_s']:.3f} | {r['env_s']:.3f} | {r['overhead_pct']:+.1f}% "
         f"| {r['env_own_s']:.3f} | {r['env_own_pct']:.2f}% |"
         for r in rows
-    ]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    ])
 
 
 if __name__ == "__main__":

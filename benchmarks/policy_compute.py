@@ -13,20 +13,14 @@ The anchor reports 0.07% to 0.4% for its policies on DiT-XL, VAR-d16..d30 and Ma
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
+from common import parse_args, shipped_vector_envs, write_results
 from torch.utils.flop_counter import FlopCounterMode
 
-import adagen_env
-from adagen_env import zoo
-from adagen_env.envs import ENVIRONMENTS
 from adagen_env.samplers import make_generator
 from agents.presets import make_model
 from agents.train import smooth
@@ -44,19 +38,9 @@ def policy_forwards(model, venv: SB3VecEnv) -> list:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default="benchmarks/results/policy_compute")
-    args = parser.parse_args()
-
+    args = parse_args(__doc__, "benchmarks/results/policy_compute")
     rows = []
-    for env_id in sorted(ENVIRONMENTS):
-        vector_cls = gym.envs.registration.load_env_creator(gym.spec(env_id).vector_entry_point)
-        if not zoo.weights_path(vector_cls.default_generator).exists():
-            print(f"skip {env_id}: no shipped weights")
-            continue
-        envs = gym.make_vec(env_id, num_envs=args.batch, reward_model=None)
+    for env_id, vector_cls, envs in shipped_vector_envs(args.batch):
         sampler = envs.sampler
         venv = SB3VecEnv(smooth(envs, vector_cls.default_smoothing))
         model = make_model("ppo", venv, sampler.horizon, seed=0)
@@ -96,28 +80,21 @@ def main() -> None:
         rows.append(row)
         print(row, flush=True)
 
-    meta = {"batch": args.batch, "repeats": args.repeats, "threads": torch.get_num_threads(),
-            "version": adagen_env.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    lines = [
+    write_results(args, rows, [
         "# Policy compute vs the generator's, per episode",
         "",
-        f"Batch {args.batch}, {meta['threads']} CPU threads, median of {args.repeats} episodes, {meta['date']}. "
+        "Batch {batch}, {threads} CPU threads, median of {repeats} episodes, {date}. "
         "Command: `python benchmarks/policy_compute.py`. Policy = actor of the PPO policy (features extractor, "
         "MLP, action head), once per step; generator = every network evaluation of the baseline episode (CFG included).",
         "",
         "| env | steps | policy params (actor + critic) | generator params | policy GFLOPs | generator GFLOPs | FLOPs share | policy s | generator s | time share |",
         "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    lines += [
+    ] + [
         f"| {r['env']} | {r['steps']} | {r['policy_parameters'] / 1e6:.2f}M | {r['generator_parameters'] / 1e6:.2f}M "
         f"| {r['policy_gflops']:.2f} | {r['generator_gflops']:.1f} | {r['flops_pct']:.2f}% "
         f"| {r['policy_s']:.3f} | {r['generator_s']:.3f} | {r['time_pct']:.2f}% |"
         for r in rows
-    ]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    ])
 
 
 if __name__ == "__main__":

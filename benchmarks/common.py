@@ -1,0 +1,47 @@
+"""What the per-paradigm benchmark scripts share: their arguments, the envs they run, and how results are written."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+
+import adagen_env
+from adagen_env import zoo
+from adagen_env.envs import ENVIRONMENTS
+
+
+def parse_args(description: str, default_out: str) -> argparse.Namespace:
+    """--batch (lanes), --repeats (timed runs per point) and --out (path without suffix)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=default_out)
+    return parser.parse_args()
+
+
+def shipped_vector_envs(batch: int) -> Iterator[tuple[str, Any, Any]]:
+    """(env id, vector env class, `gym.make_vec(id, num_envs=batch)` without reward) per paradigm with shipped weights."""
+    for env_id in sorted(ENVIRONMENTS):
+        vector_cls = gym.envs.registration.load_env_creator(gym.spec(env_id).vector_entry_point)
+        if not zoo.weights_path(vector_cls.default_generator).exists():
+            print(f"skip {env_id}: no shipped weights")
+            continue
+        yield env_id, vector_cls, gym.make_vec(env_id, num_envs=batch, reward_model=None)
+
+
+def write_results(args: argparse.Namespace, rows: list[dict[str, Any]], markdown: list[str]) -> dict[str, Any]:
+    """`<out>.json` (run settings + rows) and `<out>.md` (the lines `markdown(meta)` returns); returns the meta."""
+    meta = {"batch": args.batch, "repeats": args.repeats, "threads": torch.get_num_threads(),
+            "version": adagen_env.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    out.with_suffix(".md").write_text("\n".join(line.format(**meta) for line in markdown) + "\n")
+    return meta
