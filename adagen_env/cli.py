@@ -1,4 +1,4 @@
-"""The `adagen` command line: `adagen zoo train NAME`, `adagen zoo eval`, `adagen train`, `adagen eval` (later bench).
+"""The `adagen` command line: `adagen zoo train NAME`, `adagen zoo eval`, `adagen train`, `adagen eval`, `adagen export` (later bench).
 
 `train` and `eval` live in the `agents` package (Stable-Baselines3); it is imported only when they run.
 """
@@ -58,6 +58,17 @@ def _eval(args: argparse.Namespace) -> None:
     print(markdown(results))
 
 
+def _export(args: argparse.Namespace) -> None:
+    from adagen_env.errors import AdaGenError
+    from agents.checkpoint import export_policy
+
+    try:
+        out = export_policy(args.policy, args.out)
+    except AdaGenError as exc:
+        raise SystemExit(f"adagen export: error: {exc}") from exc
+    print(f"wrote {out}")
+
+
 def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
     """`adagen train` and `adagen eval`; defaults mirror `agents.train.Args` (a test keeps them equal)."""
     from adagen_env.envs import ENVIRONMENTS
@@ -104,6 +115,11 @@ def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--out", default="runs/eval", help="where eval.json and eval.md go")
     evaluate.add_argument("--device", default="cpu")
     evaluate.set_defaults(func=_eval)
+
+    export = commands.add_parser("export", help="a small copy of a trained policy for shipping (no optimiser moments)")
+    export.add_argument("--policy", required=True, help="checkpoint.zip of `adagen train`")
+    export.add_argument("--out", required=True, help="where the exported zip goes")
+    export.set_defaults(func=_export)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -124,6 +124,31 @@ def save_checkpoint(model: Any, run_dir: str | Path, meta: dict[str, Any], state
     return run_dir / CHECKPOINT
 
 
+EXPORT_EXCLUDES = ("_last_obs", "_last_original_obs", "_last_episode_starts", "_last_lstm_states", "ep_info_buffer", "ep_success_buffer")
+"""Rollout leftovers an exported policy does not need (the last observation batch alone is megabytes)."""
+
+
+def export_policy(checkpoint: str | Path, out: str | Path) -> Path:
+    """Write a small copy of a checkpoint for shipping: same weights and metadata, fresh optimiser, no rollout leftovers.
+
+    The copy loads like any checkpoint (`adagen eval --policy`); training from it starts a new optimiser.
+
+    Raises:
+        CheckpointError: `checkpoint` is missing, corrupt or not written by `adagen train`.
+    """
+    from agents.evaluate import load_policy
+
+    model, meta = load_policy(checkpoint)
+    optimizer = model.policy.optimizer
+    groups = [dict(group) for group in optimizer.param_groups]  # same parameters and settings, no moments
+    model.policy.optimizer = type(optimizer)(groups, **optimizer.defaults)
+    model.adagen_meta = {**meta, "exported_from": str(checkpoint)}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(out, exclude=list(EXPORT_EXCLUDES))
+    return out
+
+
 def load_state(run_dir: str | Path, num_timesteps: int) -> dict[str, Any]:
     """The side file of a checkpoint, checked to belong to the zip saved at `num_timesteps`.
 

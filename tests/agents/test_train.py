@@ -19,9 +19,9 @@ from adagen_env.cli import build_parser, main
 from adagen_env.envs import DiTVectorEnv, SiTVectorEnv
 from adagen_env.errors import CheckpointError
 from adagen_env.samplers import DiffusionSampler, FlowSampler
-from agents.checkpoint import CHECKPOINT, STATE, read_meta
-from agents.evaluate import evaluate
-from agents.train import Args, train
+from agents.checkpoint import CHECKPOINT, STATE, export_policy, read_meta
+from agents.evaluate import evaluate, load_policy
+from agents.train import Args, smooth, train
 
 TINY_ALGO_KWARGS = {
     "ppo": {"n_epochs": 1, "episodes_per_update": 1},
@@ -261,3 +261,19 @@ def test_cli_end_to_end_on_the_shipped_generator(tmp_path, capsys) -> None:
             ]
         )
     assert gym.spec("AdaGen/SiT-v0") is not None
+
+
+def test_exported_policy_is_smaller_and_acts_the_same(tmp_path) -> None:
+    out = train(tiny_args(tmp_path, total_updates=1), env_fn())
+    shipped = export_policy(out["checkpoint"], tmp_path / "shipped" / "policy.zip")
+    assert shipped.stat().st_size < Path(out["checkpoint"]).stat().st_size
+    (original, meta), (exported, exported_meta) = load_policy(out["checkpoint"]), load_policy(shipped)
+    assert exported_meta["exported_from"] == str(out["checkpoint"])
+    assert {k: v for k, v in exported_meta.items() if k != "exported_from"} == meta
+    env = smooth(env_fn()(num_envs=2, reward_model=None, return_images=False), meta["smoothing"])
+    obs, _ = env.reset(seed=0)
+    torch.testing.assert_close(
+        torch.as_tensor(exported.predict(obs, deterministic=True)[0]), torch.as_tensor(original.predict(obs, deterministic=True)[0])
+    )
+    with pytest.raises(CheckpointError, match="does not exist"):
+        export_policy(tmp_path / "missing.zip", tmp_path / "x.zip")
