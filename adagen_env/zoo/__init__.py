@@ -82,8 +82,8 @@ CONTINUOUS_TRAINING = TrainConfig(steps=16000, batch_size=64, lr=1e-3, warmup=30
 """The DiT recipe shared by the diffusion and flow generators."""
 
 ZOO: dict[str, ZooEntry] = {
-    # 0.215 s/step at batch 64 on the idle 2-core CPU: 16000 steps are 57 min. Logit-normal times lifted class
-    # agreement (CFG 3, 16 NFE, 512 samples) at 15k steps from 0.62 to 0.68 (diffusion) and 0.72 to 0.83 (flow).
+    # `adagen zoo train flow --steps 100` ran at 4.0 it/s on the idle 2-core CPU: 16000 steps are about 67 min.
+    # Logit-normal times were chosen over uniform ones in exploratory GPU runs (ad-hoc, not a committed result).
     "diffusion": ZooEntry("diffusion", DiT, DiTConfig(), continuous_loss("diffusion", time_sampling="logit-normal"), CONTINUOUS_TRAINING),
     "flow": ZooEntry("flow", DiT, DiTConfig(), continuous_loss("flow", time_sampling="logit-normal"), CONTINUOUS_TRAINING),
     # Token paradigms at 32x32: tokenizer first, then the transformer (see `maskgit_loss`, `var_loss`).
