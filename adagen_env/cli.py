@@ -1,4 +1,4 @@
-"""The `adagen` command line: `adagen zoo train NAME`, `adagen zoo eval`, `adagen train`, `adagen eval`, `adagen export` (later bench).
+"""The `adagen` command line: `adagen zoo train NAME`, `adagen zoo eval`, `adagen train`, `adagen eval`, `adagen export`, `adagen bench`.
 
 `train` and `eval` live in the `agents` package (Stable-Baselines3); it is imported only when they run.
 """
@@ -69,6 +69,18 @@ def _export(args: argparse.Namespace) -> None:
     print(f"wrote {out}")
 
 
+def _bench(args: argparse.Namespace) -> None:
+    from adagen_env.errors import AdaGenError
+    from agents.bench import bench, config_from_args, markdown
+
+    try:
+        config = config_from_args(args)
+        results = bench(config, policies=args.policy or [], out_dir=args.out or config.default_out(), device=args.device)
+    except AdaGenError as exc:
+        raise SystemExit(f"adagen bench: error: {exc}") from exc
+    print(markdown(results))
+
+
 def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
     """`adagen train` and `adagen eval`; defaults mirror `agents.train.Args` (a test keeps them equal)."""
     from adagen_env.envs import ENVIRONMENTS
@@ -115,6 +127,22 @@ def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--out", default="runs/eval", help="where eval.json and eval.md go")
     evaluate.add_argument("--device", default="cpu")
     evaluate.set_defaults(func=_eval)
+
+    bench = commands.add_parser("bench", help="learned policies vs baseline, hand-made and tuned static schedules")
+    bench.add_argument("--quick", action="store_true", help="a small table (one step count per env, 250 samples x 2 seeds)")
+    bench.add_argument("--env", nargs="+", default=None, choices=envs, help="envs to run (default: all four)")
+    bench.add_argument("--steps", type=int, nargs="+", default=None, help="step counts (default: the env's grid)")
+    bench.add_argument("--policy", action="append", help="checkpoint.zip of `adagen train` (repeatable)")
+    bench.add_argument("--num-samples", type=int, default=None, help="images per seed")
+    bench.add_argument("--seeds", type=int, nargs="+", default=None)
+    bench.add_argument("--search-samples", type=int, default=None, help="images per candidate of the tuned search")
+    bench.add_argument("--search-seed", type=int, default=None)
+    bench.add_argument("--search-rounds", type=int, default=None, help="coordinate-search sweeps")
+    bench.add_argument("--batch-size", type=int, default=None)
+    bench.add_argument("--no-hand-made", dest="hand_made", action="store_false", help="baseline and tuned only")
+    bench.add_argument("--out", default=None, help="output folder (default benchmarks/results/bench[-quick])")
+    bench.add_argument("--device", default="cpu")
+    bench.set_defaults(func=_bench)
 
     export = commands.add_parser("export", help="a small copy of a trained policy for shipping (no optimiser moments)")
     export.add_argument("--policy", required=True, help="checkpoint.zip of `adagen train`")

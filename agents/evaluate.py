@@ -36,9 +36,10 @@ COLUMNS = {
 """Markdown table columns: metric key -> header."""
 
 
-def _env_for(
-    env_id: str, env_kwargs: dict[str, Any], smoothing: float, batch_size: int, device: str, env_fn: EnvFn | None
+def eval_env(
+    env_id: str, env_kwargs: dict[str, Any], smoothing: float, batch_size: int, device: str, env_fn: EnvFn | None = None
 ) -> Any:
+    """The vector env a policy (or a schedule) is evaluated on: no reward, final images returned, smoothing applied."""
     if env_fn is None:
         args = Args(env=env_id, device=device, **{k: v for k, v in env_kwargs.items() if v is not None})
         env_fn = default_env_fn(args)
@@ -73,7 +74,8 @@ def load_policy(
     return model, meta
 
 
-def _summary(per_seed: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
+def summarise(per_seed: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
+    """Mean and std (ddof 1; 0 for one seed) over seeds of every metric."""
     keys = [k for k in per_seed[0] if k not in ("num_samples", "num_reference")]
     mean = {k: float(np.mean([s[k] for s in per_seed])) for k in keys}
     std = {k: float(np.std([s[k] for s in per_seed], ddof=1)) if len(per_seed) > 1 else 0.0 for k in keys}
@@ -90,7 +92,7 @@ def _run(
         scores = compute_metrics(gen.images, gen.labels, metrics=metrics, device=device)
         per_seed.append({**scores, "seed": seed})
         nfe = gen.nfe
-    mean, std = _summary([{k: v for k, v in s.items() if k != "seed"} for s in per_seed])
+    mean, std = summarise([{k: v for k, v in s.items() if k != "seed"} for s in per_seed])
     return {"name": name, "nfe": nfe, "per_seed": per_seed, "mean": mean, "std": std}
 
 
@@ -142,7 +144,7 @@ def evaluate(
     baseline_envs: dict[str, Any] = {}
     for path in policies:
         model, meta = load_policy(path, device=device, expected=expected)
-        env = _env_for(meta["env_id"], meta["env_kwargs"], meta["smoothing"], batch_size, device, env_fn)
+        env = eval_env(meta["env_id"], meta["env_kwargs"], meta["smoothing"], batch_size, device, env_fn)
         check_meta(
             path, meta, {key: value for key, value in _env_meta(env, meta["env_id"]).items() if key in IDENTITY_KEYS}
         )
@@ -161,7 +163,7 @@ def evaluate(
             if env_id is None:
                 raise InvalidArgument("--schedule baseline without --policy needs --env")
             env_kwargs = {"num_steps": num_steps, "knobs": list(knobs) if knobs else None}
-            baseline_envs["env"] = (env_id, _env_for(env_id, env_kwargs, 0.0, batch_size, device, env_fn))
+            baseline_envs["env"] = (env_id, eval_env(env_id, env_kwargs, 0.0, batch_size, device, env_fn))
         for env_name, env in baseline_envs.values():
             zero = ZeroPolicy(env.single_action_space.shape[0])
             rows.append(
@@ -198,4 +200,4 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["evaluate", "load_policy", "markdown"]
+__all__ = ["eval_env", "evaluate", "load_policy", "markdown", "summarise"]

@@ -17,6 +17,7 @@ import torch
 from gymnasium.vector import VectorEnv
 
 from adagen_env.errors import InvalidArgument
+from adagen_env.samplers import Sampler, make_generator
 
 
 class Predictor(Protocol):
@@ -103,3 +104,25 @@ def generate(policy: Predictor, env: VectorEnv, labels: torch.Tensor | np.ndarra
         images.append(torch.from_numpy(info["final_images"][: chunk.shape[0]]))
         knobs.append(np.stack(steps, axis=1)[: chunk.shape[0]])  # (b, H, K)
     return Generation(torch.cat(images), labels, np.concatenate(knobs), nfe)
+
+
+@torch.no_grad()
+def generate_static(
+    sampler: Sampler, schedule: torch.Tensor, labels: torch.Tensor | np.ndarray, seed: int, batch_size: int
+) -> Generation:
+    """Run a static (H, K) schedule on the sampler with `generate`'s batches, padding and seeds.
+
+    Batch b is drawn from the generator an env of `batch_size` lanes makes for `reset(seed=batch_seed(seed, b))`,
+    so a static schedule sees the same labels and noise as a policy run by `generate` on such an env (the
+    baseline schedule gives the same images bit for bit).
+    """
+    labels = torch.as_tensor(np.asarray(labels), dtype=torch.long).reshape(-1)
+    where = sampler.device if sampler.device.type == "cuda" else "cpu"
+    images = []
+    for start in range(0, labels.shape[0], batch_size):
+        chunk = labels[start : start + batch_size]
+        padded = torch.cat([chunk, chunk.new_zeros(batch_size - chunk.shape[0])])
+        generator = make_generator(batch_seed(seed, start // batch_size), where)
+        images.append(sampler.sample(padded.to(sampler.device), generator, schedule)[: chunk.shape[0]].float().cpu())
+    knobs = schedule.detach().cpu().numpy()[None].repeat(labels.shape[0], axis=0)  # (N, H, K) before projection
+    return Generation(torch.cat(images), labels, knobs, sampler.episode_nfe)

@@ -1,0 +1,390 @@
+"""`adagen bench`: learned adaptive policies vs static schedules at equal NFE, on the shipped generators.
+
+    adagen bench --quick                                     # a small table in minutes
+    adagen bench --policy benchmarks/results/policy_sit/policy.zip --out benchmarks/results/bench
+
+For every env and step count of the grid, on the same class-balanced labels and sampling seeds (so every method
+sees the same noise), it evaluates:
+
+* `baseline`: the paradigm's own schedule (what the env runs with zero actions);
+* `hand-made`: the other static schedules users know (`adagen_env.samplers.schedules.HAND_MADE`);
+* `tuned`: the best member of the paradigm's parametric family (`SEARCH_SPACES`) found by coordinate search,
+  each candidate scored by FID on `search_samples` images drawn with `search_seed`, a seed the evaluation
+  never uses (so the tuned row is not selected on its own test noise);
+* `adaptive`: each `--policy` checkpoint, at the env and step count it was trained on.
+
+Every row has FID, KID, IS, precision/recall and class agreement with their spread over seeds, the NFE per
+image and the wall time per image. A difference smaller than the two rows' combined spread is a tie.
+
+Outputs in `out_dir`: `bench.json` (everything, with the settings), `bench.csv`, `bench.md` (tables, verdicts and
+the NFE at which each method matches the baseline at its largest NFE), `bench_fid_vs_nfe.png`, and per policy
+`bench_knobs_<env>_<steps>.png` (its knob trajectories per class).
+
+Letters: N images per seed, H horizon, K knobs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import adagen_env
+from adagen_env.errors import InvalidArgument
+from adagen_env.metrics import METRICS, balanced_labels, compute_metrics
+from adagen_env.samplers import Sampler
+from adagen_env.samplers.schedules import HAND_MADE, family_key, search_space, search_start, static_schedule
+from agents.evaluate import COLUMNS, eval_env, load_policy, summarise
+from agents.rollout import Generation, generate, generate_static
+
+STEP_GRID: dict[str, tuple[int | None, ...]] = {
+    "AdaGen/DiT-v0": (4, 8, 16),
+    "AdaGen/SiT-v0": (4, 8, 16),
+    "AdaGen/MaskGIT-v0": (4, 8, 16),
+    "AdaGen/VAR-v0": (None,),
+}
+"""Env -> step counts of the full run (None: the env's own, VAR's one step per scale)."""
+QUICK_STEP_GRID: dict[str, tuple[int | None, ...]] = {
+    "AdaGen/DiT-v0": (4,),
+    "AdaGen/SiT-v0": (4,),
+    "AdaGen/MaskGIT-v0": (4,),
+    "AdaGen/VAR-v0": (None,),
+}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What `bench` runs; `BenchConfig.quick()` is `adagen bench --quick`."""
+
+    step_grid: dict[str, tuple[int | None, ...]] = field(default_factory=lambda: dict(STEP_GRID))
+    """Env id -> step counts."""
+    num_samples: int = 2000
+    """Images per evaluation seed (class-balanced labels)."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Evaluation sampling seeds."""
+    search_samples: int = 1000
+    """Images per candidate of the tuned-schedule search."""
+    search_seed: int = 1000
+    """Sampling seed of the search (not an evaluation seed)."""
+    search_rounds: int = 2
+    """Coordinate-search sweeps over the parameters (it stops early when a sweep changes nothing)."""
+    batch_size: int = 250
+    """Lanes per generator call."""
+    hand_made: bool = True
+    """Evaluate the hand-made schedules besides the baseline."""
+
+    @classmethod
+    def quick(cls) -> BenchConfig:
+        return cls(step_grid=dict(QUICK_STEP_GRID), num_samples=250, seeds=(0, 1), search_samples=250, search_rounds=1)
+
+    def default_out(self) -> str:
+        """Where `adagen bench` writes without --out: a quick run never overwrites the full run's results."""
+        quick = self.step_grid == QUICK_STEP_GRID and self.num_samples == BenchConfig.quick().num_samples
+        return "benchmarks/results/bench-quick" if quick else "benchmarks/results/bench"
+
+    def __post_init__(self) -> None:
+        if self.num_samples < 2 or self.search_samples < 2 or not self.seeds:
+            raise InvalidArgument("need num_samples >= 2, search_samples >= 2 and at least one seed")
+        if self.search_seed in self.seeds:
+            raise InvalidArgument(f"search_seed {self.search_seed} must not be an evaluation seed {list(self.seeds)}")
+        if self.search_rounds < 0 or self.batch_size < 1:
+            raise InvalidArgument(f"need search_rounds >= 0 and batch_size >= 1, got {self.search_rounds}, {self.batch_size}")
+
+
+def config_from_args(args: Any) -> BenchConfig:
+    """`adagen bench`'s flags -> a config: `--quick` or the full defaults, then every flag that was given."""
+    base = BenchConfig.quick() if args.quick else BenchConfig()
+    envs = args.env or list(base.step_grid)
+    unknown = sorted(set(envs) - set(STEP_GRID))
+    if unknown:
+        raise InvalidArgument(f"no bench grid for {unknown}; envs: {sorted(STEP_GRID)}")
+    grid = {}
+    for env_id in envs:
+        fixed = STEP_GRID[env_id] == (None,)  # the env fixes its step count (VAR)
+        grid[env_id] = base.step_grid.get(env_id, STEP_GRID[env_id]) if fixed or not args.steps else tuple(args.steps)
+    overrides = {name: getattr(args, name) for name in
+                 ("num_samples", "search_samples", "search_seed", "search_rounds", "batch_size")
+                 if getattr(args, name) is not None}
+    if args.seeds is not None:
+        overrides["seeds"] = tuple(args.seeds)
+    return replace(base, step_grid=grid, hand_made=args.hand_made, **overrides)
+
+
+# -- the tuned static schedule --------------------------------------------------------------------
+def tune(
+    sampler: Sampler, score: Callable[[dict[str, Any]], float], rounds: int = 2
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Coordinate search over the sampler's schedule family: best parameters and the trace of every candidate.
+
+    Starts from `search_start(sampler)` (the baseline's values where the space has them); each sweep tries every
+    value of one parameter with the others fixed and keeps the lowest score; candidates are scored once.
+
+    Args:
+        score: parameters -> lower-is-better score (FID) of `static_schedule(sampler, **params)`.
+        rounds: sweeps over all parameters; 0 scores the start only.
+    """
+    best = search_start(sampler)
+    scores: dict[str, float] = {}
+    trace: list[dict[str, Any]] = []
+
+    def scored(params: dict[str, Any]) -> float:
+        key = json.dumps(params, sort_keys=True)
+        if key not in scores:
+            scores[key] = float(score(params))
+            trace.append({"params": dict(params), "score": scores[key]})
+        return scores[key]
+
+    best_score = scored(best)
+    for _ in range(rounds):
+        changed = False
+        for name, values in search_space(sampler).items():
+            for value in values:
+                candidate = {**best, name: value}
+                if scored(candidate) < best_score:
+                    best, best_score, changed = candidate, scores[json.dumps(candidate, sort_keys=True)], True
+        if not changed:
+            break
+    return best, trace
+
+
+# -- evaluation -----------------------------------------------------------------------------------
+def verdict(mean: float, std: float, ref_mean: float, ref_std: float) -> str:
+    """"better" / "worse" (lower FID is better) when the gap exceeds the combined spread, else "tie"."""
+    if abs(mean - ref_mean) <= math.hypot(std, ref_std):
+        return "tie"
+    return "better" if mean < ref_mean else "worse"
+
+
+def _score_generation(make: Callable[[int], Generation], labels: torch.Tensor, seeds: Sequence[int], device: str) -> dict[str, Any]:
+    per_seed, seconds, nfe, last = [], 0.0, 0, None
+    for seed in seeds:
+        start = time.perf_counter()
+        last = make(seed)
+        seconds += time.perf_counter() - start
+        nfe = last.nfe
+        per_seed.append({**compute_metrics(last.images, last.labels, metrics=METRICS, device=device), "seed": seed})
+    mean, std = summarise([{k: v for k, v in s.items() if k != "seed"} for s in per_seed])
+    return {"nfe": nfe, "per_seed": per_seed, "mean": mean, "std": std,
+            "seconds_per_image": seconds / (len(seeds) * labels.shape[0]), "generation": last}
+
+
+def _static_row(env_id: str, steps: int | None, method: str, kind: str, params: dict[str, Any],
+                sampler: Sampler, labels: torch.Tensor, config: BenchConfig, device: str) -> dict[str, Any]:
+    # The baseline row runs the env's own baseline values (activated prior), so it equals the env's zero-action run.
+    schedule = sampler.baseline_schedule() if kind == "baseline" else static_schedule(sampler, **params)
+    result = _score_generation(
+        lambda seed: generate_static(sampler, schedule, labels, seed, config.batch_size), labels, config.seeds, device
+    )
+    result.pop("generation")
+    return {"env_id": env_id, "steps": steps, "method": method, "kind": kind, "params": params,
+            "schedule": schedule.cpu().tolist(), **result}
+
+
+def bench(
+    config: BenchConfig | None = None,
+    policies: Sequence[str | Path] = (),
+    out_dir: str | Path | None = "benchmarks/results/bench",
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Run the comparison; returns the results and writes them to `out_dir` (nothing written when None).
+
+    Raises:
+        InvalidArgument: an env id without a step grid, or a policy whose env is not in the grid.
+        CheckpointError: a corrupt policy checkpoint.
+    """
+    config = config or BenchConfig()
+    labels = balanced_labels(config.num_samples)
+    search_labels = balanced_labels(config.search_samples)
+    loaded = [(str(path), *load_policy(path, device=device)) for path in policies]
+    grid = {env_id: list(steps) for env_id, steps in config.step_grid.items()}
+    for path, _, meta in loaded:
+        if meta["env_id"] not in grid:
+            raise InvalidArgument(f"policy {path!r} is for {meta['env_id']}, which is not in the bench grid {sorted(grid)}")
+        if meta["env_kwargs"].get("num_steps") not in grid[meta["env_id"]]:
+            grid[meta["env_id"]].append(meta["env_kwargs"].get("num_steps"))
+
+    rows: list[dict[str, Any]] = []
+    knob_plots: list[tuple[str, Generation, np.ndarray, tuple[str, ...]]] = []
+    points = [(env_id, steps) for env_id, steps_list in grid.items() for steps in steps_list]
+    for env_id, steps in tqdm(points, desc="bench", unit="point"):
+        env = eval_env(env_id, {"num_steps": steps}, 0.0, config.batch_size, device)
+        sampler = env.unwrapped.sampler
+        hand_made = HAND_MADE[family_key(sampler)]
+        named = list(hand_made.items()) if config.hand_made else list(hand_made.items())[:1]
+        for index, (name, params) in enumerate(named):
+            kind = "baseline" if index == 0 else "hand-made"
+            rows.append(_static_row(env_id, steps, name, kind, params, sampler, labels, config, device))
+
+        def search_fid(params: dict[str, Any]) -> float:
+            schedule = static_schedule(sampler, **params)
+            gen = generate_static(sampler, schedule, search_labels, config.search_seed, config.batch_size)
+            return compute_metrics(gen.images, metrics=("fid",), device=device)["fid"]
+
+        best, trace = tune(sampler, search_fid, config.search_rounds)
+        tuned = _static_row(env_id, steps, "tuned static", "tuned", best, sampler, labels, config, device)
+        rows.append({**tuned, "search": {"samples": config.search_samples, "seed": config.search_seed, "trace": trace}})
+
+        for path, model, meta in loaded:
+            if meta["env_id"] != env_id or meta["env_kwargs"].get("num_steps") != steps:
+                continue
+            policy_env = eval_env(env_id, meta["env_kwargs"], meta["smoothing"], config.batch_size, device)
+            if policy_env.unwrapped.sampler.config() != sampler.config():
+                raise InvalidArgument(
+                    f"policy {path!r} runs its sampler with {policy_env.unwrapped.sampler.config()}, the bench's static "
+                    f"rows with {sampler.config()}: they would not be at equal settings"
+                )
+            result = _score_generation(lambda seed: generate(model, policy_env, labels, seed), labels, config.seeds, device)
+            generation = result.pop("generation")
+            rows.append({"env_id": env_id, "steps": steps, "method": f"policy {Path(path).parent.name or path}",
+                         "kind": "adaptive", "params": {"checkpoint": path, "algo": meta["algo"]}, **result})
+            knob_plots.append((f"{env_id}_{steps}", generation, sampler.baseline_schedule().cpu().numpy(), sampler.knob_names))
+
+    results = {
+        "config": {**asdict(config), "step_grid": {k: list(v) for k, v in grid.items()}},
+        "labels": "class-balanced",
+        "version": adagen_env.__version__,
+        "threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "rows": rows,
+    }
+    if out_dir is not None:
+        write_outputs(results, Path(out_dir), knob_plots)
+    return results
+
+
+# -- outputs --------------------------------------------------------------------------------------
+def _group(rows: list[dict[str, Any]]) -> dict[tuple[str, Any], list[dict[str, Any]]]:
+    groups: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["env_id"], row["steps"]), []).append(row)
+    return groups
+
+
+def matching_nfe(rows: list[dict[str, Any]], env_id: str) -> dict[str, Any]:
+    """For one env: the baseline's FID at its largest NFE, and per method the smallest NFE whose FID matches it
+    (lower, or a tie within the combined spread); None where no grid point does."""
+    env_rows = [r for r in rows if r["env_id"] == env_id]
+    baselines = sorted((r for r in env_rows if r["kind"] == "baseline"), key=lambda r: r["nfe"])
+    if not baselines:
+        return {}
+    target = baselines[-1]
+    found: dict[str, int | None] = {}
+    for row in sorted(env_rows, key=lambda r: r["nfe"]):
+        if found.get(row["method"]) is not None:
+            continue
+        match = verdict(row["mean"]["fid"], row["std"]["fid"], target["mean"]["fid"], target["std"]["fid"]) != "worse"
+        found[row["method"]] = row["nfe"] if match else found.get(row["method"])
+    return {"target_nfe": target["nfe"], "target_fid": target["mean"]["fid"], "target_std": target["std"]["fid"],
+            "nfe_to_match": found}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The tables: per env and step count, every method with mean +- std over seeds and verdicts."""
+    cfg = results["config"]
+    lines = [
+        "# adagen bench: adaptive vs static schedules at equal NFE",
+        "",
+        (f"{cfg['num_samples']} class-balanced samples per seed, seeds {cfg['seeds']}; every method at a step count "
+         f"sees the same labels and noise. Tuned static: coordinate search ({cfg['search_rounds']} sweeps), "
+         f"FID on {cfg['search_samples']} samples of seed {cfg['search_seed']}. Verdicts: a gap within the "
+         f"combined spread over seeds is a tie. {results['threads']} threads, {results['date']}."),
+    ]
+    for (env_id, steps), group in _group(results["rows"]).items():
+        base = next(r for r in group if r["kind"] == "baseline")
+        tuned = next((r for r in group if r["kind"] == "tuned"), None)
+        lines += ["", f"## {env_id}, steps {steps if steps is not None else 'default'} (NFE {base['nfe']})", "",
+                  "| method | kind | NFE | " + " | ".join(COLUMNS.values()) + " | s / image | FID vs baseline | vs tuned |",
+                  "|---|---|---|" + "---|" * len(COLUMNS) + "---|---|---|"]
+        for row in group:
+            cells = [f"{row['mean'][k]:.4g} ± {row['std'][k]:.2g}" if k in row["mean"] else "-" for k in COLUMNS]
+            fid, std = row["mean"]["fid"], row["std"]["fid"]
+            change = f"{100 * (fid / base['mean']['fid'] - 1):+.1f}% ({verdict(fid, std, base['mean']['fid'], base['std']['fid'])})"
+            versus = "-" if tuned is None or row is tuned else (
+                f"{100 * (fid / tuned['mean']['fid'] - 1):+.1f}% ({verdict(fid, std, tuned['mean']['fid'], tuned['std']['fid'])})")
+            lines.append(f"| {row['method']} | {row['kind']} | {row['nfe']} | " + " | ".join(cells)
+                         + f" | {row['seconds_per_image'] * 1e3:.2f} ms | {change} | {versus} |")
+        if tuned is not None:
+            lines += ["", f"Tuned parameters: `{json.dumps(tuned['params'])}` ({len(tuned['search']['trace'])} candidates)."]
+    lines += ["", "## NFE to match the baseline at its largest NFE", "",
+              "| env | baseline FID at largest NFE | method | smallest NFE that matches |", "|---|---|---|---|"]
+    for env_id in dict.fromkeys(r["env_id"] for r in results["rows"]):
+        match = matching_nfe(results["rows"], env_id)
+        for method, nfe in match["nfe_to_match"].items():
+            lines.append(f"| {env_id} | {match['target_fid']:.3f} ± {match['target_std']:.2g} (NFE {match['target_nfe']}) "
+                         f"| {method} | {nfe if nfe is not None else 'not within the grid'} |")
+    return "\n".join(lines) + "\n"
+
+
+def fid_figure(rows: list[dict[str, Any]]) -> Any:
+    """FID vs NFE per env (one panel each): a line per static method, error bars = std over seeds, policies as stars."""
+    from matplotlib.figure import Figure
+
+    envs = list(dict.fromkeys(r["env_id"] for r in rows))
+    fig = Figure(figsize=(4.2 * len(envs), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(envs), squeeze=False)[0]
+    for ax, env_id in zip(axes, envs):
+        env_rows = [r for r in rows if r["env_id"] == env_id]
+        for method in dict.fromkeys(r["method"] for r in env_rows):
+            points = sorted((r for r in env_rows if r["method"] == method), key=lambda r: r["nfe"])
+            kind = points[0]["kind"]
+            x = [r["nfe"] for r in points]
+            y = [r["mean"]["fid"] for r in points]
+            err = [r["std"]["fid"] for r in points]
+            style = {"adaptive": dict(marker="*", markersize=12, linestyle="none"),
+                     "baseline": dict(marker="o", color="k"), "tuned": dict(marker="s")}.get(kind, dict(marker=".", alpha=0.7))
+            ax.errorbar(x, y, yerr=err, label=method, capsize=2, **style)
+        ax.set_xscale("log", base=2)
+        ax.set_title(env_id)
+        ax.set_xlabel("NFE per image")
+        ax.set_ylabel("FID (shapes features)")
+        ax.legend(fontsize="x-small")
+    return fig
+
+
+def class_knob_figure(generation: Generation, baseline: np.ndarray, knob_names: Sequence[str]) -> Any:
+    """The policy's knob values over steps, one line per class (mean over its images), baseline dashed."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3.4 * len(knob_names), 2.8), layout="constrained")
+    axes = fig.subplots(1, len(knob_names), squeeze=False)[0]
+    labels = generation.labels.numpy()
+    steps = np.arange(generation.knobs.shape[1])
+    for i, (ax, name) in enumerate(zip(axes, knob_names)):
+        for label in np.unique(labels):
+            ax.plot(steps, generation.knobs[labels == label, :, i].mean(axis=0), label=f"class {label}", alpha=0.8)
+        ax.plot(steps, baseline[:, i], "k--", label="baseline")
+        ax.set_title(name)
+        ax.set_xlabel("step")
+    axes[0].legend(fontsize="xx-small", ncol=2)
+    return fig
+
+
+def write_outputs(results: dict[str, Any], out: Path, knob_plots: Sequence[tuple[str, Generation, np.ndarray, tuple[str, ...]]] = ()) -> None:
+    """bench.json, bench.csv, bench.md, bench_fid_vs_nfe.png and the policies' knob figures."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "bench.md").write_text(markdown(results))
+    with (out / "bench.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["env_id", "steps", "method", "kind", "nfe", "seconds_per_image",
+                         *[f"{k}_{s}" for k in COLUMNS for s in ("mean", "std")], "params"])
+        for row in results["rows"]:
+            stats = [row[s].get(k, "") for k in COLUMNS for s in ("mean", "std")]
+            writer.writerow([row["env_id"], row["steps"], row["method"], row["kind"], row["nfe"],
+                             row["seconds_per_image"], *stats, json.dumps(row["params"])])
+    fid_figure(results["rows"]).savefig(out / "bench_fid_vs_nfe.png", dpi=110)
+    for name, generation, baseline, knob_names in knob_plots:
+        safe = name.replace("/", "-")
+        class_knob_figure(generation, baseline, knob_names).savefig(out / f"bench_knobs_{safe}.png", dpi=110)
+
+
+__all__ = ["BenchConfig", "bench", "markdown", "matching_nfe", "tune", "verdict"]

@@ -1,0 +1,102 @@
+"""`adagen bench`: static schedules share the policies' noise, the search finds optima, verdicts, outputs, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_dit  # tests/conftest.py
+
+from adagen_env.cli import main
+from adagen_env.envs import SiTVectorEnv
+from adagen_env.errors import InvalidArgument
+from adagen_env.metrics import balanced_labels
+from adagen_env.samplers import FlowSampler
+from adagen_env.samplers.schedules import search_start, static_schedule
+from agents.bench import BenchConfig, bench, matching_nfe, tune, verdict
+from agents.rollout import ZeroPolicy, generate, generate_static
+
+TINY = dict(num_samples=4, seeds=(0, 1), search_samples=4, search_rounds=1, batch_size=4)
+
+
+def test_static_baseline_reproduces_the_env_baseline_bit_for_bit() -> None:
+    sampler = FlowSampler(tiny_dit(), num_steps=3)
+    env = SiTVectorEnv(num_envs=3, generator=sampler, reward_model=None, return_images=True)
+    labels = balanced_labels(5)  # 2 batches of 3 lanes, the last one padded
+    by_env = generate(ZeroPolicy(2), env, labels, seed=7)
+    static = generate_static(sampler, sampler.baseline_schedule(), labels, seed=7, batch_size=3)
+    assert torch.equal(by_env.images, static.images) and static.nfe == by_env.nfe
+    other = generate_static(sampler, static_schedule(sampler, spacing="shift", shift=3.0), labels, seed=7, batch_size=3)
+    assert not torch.equal(other.images, static.images)
+
+
+def test_coordinate_search_finds_the_optimum_of_a_separable_score() -> None:
+    sampler = FlowSampler(tiny_dit(), num_steps=3)
+    calls = []
+
+    def score(params):
+        calls.append(params)
+        return abs(params["shift"] - 2.0) + abs(params["cfg"] - 0.5) + (params["cfg_shape"] != "ramp")
+
+    best, trace = tune(sampler, score, rounds=3)
+    assert (best["shift"], best["cfg"], best["cfg_shape"]) == (2.0, 0.5, "ramp")
+    assert trace[0]["params"] == search_start(sampler) and len(calls) == len(trace)  # each candidate scored once
+    assert len({json.dumps(t["params"], sort_keys=True) for t in trace}) == len(trace)
+    start_only, trace0 = tune(sampler, score, rounds=0)
+    assert start_only == search_start(sampler) and len(trace0) == 1
+
+
+def test_verdicts_call_gaps_within_the_spread_ties() -> None:
+    assert verdict(10.0, 0.5, 10.6, 0.5) == "tie"
+    assert verdict(10.0, 0.1, 10.6, 0.1) == "better"
+    assert verdict(11.0, 0.1, 10.0, 0.1) == "worse"
+
+
+def test_matching_nfe_uses_the_baseline_at_its_largest_nfe() -> None:
+    def row(method, kind, nfe, fid):
+        return {"env_id": "e", "method": method, "kind": kind, "nfe": nfe, "mean": {"fid": fid}, "std": {"fid": 0.1}}
+
+    rows = [row("baseline", "baseline", 4, 9.0), row("baseline", "baseline", 16, 5.0),
+            row("tuned", "tuned", 4, 6.0), row("tuned", "tuned", 8, 5.05), row("other", "hand-made", 4, 8.0)]
+    match = matching_nfe(rows, "e")
+    assert match["target_nfe"] == 16 and match["nfe_to_match"] == {"baseline": 16, "tuned": 8, "other": None}
+
+
+def test_bench_on_the_shipped_generator_writes_every_output(tmp_path) -> None:
+    config = BenchConfig(step_grid={"AdaGen/SiT-v0": (2,)}, **TINY)
+    results = bench(config, out_dir=tmp_path)
+    kinds = [row["kind"] for row in results["rows"]]
+    assert kinds[0] == "baseline" and "hand-made" in kinds and kinds[-1] == "tuned"
+    assert len({row["nfe"] for row in results["rows"]}) == 1  # equal NFE
+    tuned = results["rows"][-1]
+    trace = tuned["search"]["trace"]
+    assert min(t["score"] for t in trace) == next(t["score"] for t in trace if t["params"] == tuned["params"])
+    for row in results["rows"]:
+        assert [s["seed"] for s in row["per_seed"]] == [0, 1] and np.isfinite(row["mean"]["fid"])
+    table = (tmp_path / "bench.md").read_text()
+    assert "| tuned static | tuned |" in table and "(tie)" in table and "NFE to match" in table
+    assert (tmp_path / "bench_fid_vs_nfe.png").stat().st_size > 0
+    assert len((tmp_path / "bench.csv").read_text().splitlines()) == len(results["rows"]) + 1
+
+
+def test_bench_config_refuses_a_search_seed_that_is_also_an_eval_seed() -> None:
+    with pytest.raises(InvalidArgument, match="search_seed"):
+        BenchConfig(seeds=(0, 1000), search_seed=1000)
+
+
+def test_cli_bench_with_a_policy_adds_an_adaptive_row(tmp_path, capsys) -> None:
+    runs = tmp_path / "runs"
+    main(["train", "--env", "AdaGen/SiT-v0", "--num-envs", "2", "--num-steps", "2", "--total-updates", "1",
+          "--eval-every", "0", "--logdir", str(runs), "--no-progress-bar", "--algo-kwargs",
+          '{"n_epochs": 1, "episodes_per_update": 1}'])
+    checkpoint = json.loads(capsys.readouterr().out)["checkpoint"]
+    main(["bench", "--env", "AdaGen/SiT-v0", "--steps", "2", "--policy", checkpoint, "--num-samples", "4",
+          "--seeds", "0", "1", "--search-samples", "4", "--search-rounds", "0", "--batch-size", "4",
+          "--no-hand-made", "--out", str(tmp_path / "bench")])
+    table = capsys.readouterr().out
+    assert "| adaptive |" in table and "| baseline |" in table
+    assert list(tmp_path.glob("bench/bench_knobs_*.png"))
+    with pytest.raises(SystemExit, match="not in the bench grid"):
+        main(["bench", "--env", "AdaGen/DiT-v0", "--policy", checkpoint, "--out", str(tmp_path / "b2")])
