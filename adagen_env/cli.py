@@ -81,6 +81,18 @@ def _bench(args: argparse.Namespace) -> None:
     print(markdown(results))
 
 
+def _ablation(args: argparse.Namespace) -> None:
+    from adagen_env.errors import AdaGenError
+    from agents.ablation import run_ablation, section
+
+    try:
+        report = run_ablation(args.name, budget_minutes=args.budget_minutes, num_samples=args.num_samples,
+                              seeds=tuple(args.seeds), logdir=args.logdir, out=args.out, device=args.device)
+    except AdaGenError as exc:
+        raise SystemExit(f"adagen bench ablation: error: {exc}") from exc
+    print(section(report))
+
+
 def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
     """`adagen train` and `adagen eval`; defaults mirror `agents.train.Args` (a test keeps them equal)."""
     from adagen_env.envs import ENVIRONMENTS
@@ -96,6 +108,8 @@ def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--reward-model", default="adversarial")
     train.add_argument("--feature-pool", type=int, default=1)
     train.add_argument("--feature-dtype", default="float32", choices=["float32", "float16"])
+    train.add_argument("--observation", default="features", choices=["features", "image", "step-only"],
+                       help="what the policy sees: generator features, the raw intermediate image, or only the step")
     train.add_argument("--total-updates", type=int, default=1000, help="updates in total, resumed ones included")
     train.add_argument("--budget-minutes", type=float, default=None, help="total wall-time budget across resumes")
     train.add_argument("--logdir", default="runs")
@@ -143,6 +157,19 @@ def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--out", default=None, help="output folder (default benchmarks/results/bench[-quick])")
     bench.add_argument("--device", default="cpu")
     bench.set_defaults(func=_bench)
+    from agents.ablation import ABLATIONS
+
+    ablation = bench.add_subparsers(dest="bench_command").add_parser(
+        "ablation", help="train the variants of one of the paper's ablations and compare them (resumable)"
+    )
+    ablation.add_argument("name", choices=sorted(ABLATIONS))
+    ablation.add_argument("--budget-minutes", type=float, default=10.0, help="training wall time per variant")
+    ablation.add_argument("--num-samples", type=int, default=1000, help="evaluation images per seed")
+    ablation.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ablation.add_argument("--logdir", default="runs/ablations", help="the variants' run directories (resumed)")
+    ablation.add_argument("--out", default="benchmarks/results", help="writes ablations.md and ablations/NAME/")
+    ablation.add_argument("--device", default="cpu")
+    ablation.set_defaults(func=_ablation)
 
     export = commands.add_parser("export", help="a small copy of a trained policy for shipping (no optimiser moments)")
     export.add_argument("--policy", required=True, help="checkpoint.zip of `adagen train`")

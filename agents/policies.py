@@ -107,6 +107,8 @@ class AdaGenExtractor(BaseFeaturesExtractor):
         conv_channels: channels of the 1x1 conv (anchor: 128 = D / 4); D // 4 when None.
         mlp_width: width of the first MLP layer (anchor: 1024 = 2 D); 2 * D when None.
         frequency_dim: size of the sinusoidal step embedding (anchor: 256).
+        step_conditioning: False feeds step 0 to the step embedder at every step, so the AdaLN modulations carry
+            no step information (the step-conditioning ablation).
 
     `step` arrives as SB3's one-hot encoding of the Discrete space (B, H) and is turned back into indices;
     `prev_action` (present under action smoothing) joins the MLP input.
@@ -119,6 +121,7 @@ class AdaGenExtractor(BaseFeaturesExtractor):
         conv_channels: int | None = None,
         mlp_width: int | None = None,
         frequency_dim: int = 64,
+        step_conditioning: bool = True,
     ) -> None:
         if not isinstance(observation_space, spaces.Dict) or not {"features", "step"} <= set(observation_space.spaces):
             raise InvalidArgument(
@@ -133,6 +136,7 @@ class AdaGenExtractor(BaseFeaturesExtractor):
         conv_channels = conv_channels or max(1, hidden // 4)
         mlp_width = mlp_width or 2 * hidden
         self.horizon = int(step_space.n)
+        self.step_conditioning = step_conditioning
         self.prev_action_dim = (
             int(observation_space["prev_action"].shape[0]) if "prev_action" in observation_space.spaces else 0
         )
@@ -171,6 +175,8 @@ class AdaGenExtractor(BaseFeaturesExtractor):
         steps = (
             observations["step"].reshape(features.shape[0], -1).argmax(dim=-1)
         )  # one-hot (B, H) or (B, 1, H) -> (B,)
+        if not self.step_conditioning:
+            steps = torch.zeros_like(steps)
         c = self.extractors["step"](steps)  # (B, D)
         x = self.extractors["features"](features, c)  # (B, F)
         if self.prev_action_dim:

@@ -68,6 +68,8 @@ class Args:
     """Average-pool factor on the feature grid (smaller buffers)."""
     feature_dtype: str = "float32"
     """Dtype of the features observation ("float32" or "float16")."""
+    observation: str = "features"
+    """What the policy observes: "features" (the generator's), "image" (raw intermediate) or "step-only"."""
     total_updates: int = 1000
     """Updates to train for in total (a resumed run counts the ones already done)."""
     budget_minutes: float | None = None
@@ -120,6 +122,7 @@ def default_env_fn(args: Args) -> EnvFn:
             "reward_model": reward_model,
             "feature_pool": args.feature_pool,
             "feature_dtype": args.feature_dtype,
+            "observation": args.observation,
             "return_images": return_images,
         }
         if generator is None:
@@ -222,6 +225,7 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
             "knobs": args.knobs,
             "feature_pool": args.feature_pool,
             "feature_dtype": args.feature_dtype,
+            "observation": args.observation,
         },
         "reward_model": args.reward_model,
         "adagen_env_version": adagen_env.__version__,
@@ -244,6 +248,8 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
             "sampler_config",
         )
         check_meta(path, saved, {key: meta[key] for key in identity})
+        saved_observation = saved.get("env_kwargs", {}).get("observation", "features")  # older runs: features
+        check_meta(path, {"observation": saved_observation}, {"observation": args.observation})
         model = get_algorithm(args.algo).load_cls().load(path, env=venv, device=args.device)
         state = load_state(run_dir, model.num_timesteps)
         if unwrapped.reward_model is not None and state["reward_model"] is not None:

@@ -36,6 +36,9 @@ from adagen_env.samplers.base import Sampler, activate_all, make_generator
 ACTION_LIMIT = 10.0
 """Raw residuals are clipped to [-10, 10] (in pre-activation units: a wide range)."""
 FEATURE_DTYPES = {"float32": np.float32, "float16": np.float16}
+OBSERVATIONS = ("features", "image", "step-only")
+"""What the `features` observation holds: the generator's features, the sampler's raw intermediate image, or
+zeros (the policy then sees only the step: a learnable but not adaptive schedule)."""
 
 
 class AdaGenVectorEnv(VectorEnv):
@@ -53,6 +56,9 @@ class AdaGenVectorEnv(VectorEnv):
             `RewardModel`, or None for zero rewards.
         feature_pool: average-pool factor on the feature grid (1 keeps it), to keep RL buffers small.
         feature_dtype: "float32" or "float16" for the `features` observation.
+        observation: "features" (the generator's, default), "image" (the sampler's raw intermediate image,
+            (3, R, R), for the policy-input ablation) or "step-only" (zero features of the usual shape: the policy
+            can only learn a per-step schedule, not adapt to the sample).
         return_images: put the final images (B, 3, R, R) float32 in `info["final_images"]` at the last step.
         sampler_kwargs: extra keyword arguments of the paradigm's sampler (e.g. `solver`, `cfg_scale`).
     """
@@ -79,6 +85,7 @@ class AdaGenVectorEnv(VectorEnv):
         reward_model: str | RewardModel | None = "adversarial",
         feature_pool: int = 1,
         feature_dtype: str = "float32",
+        observation: str = "features",
         return_images: bool = False,
         sampler_kwargs: dict[str, Any] | None = None,
         render_mode: str | None = None,
@@ -88,7 +95,7 @@ class AdaGenVectorEnv(VectorEnv):
             raise InvalidArgument(
                 f"unknown argument(s) {sorted(unknown)} for {type(self).__name__}; valid: "
                 "num_envs, generator, num_steps, device, knobs, reward_model, feature_pool, feature_dtype, "
-                "return_images, sampler_kwargs, render_mode"
+                "observation, return_images, sampler_kwargs, render_mode"
             )
         if not isinstance(num_envs, int) or num_envs < 1:
             raise InvalidArgument(f"num_envs must be an int >= 1, got {num_envs!r}")
@@ -96,6 +103,8 @@ class AdaGenVectorEnv(VectorEnv):
             raise InvalidArgument(f"feature_pool must be an int >= 1, got {feature_pool!r}")
         if feature_dtype not in FEATURE_DTYPES:
             raise InvalidArgument(f"feature_dtype must be one of {sorted(FEATURE_DTYPES)}, got {feature_dtype!r}")
+        if observation not in OBSERVATIONS:
+            raise InvalidArgument(f"observation must be one of {OBSERVATIONS}, got {observation!r}")
         if render_mode not in (None, "rgb_array"):
             raise InvalidArgument(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.num_envs = num_envs
@@ -103,6 +112,7 @@ class AdaGenVectorEnv(VectorEnv):
         self.sampler = self._build_sampler(generator, num_steps, sampler_kwargs or {})
         self.horizon = self.sampler.horizon
         self.feature_pool, self.feature_dtype = feature_pool, FEATURE_DTYPES[feature_dtype]
+        self.observation = observation
         self.return_images, self.render_mode = return_images, render_mode
 
         # Knobs: which of the paradigm's knobs the action controls.
@@ -128,7 +138,7 @@ class AdaGenVectorEnv(VectorEnv):
         self.reward_model = reward_model
 
         # Spaces.
-        c, h, w = self.sampler.feature_shape
+        c, h, w = self.sampler.image_shape if observation == "image" else self.sampler.feature_shape
         pooled = (c, h // feature_pool, w // feature_pool)
         if min(pooled[1:]) < 1:
             raise InvalidArgument(f"feature_pool {feature_pool} is larger than the feature grid {h}x{w}")
@@ -263,7 +273,12 @@ class AdaGenVectorEnv(VectorEnv):
 
     def _observe(self) -> dict[str, np.ndarray]:
         state = self._state
-        feats = self.sampler.features(state)  # (B, C, h, w)
+        if self.observation == "image":
+            feats = self.sampler.intermediate(state)  # (B, 3, R, R)
+        elif self.observation == "step-only":
+            feats = torch.zeros(self.num_envs, *self.sampler.feature_shape, device=self.device)
+        else:
+            feats = self.sampler.features(state)  # (B, C, h, w)
         if self.feature_pool > 1:
             feats = F.avg_pool2d(feats, self.feature_pool)
         step = min(state.step, self.horizon - 1)

@@ -196,6 +196,11 @@ class Sampler(abc.ABC, Generic[StateT]):
         """(B, C, h, w) float32 features the policy observes at the state's step."""
 
     @abc.abstractmethod
+    def intermediate(self, state: StateT) -> torch.Tensor:
+        """(B, 3, R, R) float32 raw intermediate image of the state (the "raw input" the policy may observe
+        instead of features): the paradigm's current sample or its current decoded estimate."""
+
+    @abc.abstractmethod
     def project(self, state: StateT, knobs: torch.Tensor) -> torch.Tensor:
         """(B, K) knob values -> the (B, K) values the step will actually apply (validity projection)."""
 

@@ -162,6 +162,14 @@ class MaskGITSampler(Sampler[MaskGITState]):
         those the last step's policy saw: the terminal observation)."""
         return state.feats.float()
 
+    @torch.no_grad()
+    def intermediate(self, state: MaskGITState) -> torch.Tensor:
+        """The current grid decoded, masked tokens filled with the conditional pass's most likely code."""
+        ids = state.ids
+        if state.cond is not None:
+            ids = torch.where(ids == self.model.mask_id, state.cond.argmax(dim=-1), ids)
+        return self.model.tokenizer.decode(ids).float()
+
     def step_nfe(self, step_index: int) -> int:
         """One conditional pass (the one whose features the policy saw) plus one unconditional pass when guided."""
         return 1 + (1 if self.cfg_scale is not None else 0)

@@ -154,6 +154,10 @@ class ODESampler(Sampler[ODEState]):
             return torch.zeros(state.labels.shape[0], *self.feature_shape, device=self.device)
         return state.feats.float()
 
+    def intermediate(self, state: ODEState) -> torch.Tensor:
+        """A copy of the current noisy sample x_t, (B, C, R, R) in the data scale [-1, 1] plus noise."""
+        return state.x.float().clone()
+
     def step_nfe(self, step_index: int) -> int:
         guided = self.cfg_scale is not None
         conditional = 1 if step_index < self.horizon - 1 else 0

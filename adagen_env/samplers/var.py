@@ -194,6 +194,11 @@ class VARSampler(Sampler[VARState]):
         finished state, those the last step's policy saw: the terminal observation)."""
         return state.feats.float()
 
+    @torch.no_grad()
+    def intermediate(self, state: VARState) -> torch.Tensor:
+        """The image of the scales sampled so far (the decoder on the partial sum f_hat)."""
+        return self.model.tokenizer.decode_fhat(state.f_hat).float()
+
     def step_nfe(self, step_index: int) -> int:
         """The conditional pass of this scale, plus an unconditional one when guided, except at scale 0 (t = 0)."""
         return 1 + (1 if self.cfg_scale is not None and step_index > 0 else 0)

@@ -100,3 +100,25 @@ def test_cli_bench_with_a_policy_adds_an_adaptive_row(tmp_path, capsys) -> None:
     assert list(tmp_path.glob("bench/bench_knobs_*.png"))
     with pytest.raises(SystemExit, match="not in the bench grid"):
         main(["bench", "--env", "AdaGen/DiT-v0", "--policy", checkpoint, "--out", str(tmp_path / "b2")])
+
+
+def test_ablation_trains_each_variant_and_writes_its_section(tmp_path) -> None:
+    from test_train import TINY_ALGO_KWARGS, env_fn
+
+    from agents.ablation import run_ablation
+    from agents.evaluate import load_policy
+
+    tiny = {"num_envs": 2, "total_updates": 1, "progress_bar": False, "algo_kwargs": TINY_ALGO_KWARGS["ppo"]}
+    report = run_ablation("step-conditioning", num_samples=4, seeds=(0, 1), logdir=tmp_path / "runs", out=tmp_path,
+                          env_fn=env_fn(), train_overrides=tiny)
+    assert [r["variant"] for r in report["rows"]] == ["on", "off", "baseline schedule"]
+    assert len({r["nfe"] for r in report["rows"]}) == 1
+    model, _ = load_policy(tmp_path / "runs" / "step-conditioning-off" / "checkpoint.zip")
+    assert model.policy.pi_features_extractor.step_conditioning is False
+    text = (tmp_path / "ablations.md").read_text()
+    assert text.count("<!-- ablation:step-conditioning -->") == 1 and "Measured here: By FID, off" in text
+    run_ablation("step-conditioning", num_samples=4, seeds=(0, 1), logdir=tmp_path / "runs", out=tmp_path,
+                 env_fn=env_fn(), train_overrides=tiny)  # resumes (already trained) and replaces its section
+    assert (tmp_path / "ablations.md").read_text().count("## step-conditioning") == 1
+    with pytest.raises(InvalidArgument, match="unknown ablation"):
+        run_ablation("rewards")

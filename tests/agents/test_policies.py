@@ -50,6 +50,17 @@ def test_extractor_shapes_and_zero_init(actions: int) -> None:
     assert not torch.allclose(out[0], out[1])
 
 
+def test_extractor_without_step_conditioning_ignores_the_step() -> None:
+    space = _space()
+    extractor = AdaGenExtractor(space, hidden=16, step_conditioning=False)
+    for m in extractor.modules():
+        if isinstance(m, AdaLN):
+            torch.nn.init.normal_(m.modulation[-1].weight, std=0.1)
+    feats = torch.randn(1, 16, 8, 8).expand(5, -1, -1, -1)
+    out = extractor(preprocess_obs({"features": feats, "step": torch.arange(5)}, space))
+    torch.testing.assert_close(out, out[:1].expand_as(out))
+
+
 def test_extractor_accepts_buffer_shaped_step() -> None:
     """SB3's rollout buffer stores a Discrete obs as (B, 1): one-hot gives (B, 1, H)."""
     space = _space()

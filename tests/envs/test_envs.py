@@ -129,12 +129,32 @@ def test_controlled_knobs_pool_and_dtype(tiny_ode_sampler) -> None:
         ({"generator": "flwo"}, InvalidArgument, "unknown flow generator 'flwo'.*Did you mean 'flow'"),
         ({"reward_model": "fid"}, InvalidArgument, "unknown reward model 'fid'.*valid"),
         ({"feature_dtype": "int8"}, InvalidArgument, "feature_dtype"),
+        ({"observation": "pixels"}, InvalidArgument, "observation must be one of"),
         ({"num_envs": 2}, InvalidArgument, "make_vec"),
     ],
 )
 def test_bad_arguments_name_the_problem(kwargs: dict, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         gym.make("AdaGen/SiT-v0", **kwargs)
+
+
+def test_observation_modes_show_the_image_or_only_the_step(tiny_case) -> None:
+    env_cls, sampler = tiny_case
+    image_env = env_cls(num_envs=2, generator=sampler, reward_model=None, observation="image")
+    blind_env = env_cls(num_envs=2, generator=sampler, reward_model=None, observation="step-only")
+    assert image_env.single_observation_space["features"].shape == sampler.image_shape
+    assert blind_env.single_observation_space["features"].shape == sampler.feature_shape
+    obs, _ = image_env.reset(seed=1)
+    blind, _ = blind_env.reset(seed=1)
+    actions = np.zeros((2, len(sampler.knob_specs)), np.float32)
+    for _ in range(sampler.horizon - 1):
+        obs, *_ = image_env.step(actions)
+        blind, *_ = blind_env.step(actions)
+        expected = sampler.intermediate(image_env._state).numpy()
+        np.testing.assert_array_equal(obs["features"], expected)
+        assert not blind["features"].any() and (blind["step"] == obs["step"]).all()
+    single = type("Single", (AdaGenEnv,), {"vector_cls": env_cls})(generator=sampler, observation="image")
+    gym_check_env(single, skip_render_check=True)
 
 
 def test_var_step_count_is_fixed() -> None:
