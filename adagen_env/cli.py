@@ -75,7 +75,8 @@ def _bench(args: argparse.Namespace) -> None:
 
     try:
         config = config_from_args(args)
-        results = bench(config, policies=args.policy or [], out_dir=args.out or config.default_out(), device=args.device)
+        out = args.out or ("benchmarks/results/bench-quick" if args.quick else "benchmarks/results/bench")
+        results = bench(config, policies=args.policy or [], out_dir=out, device=args.device)
     except AdaGenError as exc:
         raise SystemExit(f"adagen bench: error: {exc}") from exc
     print(markdown(results))

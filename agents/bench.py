@@ -47,12 +47,15 @@ from agents.evaluate import COLUMNS, eval_env, load_policy, summarise
 from agents.rollout import Generation, generate, generate_static
 
 STEP_GRID: dict[str, tuple[int | None, ...]] = {
-    "AdaGen/DiT-v0": (4, 8, 16),
-    "AdaGen/SiT-v0": (4, 8, 16),
-    "AdaGen/MaskGIT-v0": (4, 8, 16),
+    "AdaGen/DiT-v0": (4, 8),
+    "AdaGen/SiT-v0": (4, 8),
+    "AdaGen/MaskGIT-v0": (8,),
     "AdaGen/VAR-v0": (None,),
 }
-"""Env -> step counts of the full run (None: the env's own, VAR's one step per scale)."""
+"""Env -> step counts of the full comparison (None: the env's own, VAR's one step per scale). Sized for the 2-core
+build machine: a point costs (rows x samples x seeds + candidates x search samples) generations."""
+BASELINE_STEP_GRID: dict[str, tuple[int, ...]] = {"AdaGen/DiT-v0": (16,), "AdaGen/SiT-v0": (16,)}
+"""Env -> larger step counts where only the baseline runs: the target of "NFE to match the baseline"."""
 QUICK_STEP_GRID: dict[str, tuple[int | None, ...]] = {
     "AdaGen/DiT-v0": (4,),
     "AdaGen/SiT-v0": (4,),
@@ -67,15 +70,17 @@ class BenchConfig:
 
     step_grid: dict[str, tuple[int | None, ...]] = field(default_factory=lambda: dict(STEP_GRID))
     """Env id -> step counts."""
-    num_samples: int = 2000
+    baseline_step_grid: dict[str, tuple[int, ...]] = field(default_factory=lambda: dict(BASELINE_STEP_GRID))
+    """Env id -> step counts evaluated with the baseline only."""
+    num_samples: int = 1000
     """Images per evaluation seed (class-balanced labels)."""
     seeds: tuple[int, ...] = (0, 1, 2)
     """Evaluation sampling seeds."""
-    search_samples: int = 1000
+    search_samples: int = 500
     """Images per candidate of the tuned-schedule search."""
     search_seed: int = 1000
     """Sampling seed of the search (not an evaluation seed)."""
-    search_rounds: int = 2
+    search_rounds: int = 1
     """Coordinate-search sweeps over the parameters (it stops early when a sweep changes nothing)."""
     batch_size: int = 250
     """Lanes per generator call."""
@@ -84,12 +89,8 @@ class BenchConfig:
 
     @classmethod
     def quick(cls) -> BenchConfig:
-        return cls(step_grid=dict(QUICK_STEP_GRID), num_samples=250, seeds=(0, 1), search_samples=250, search_rounds=1)
-
-    def default_out(self) -> str:
-        """Where `adagen bench` writes without --out: a quick run never overwrites the full run's results."""
-        quick = self.step_grid == QUICK_STEP_GRID and self.num_samples == BenchConfig.quick().num_samples
-        return "benchmarks/results/bench-quick" if quick else "benchmarks/results/bench"
+        return cls(step_grid=dict(QUICK_STEP_GRID), baseline_step_grid={}, num_samples=250, seeds=(0, 1),
+                   search_samples=250, search_rounds=1)
 
     def __post_init__(self) -> None:
         if self.num_samples < 2 or self.search_samples < 2 or not self.seeds:
@@ -116,7 +117,8 @@ def config_from_args(args: Any) -> BenchConfig:
                  if getattr(args, name) is not None}
     if args.seeds is not None:
         overrides["seeds"] = tuple(args.seeds)
-    return replace(base, step_grid=grid, hand_made=args.hand_made, **overrides)
+    baseline_grid = {env_id: steps for env_id, steps in base.baseline_step_grid.items() if env_id in grid}
+    return replace(base, step_grid=grid, baseline_step_grid=baseline_grid, hand_made=args.hand_made, **overrides)
 
 
 # -- the tuned static schedule --------------------------------------------------------------------
@@ -214,15 +216,18 @@ def bench(
 
     rows: list[dict[str, Any]] = []
     knob_plots: list[tuple[str, Generation, np.ndarray, tuple[str, ...]]] = []
-    points = [(env_id, steps) for env_id, steps_list in grid.items() for steps in steps_list]
-    for env_id, steps in tqdm(points, desc="bench", unit="point"):
+    points = [(env_id, steps, True) for env_id, steps_list in grid.items() for steps in steps_list]
+    points += [(env_id, steps, False) for env_id, steps_list in config.baseline_step_grid.items() for steps in steps_list]
+    for env_id, steps, compare in tqdm(points, desc="bench", unit="point"):
         env = eval_env(env_id, {"num_steps": steps}, 0.0, config.batch_size, device)
         sampler = env.unwrapped.sampler
         hand_made = HAND_MADE[family_key(sampler)]
-        named = list(hand_made.items()) if config.hand_made else list(hand_made.items())[:1]
+        named = list(hand_made.items()) if config.hand_made and compare else list(hand_made.items())[:1]
         for index, (name, params) in enumerate(named):
             kind = "baseline" if index == 0 else "hand-made"
             rows.append(_static_row(env_id, steps, name, kind, params, sampler, labels, config, device))
+        if not compare:
+            continue
 
         def search_fid(params: dict[str, Any]) -> float:
             schedule = static_schedule(sampler, **params)
@@ -249,7 +254,8 @@ def bench(
             knob_plots.append((f"{env_id}_{steps}", generation, sampler.baseline_schedule().cpu().numpy(), sampler.knob_names))
 
     results = {
-        "config": {**asdict(config), "step_grid": {k: list(v) for k, v in grid.items()}},
+        "config": {**asdict(config), "step_grid": {k: list(v) for k, v in grid.items()},
+                   "baseline_step_grid": {k: list(v) for k, v in config.baseline_step_grid.items()}},
         "labels": "class-balanced",
         "version": adagen_env.__version__,
         "threads": torch.get_num_threads(),

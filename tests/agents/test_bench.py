@@ -65,12 +65,15 @@ def test_matching_nfe_uses_the_baseline_at_its_largest_nfe() -> None:
 
 
 def test_bench_on_the_shipped_generator_writes_every_output(tmp_path) -> None:
-    config = BenchConfig(step_grid={"AdaGen/SiT-v0": (2,)}, **TINY)
+    config = BenchConfig(step_grid={"AdaGen/SiT-v0": (2,)}, baseline_step_grid={"AdaGen/SiT-v0": (3,)}, **TINY)
     results = bench(config, out_dir=tmp_path)
-    kinds = [row["kind"] for row in results["rows"]]
+    compared, (longer,) = results["rows"][:-1], results["rows"][-1:]
+    kinds = [row["kind"] for row in compared]
     assert kinds[0] == "baseline" and "hand-made" in kinds and kinds[-1] == "tuned"
-    assert len({row["nfe"] for row in results["rows"]}) == 1  # equal NFE
-    tuned = results["rows"][-1]
+    assert len({row["nfe"] for row in compared}) == 1  # equal NFE
+    assert longer["kind"] == "baseline" and longer["steps"] == 3 and longer["nfe"] > compared[0]["nfe"]
+    assert matching_nfe(results["rows"], "AdaGen/SiT-v0")["target_nfe"] == longer["nfe"]
+    tuned = compared[-1]
     trace = tuned["search"]["trace"]
     assert min(t["score"] for t in trace) == next(t["score"] for t in trace if t["params"] == tuned["params"])
     for row in results["rows"]:
@@ -79,6 +82,7 @@ def test_bench_on_the_shipped_generator_writes_every_output(tmp_path) -> None:
     assert "| tuned static | tuned |" in table and "(tie)" in table and "NFE to match" in table
     assert (tmp_path / "bench_fid_vs_nfe.png").stat().st_size > 0
     assert len((tmp_path / "bench.csv").read_text().splitlines()) == len(results["rows"]) + 1
+    assert "## AdaGen/SiT-v0, steps 3" in table
 
 
 def test_bench_config_refuses_a_search_seed_that_is_also_an_eval_seed() -> None:
