@@ -76,7 +76,7 @@ def _bench(args: argparse.Namespace) -> None:
     try:
         config = config_from_args(args)
         out = args.out or ("benchmarks/results/bench-quick" if args.quick else "benchmarks/results/bench")
-        results = bench(config, policies=args.policy or [], out_dir=out, device=args.device)
+        results = bench(config, policies=args.policy or [], out_dir=out, device=args.device, command=args.command_line)
     except AdaGenError as exc:
         raise SystemExit(f"adagen bench: error: {exc}") from exc
     print(markdown(results))
@@ -206,7 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.command_line = "adagen " + " ".join(argv)
     args.func(args)
 
 

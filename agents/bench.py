@@ -196,8 +196,11 @@ def bench(
     policies: Sequence[str | Path] = (),
     out_dir: str | Path | None = "benchmarks/results/bench",
     device: str = "cpu",
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Run the comparison; returns the results and writes them to `out_dir` (nothing written when None).
+
+    `command` (the command line that ran it) is recorded in the results and printed atop the table.
 
     Raises:
         InvalidArgument: an env id without a step grid, or a policy whose env is not in the grid.
@@ -257,6 +260,7 @@ def bench(
         "config": {**asdict(config), "step_grid": {k: list(v) for k, v in grid.items()},
                    "baseline_step_grid": {k: list(v) for k, v in config.baseline_step_grid.items()}},
         "labels": "class-balanced",
+        "command": command,
         "version": adagen_env.__version__,
         "threads": torch.get_num_threads(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -304,6 +308,8 @@ def markdown(results: dict[str, Any]) -> str:
          f"FID on {cfg['search_samples']} samples of seed {cfg['search_seed']}. Verdicts: a gap within the "
          f"combined spread over seeds is a tie. {results['threads']} threads, {results['date']}."),
     ]
+    if results.get("command"):
+        lines[1:1] = ["", f"Made by `{results['command']}`."]
     for (env_id, steps), group in _group(results["rows"]).items():
         base = next(r for r in group if r["kind"] == "baseline")
         tuned = next((r for r in group if r["kind"] == "tuned"), None)

@@ -254,7 +254,7 @@ SEARCH_SPACES: dict[type[Sampler], dict[str, tuple[Any, ...]]] = {
     VARSampler: {
         "cfg": (0.0, 0.75, 1.5, 2.25, 3.0, 4.0),
         "top_k": (0, 8, 16, 32, 56),
-        "top_p": (0.8, 0.9, 0.95, 1.0),
+        "top_p": (0.8, 0.9, 0.96, 1.0),
         "temperature": (0.8, 0.9, 1.0, 1.1),
     },
 }

@@ -100,7 +100,7 @@ def test_cli_bench_with_a_policy_adds_an_adaptive_row(tmp_path, capsys) -> None:
           "--seeds", "0", "1", "--search-samples", "4", "--search-rounds", "0", "--batch-size", "4",
           "--no-hand-made", "--out", str(tmp_path / "bench")])
     table = capsys.readouterr().out
-    assert "| adaptive |" in table and "| baseline |" in table
+    assert "| adaptive |" in table and "| baseline |" in table and "Made by `adagen bench --env" in table
     assert list(tmp_path.glob("bench/bench_knobs_*.png"))
     with pytest.raises(SystemExit, match="not in the bench grid"):
         main(["bench", "--env", "AdaGen/DiT-v0", "--policy", checkpoint, "--out", str(tmp_path / "b2")])
