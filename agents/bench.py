@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -119,6 +120,15 @@ def config_from_args(args: Any) -> BenchConfig:
         overrides["seeds"] = tuple(args.seeds)
     baseline_grid = {env_id: steps for env_id, steps in base.baseline_step_grid.items() if env_id in grid}
     return replace(base, step_grid=grid, baseline_step_grid=baseline_grid, hand_made=args.hand_made, **overrides)
+
+
+def policy_steps(meta: dict[str, Any]) -> int | None:
+    """The step count a policy was trained at: its `num_steps`, or its env's default when that was left unset."""
+    steps = meta["env_kwargs"].get("num_steps")
+    if steps is None:
+        vector_cls = gym.envs.registration.load_env_creator(gym.spec(meta["env_id"]).vector_entry_point)
+        steps = vector_cls.default_num_steps
+    return steps
 
 
 # -- the tuned static schedule --------------------------------------------------------------------
@@ -214,8 +224,8 @@ def bench(
     for path, _, meta in loaded:
         if meta["env_id"] not in grid:
             raise InvalidArgument(f"policy {path!r} is for {meta['env_id']}, which is not in the bench grid {sorted(grid)}")
-        if meta["env_kwargs"].get("num_steps") not in grid[meta["env_id"]]:
-            grid[meta["env_id"]].append(meta["env_kwargs"].get("num_steps"))
+        if policy_steps(meta) not in grid[meta["env_id"]]:
+            grid[meta["env_id"]].append(policy_steps(meta))
 
     rows: list[dict[str, Any]] = []
     knob_plots: list[tuple[str, Generation, np.ndarray, tuple[str, ...]]] = []
@@ -242,7 +252,7 @@ def bench(
         rows.append({**tuned, "search": {"samples": config.search_samples, "seed": config.search_seed, "trace": trace}})
 
         for path, model, meta in loaded:
-            if meta["env_id"] != env_id or meta["env_kwargs"].get("num_steps") != steps:
+            if meta["env_id"] != env_id or policy_steps(meta) != steps:
                 continue
             policy_env = eval_env(env_id, meta["env_kwargs"], meta["smoothing"], config.batch_size, device)
             if policy_env.unwrapped.sampler.config() != sampler.config():

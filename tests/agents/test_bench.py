@@ -126,3 +126,11 @@ def test_ablation_trains_each_variant_and_writes_its_section(tmp_path) -> None:
     assert (tmp_path / "ablations.md").read_text().count("## step-conditioning") == 1
     with pytest.raises(InvalidArgument, match="unknown ablation"):
         run_ablation("rewards")
+
+
+def test_policy_steps_resolve_the_env_default() -> None:
+    from agents.bench import policy_steps
+
+    assert policy_steps({"env_id": "AdaGen/SiT-v0", "env_kwargs": {"num_steps": None}}) == 8
+    assert policy_steps({"env_id": "AdaGen/DiT-v0", "env_kwargs": {"num_steps": 4}}) == 4
+    assert policy_steps({"env_id": "AdaGen/VAR-v0", "env_kwargs": {}}) is None
