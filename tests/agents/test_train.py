@@ -277,3 +277,17 @@ def test_exported_policy_is_smaller_and_acts_the_same(tmp_path) -> None:
     )
     with pytest.raises(CheckpointError, match="does not exist"):
         export_policy(tmp_path / "missing.zip", tmp_path / "x.zip")
+
+
+def test_observation_mode_is_saved_and_rebuilt_for_evaluation(tmp_path) -> None:
+    from agents.evaluate import eval_env
+
+    out = train(tiny_args(tmp_path, env="AdaGen/SiT-v0", num_steps=2, total_updates=1, observation="step-only"))
+    meta = read_meta(out["checkpoint"])
+    assert meta["env_kwargs"]["observation"] == "step-only"
+    env = eval_env(meta["env_id"], meta["env_kwargs"], meta["smoothing"], 2, "cpu")
+    obs, _ = env.reset(seed=0)
+    assert env.unwrapped.observation == "step-only" and not obs["features"].any()
+    with pytest.raises(CheckpointError, match="observation"):
+        train(tiny_args(tmp_path, env="AdaGen/SiT-v0", num_steps=2, total_updates=2, resume=True,
+                        logdir=out["run_dir"]))
