@@ -27,7 +27,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Figure, Image
 
 from adagen_env.errors import InvalidArgument
-from agents.checkpoint import env_rng_state, rng_state, save_checkpoint
+from agents.checkpoint import env_rng_state, rng_state, save_checkpoint, save_model
 from agents.rollout import ZeroPolicy, generate
 
 IMAGE_ONLY = ("stdout", "log", "json", "csv")
@@ -218,6 +218,9 @@ class PolicyEvaluation(UpdateCallback):
         metrics: `compute_metrics` switches.
         grid_size: images per row of the grid (0: no grid).
         device: where the metric's feature network runs.
+        best_model_path: where to save the policy each time its FID is the best so far (like SB3's
+            `EvalCallback`); a checkpoint zip with `meta` plus `updates` and `best_eval_fid`. None: not saved.
+        meta: run metadata stored in the best model (`agents.checkpoint.read_meta`).
     """
 
     def __init__(
@@ -230,10 +233,14 @@ class PolicyEvaluation(UpdateCallback):
         metrics: tuple[str, ...] = ("fid", "kid", "isc", "prc"),
         grid_size: int = 8,
         device: str = "cpu",
+        best_model_path: str | Path | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(timesteps_per_update)
         if every < 1:
             raise InvalidArgument(f"every must be >= 1 update, got {every}")
+        self.best_model_path = None if best_model_path is None else Path(best_model_path)
+        self.meta = meta or {}
         self.eval_env, self.seed, self.every = eval_env, seed, every
         self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
         if self.labels.numel() < 2:
@@ -268,6 +275,8 @@ class PolicyEvaluation(UpdateCallback):
                 self.logger.record(f"eval/{key}_baseline", self.baseline_scores[key])
         self.logger.record("eval/nfe", gen.nfe)
         if "fid" in scores:
+            if scores["fid"] < self.best_fid and self.best_model_path is not None:
+                save_model(self.model, self.best_model_path, {**self.meta, "updates": self.updates, "best_eval_fid": scores["fid"]})
             self.best_fid = min(self.best_fid, scores["fid"])
             self.logger.record("eval/best_fid", self.best_fid)
         if self.grid_size:

@@ -28,6 +28,8 @@ import torch
 from adagen_env.errors import CheckpointError
 
 CHECKPOINT = "checkpoint.zip"
+BEST_MODEL = "best_model.zip"
+"""The policy at its best periodic evaluation FID so far (SB3 `EvalCallback`'s name); loads like a checkpoint."""
 STATE = "checkpoint_state.pt"
 REPLAY_BUFFER = "replay_buffer.pkl"
 META_FORMAT = 1
@@ -115,13 +117,29 @@ def save_checkpoint(model: Any, run_dir: str | Path, meta: dict[str, Any], state
         tmp = run_dir / f"{REPLAY_BUFFER}.tmp"
         model.save_replay_buffer(tmp)
         os.replace(tmp, run_dir / REPLAY_BUFFER)
-    tmp_state, tmp_zip = run_dir / f"{STATE}.tmp", run_dir / f"{CHECKPOINT}.tmp"
+    tmp_state = run_dir / f"{STATE}.tmp"
     torch.save(state, tmp_state)
-    with open(tmp_zip, "wb") as handle:
-        model.save(handle)
+    tmp_zip = _save_zip(model, run_dir / CHECKPOINT)
     os.replace(tmp_state, run_dir / STATE)
     os.replace(tmp_zip, run_dir / CHECKPOINT)
     return run_dir / CHECKPOINT
+
+
+def _save_zip(model: Any, path: Path) -> Path:
+    """Save the SB3 zip next to `path` as `<name>.tmp`, for the caller to move into place."""
+    tmp = path.with_name(f"{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        model.save(handle)
+    return tmp
+
+
+def save_model(model: Any, path: str | Path, meta: dict[str, Any]) -> Path:
+    """Write the policy alone (no side file: it is for evaluation, not resuming) with its metadata, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.adagen_meta = {**meta, "format": META_FORMAT, "num_timesteps": int(model.num_timesteps)}
+    os.replace(_save_zip(model, path), path)
+    return path
 
 
 EXPORT_EXCLUDES = ("_last_obs", "_last_original_obs", "_last_episode_starts", "_last_lstm_states", "ep_info_buffer", "ep_success_buffer")

@@ -38,7 +38,7 @@ from adagen_env.errors import InvalidArgument
 from adagen_env.metrics import balanced_labels
 from adagen_env.wrappers import VectorActionSmoothing
 from agents.callbacks import Checkpointer, PolicyEvaluation, ProgressBar, StdSchedule, TrainingLogger
-from agents.checkpoint import CHECKPOINT, check_meta, load_state, read_meta, set_env_rng_state, set_rng_state
+from agents.checkpoint import BEST_MODEL, CHECKPOINT, check_meta, load_state, read_meta, set_env_rng_state, set_rng_state
 from agents.presets import get_algorithm, make_model, resolve_hyperparameters, timesteps_per_update
 from agents.vec_env import SB3VecEnv
 
@@ -311,7 +311,10 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
             beta,
         )
         labels = balanced_labels(args.eval_samples, unwrapped.sampler.num_classes)
-        evaluation = PolicyEvaluation(eval_env, labels, args.eval_seed, args.eval_every, tpu, device=args.device)
+        evaluation = PolicyEvaluation(
+            eval_env, labels, args.eval_seed, args.eval_every, tpu, device=args.device,
+            best_model_path=run_dir / BEST_MODEL, meta=meta,
+        )
         if "evaluation" in callback_state:
             evaluation.load_state_dict(callback_state["evaluation"])
         stateful["evaluation"] = evaluation
@@ -334,6 +337,7 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
     return {
         "run_dir": str(run_dir),
         "checkpoint": str(run_dir / CHECKPOINT),
+        "best_model": str(run_dir / BEST_MODEL) if (run_dir / BEST_MODEL).is_file() else None,
         "updates": model.num_timesteps // tpu,
         "num_timesteps": model.num_timesteps,
         "elapsed_seconds": checkpointer.elapsed,

@@ -95,6 +95,30 @@ def test_evaluation_of_the_untrained_policy_equals_the_baseline(tmp_path) -> Non
         PolicyEvaluation(eval_env, [0, 1], 0, every=0, timesteps_per_update=tpu)
 
 
+def test_evaluation_saves_the_best_model_with_its_metadata(tmp_path) -> None:
+    from adagen_env.envs import DiTVectorEnv
+    from agents.checkpoint import read_meta
+    from agents.evaluate import load_policy
+
+    model, _, sampler = _tiny_model(tmp_path, reward_model=None)
+    eval_env = DiTVectorEnv(num_envs=4, generator=sampler, reward_model=None, return_images=True)
+    tpu = timesteps_per_update(model, sampler.horizon)
+    best = tmp_path / "best_model.zip"
+    evaluation = PolicyEvaluation(eval_env, labels=np.arange(8) % 4, seed=3, every=1, timesteps_per_update=tpu,
+                                  metrics=("fid",), grid_size=0, best_model_path=best, meta={"env_id": "AdaGen/DiT-v0", "algo": "ppo"})
+    evaluation.init_callback(model)
+    first = evaluation.evaluate()["fid"]
+    meta = read_meta(best)
+    assert meta["best_eval_fid"] == first and meta["env_id"] == "AdaGen/DiT-v0"
+    saved = best.stat().st_mtime_ns
+    evaluation.best_fid = -1.0  # nothing can beat it now: the file must stay as it is
+    evaluation.evaluate()
+    assert best.stat().st_mtime_ns == saved
+    loaded, _ = load_policy(best)
+    obs = eval_env.reset(seed=0)[0]
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
+
+
 def test_knob_figure_has_one_axis_per_knob() -> None:
     knobs = np.random.default_rng(0).random((5, 3, 2))
     fig = knob_figure(["time", "cfg"], knobs, baseline=knobs[0])
