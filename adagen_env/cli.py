@@ -147,6 +147,8 @@ def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--quick", action="store_true", help="a small table (one step count per env, 250 samples x 2 seeds)")
     bench.add_argument("--env", nargs="+", default=None, choices=envs, help="envs to run (default: all four)")
     bench.add_argument("--steps", type=int, nargs="+", default=None, help="step counts (default: the env's grid)")
+    bench.add_argument("--baseline-steps", type=int, nargs="*", default=None,
+                       help="larger step counts run with the baseline only (default: the env's; none when empty)")
     bench.add_argument("--policy", action="append", help="checkpoint.zip of `adagen train` (repeatable)")
     bench.add_argument("--num-samples", type=int, default=None, help="images per seed")
     bench.add_argument("--seeds", type=int, nargs="+", default=None)

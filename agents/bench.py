@@ -118,7 +118,10 @@ def config_from_args(args: Any) -> BenchConfig:
                  if getattr(args, name) is not None}
     if args.seeds is not None:
         overrides["seeds"] = tuple(args.seeds)
-    baseline_grid = {env_id: steps for env_id, steps in base.baseline_step_grid.items() if env_id in grid}
+    if args.baseline_steps is None:
+        baseline_grid = {env_id: steps for env_id, steps in base.baseline_step_grid.items() if env_id in grid}
+    else:
+        baseline_grid = {env_id: tuple(args.baseline_steps) for env_id in grid if STEP_GRID[env_id] != (None,)}
     return replace(base, step_grid=grid, baseline_step_grid=baseline_grid, hand_made=args.hand_made, **overrides)
 
 

@@ -98,10 +98,12 @@ def test_cli_bench_with_a_policy_adds_an_adaptive_row(tmp_path, capsys) -> None:
     checkpoint = json.loads(capsys.readouterr().out)["checkpoint"]
     main(["bench", "--env", "AdaGen/SiT-v0", "--steps", "2", "--policy", checkpoint, "--num-samples", "4",
           "--seeds", "0", "1", "--search-samples", "4", "--search-rounds", "0", "--batch-size", "4",
-          "--no-hand-made", "--out", str(tmp_path / "bench")])
+          "--no-hand-made", "--baseline-steps", "3", "--out", str(tmp_path / "bench")])
     table = capsys.readouterr().out
     assert "| adaptive |" in table and "| baseline |" in table and "Made by `adagen bench --env" in table
     assert list(tmp_path.glob("bench/bench_knobs_*.png"))
+    saved = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert saved["config"]["baseline_step_grid"] == {"AdaGen/SiT-v0": [3]} and saved["rows"][-1]["steps"] == 3
     with pytest.raises(SystemExit, match="not in the bench grid"):
         main(["bench", "--env", "AdaGen/DiT-v0", "--policy", checkpoint, "--out", str(tmp_path / "b2")])
 
