@@ -44,7 +44,7 @@ from adagen_env.errors import InvalidArgument
 from adagen_env.metrics import METRICS, balanced_labels, compute_metrics
 from adagen_env.samplers import Sampler
 from adagen_env.samplers.schedules import HAND_MADE, family_key, search_space, search_start, static_schedule
-from agents.evaluate import COLUMNS, eval_env, load_policy, summarise
+from agents.evaluate import COLUMNS, eval_env, load_policy, score_seeds
 from agents.rollout import Generation, generate, generate_static
 
 STEP_GRID: dict[str, tuple[int | None, ...]] = {
@@ -179,25 +179,12 @@ def verdict(mean: float, std: float, ref_mean: float, ref_std: float) -> str:
     return "better" if mean < ref_mean else "worse"
 
 
-def _score_generation(make: Callable[[int], Generation], labels: torch.Tensor, seeds: Sequence[int], device: str) -> dict[str, Any]:
-    per_seed, seconds, nfe, last = [], 0.0, 0, None
-    for seed in seeds:
-        start = time.perf_counter()
-        last = make(seed)
-        seconds += time.perf_counter() - start
-        nfe = last.nfe
-        per_seed.append({**compute_metrics(last.images, last.labels, metrics=METRICS, device=device), "seed": seed})
-    mean, std = summarise([{k: v for k, v in s.items() if k != "seed"} for s in per_seed])
-    return {"nfe": nfe, "per_seed": per_seed, "mean": mean, "std": std,
-            "seconds_per_image": seconds / (len(seeds) * labels.shape[0]), "generation": last}
-
-
 def _static_row(env_id: str, steps: int | None, method: str, kind: str, params: dict[str, Any],
                 sampler: Sampler, labels: torch.Tensor, config: BenchConfig, device: str) -> dict[str, Any]:
     # The baseline row runs the env's own baseline values (activated prior), so it equals the env's zero-action run.
     schedule = sampler.baseline_schedule() if kind == "baseline" else static_schedule(sampler, **params)
-    result = _score_generation(
-        lambda seed: generate_static(sampler, schedule, labels, seed, config.batch_size), labels, config.seeds, device
+    result = score_seeds(
+        lambda seed: generate_static(sampler, schedule, labels, seed, config.batch_size), config.seeds, METRICS, device
     )
     result.pop("generation")
     return {"env_id": env_id, "steps": steps, "method": method, "kind": kind, "params": params,
@@ -263,7 +250,7 @@ def bench(
                     f"policy {path!r} runs its sampler with {policy_env.unwrapped.sampler.config()}, the bench's static "
                     f"rows with {sampler.config()}: they would not be at equal settings"
                 )
-            result = _score_generation(lambda seed: generate(model, policy_env, labels, seed), labels, config.seeds, device)
+            result = score_seeds(lambda seed: generate(model, policy_env, labels, seed), config.seeds, METRICS, device)
             generation = result.pop("generation")
             rows.append({"env_id": env_id, "steps": steps, "method": f"policy {Path(path).parent.name or path}",
                          "kind": "adaptive", "params": {"checkpoint": path, "algo": meta["algo"]}, **result})

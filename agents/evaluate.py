@@ -12,7 +12,8 @@ with `CheckpointError`.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from adagen_env.errors import CheckpointError, InvalidArgument
 from adagen_env.metrics import METRICS, balanced_labels, compute_metrics
 from agents.checkpoint import IDENTITY_KEYS, check_meta, read_meta
 from agents.presets import get_algorithm
-from agents.rollout import ZeroPolicy, generate
+from agents.rollout import Generation, ZeroPolicy, generate
 from agents.train import Args, EnvFn, default_env_fn, smooth
 
 COLUMNS = {
@@ -82,18 +83,29 @@ def summarise(per_seed: list[dict[str, float]]) -> tuple[dict[str, float], dict[
     return mean, std
 
 
+def score_seeds(
+    make: Callable[[int], Generation], seeds: Sequence[int], metrics: tuple[str, ...] = METRICS, device: str = "cpu"
+) -> dict[str, Any]:
+    """Generate with `make(seed)` for each seed and score it: per-seed metrics, mean and std over seeds, NFE per image,
+    generation wall time per image, and the last seed's `Generation` (under "generation")."""
+    per_seed, seconds, last = [], 0.0, None
+    for seed in seeds:
+        start = time.perf_counter()
+        last = make(seed)
+        seconds += time.perf_counter() - start
+        per_seed.append({**compute_metrics(last.images, last.labels, metrics=metrics, device=device), "seed": seed})
+    mean, std = summarise([{k: v for k, v in s.items() if k != "seed"} for s in per_seed])
+    return {"nfe": last.nfe, "per_seed": per_seed, "mean": mean, "std": std,
+            "seconds_per_image": seconds / (len(seeds) * last.labels.shape[0]), "generation": last}
+
+
 def _run(
     name: str, policy: Any, env: Any, num_samples: int, seeds: Sequence[int], metrics: tuple[str, ...], device: str
 ) -> dict[str, Any]:
     labels = balanced_labels(num_samples, env.unwrapped.sampler.num_classes)
-    per_seed, nfe = [], None
-    for seed in seeds:
-        gen = generate(policy, env, labels, seed)
-        scores = compute_metrics(gen.images, gen.labels, metrics=metrics, device=device)
-        per_seed.append({**scores, "seed": seed})
-        nfe = gen.nfe
-    mean, std = summarise([{k: v for k, v in s.items() if k != "seed"} for s in per_seed])
-    return {"name": name, "nfe": nfe, "per_seed": per_seed, "mean": mean, "std": std}
+    result = score_seeds(lambda seed: generate(policy, env, labels, seed), seeds, metrics, device)
+    result.pop("generation")
+    return {"name": name, **result}
 
 
 def evaluate(
@@ -200,4 +212,4 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["eval_env", "evaluate", "load_policy", "markdown", "summarise"]
+__all__ = ["eval_env", "evaluate", "load_policy", "markdown", "score_seeds", "summarise"]
