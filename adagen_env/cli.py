@@ -146,7 +146,7 @@ def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser("bench", help="learned policies vs baseline, hand-made and tuned static schedules")
     bench.add_argument("--quick", action="store_true", help="a small table (one step count per env, 250 samples x 2 seeds)")
     bench.add_argument("--env", nargs="+", default=None, choices=envs, help="envs to run (default: all four)")
-    bench.add_argument("--steps", type=int, nargs="+", default=None, help="step counts (default: the env's grid)")
+    bench.add_argument("--steps", type=int, nargs="+", default=None, help="step counts (default: the env's grid; VAR keeps its one step per scale)")
     bench.add_argument("--baseline-steps", type=int, nargs="*", default=None,
                        help="larger step counts run with the baseline only (default: the env's; none when empty)")
     bench.add_argument("--policy", action="append", help="checkpoint.zip of `adagen train` (repeatable)")
