@@ -4,8 +4,9 @@
 
 An ablation trains one policy per variant with `adagen train`'s machinery (same env, step count, seed and wall-time
 budget; only the variant's arguments differ), then evaluates them all with the baseline schedule at equal NFE
-(`adagen eval`: same labels and noise for every row). Runs live in `<logdir>/<name>-<variant>` and resume, so a
-killed ablation continues where it stopped; a variant whose budget is spent is only evaluated.
+(`adagen eval`: same labels and noise for every row). Runs live in `<logdir>/<env>-<steps>-<overrides>` (see
+`run_name`) and resume, so a killed ablation continues where it stopped and a variant whose budget is spent is only
+evaluated. The reference variant of most ablations is the default configuration (`{}`), one run they all share.
 
 Outputs: `<out>/ablations/<name>/eval.{json,md}` and this ablation's section of `<out>/ablations.md` (its table,
 the paper's finding and the measured one, where a gap within the spread over seeds is a tie).
@@ -43,7 +44,7 @@ ABLATIONS: dict[str, Ablation] = {
         "adversarial reward vs batch-FID reward vs a frozen classifier reward",
         "FID as the reward gives blurry images; a fixed reward model collapses diversity; the adversarial reward "
         "balances quality and diversity best",
-        {"adversarial": {"reward_model": "adversarial"}, "batch-FID": {"reward_model": "batch-fid"},
+        {"adversarial": {}, "batch-FID": {"reward_model": "batch-fid"},
          "frozen classifier": {"reward_model": "classifier"}},
     ),
     "smoothing": Ablation(
@@ -55,7 +56,7 @@ ABLATIONS: dict[str, Ablation] = {
     "policy-input": Ablation(
         "the generator's features vs the raw intermediate image as the policy's input",
         "generator features are a better and cheaper input than the raw intermediate result",
-        {"generator features": {"observation": "features"}, "raw intermediate image": {"observation": "image"}},
+        {"generator features": {}, "raw intermediate image": {"observation": "image"}},
     ),
     "step-conditioning": Ablation(
         "AdaLN step conditioning on vs off",
@@ -65,19 +66,23 @@ ABLATIONS: dict[str, Ablation] = {
     "discriminator": Ablation(
         "transformer vs convolutional discriminator in the adversarial reward",
         "the transformer discriminator is clearly better (DiT-XL FID 4.54 vs 5.86)",
-        {"transformer": {"reward_model": "adversarial"}, "convolutional": {"reward_model": "adversarial-conv"}},
+        {"transformer": {}, "convolutional": {"reward_model": "adversarial-conv"}},
     ),
     "learnable-vs-adaptive": Ablation(
         "an adaptive policy (sees the generator's features) vs a learnable static one (sees only the step)",
         "adaptive beats learnable-but-not-adaptive (DiT-XL FID 4.54 vs 5.40)",
-        {"adaptive": {"observation": "features"}, "learnable, not adaptive": {"observation": "step-only"}},
+        {"adaptive": {}, "learnable, not adaptive": {"observation": "step-only"}},
     ),
 }
-"""Name -> ablation (DiT at 4 steps, where the baseline leaves the most room, unless the ablation needs more)."""
+"""Name -> ablation (DiT at 4 steps, where the baseline leaves the most room, unless the ablation needs more).
+`{}` is `adagen train`'s default: adversarial transformer reward, generator features, step conditioning on."""
 
 
-def _slug(label: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+def run_name(ablation: Ablation, overrides: dict[str, Any]) -> str:
+    """The run directory of one variant, named by env, step count and overrides, so equal configurations share it:
+    `dit-v0-4-reference`, `dit-v0-4-reward-model-batch-fid`, ..."""
+    config = re.sub(r"[^a-z0-9]+", "-", json.dumps(overrides, sort_keys=True).lower()).strip("-") or "reference"
+    return f"{ablation.env.split('/')[-1].lower()}-{ablation.num_steps}-{config}"
 
 
 def run_ablation(
@@ -109,7 +114,7 @@ def run_ablation(
     for label, overrides in ablation.variants.items():
         values = {"env": ablation.env, "num_steps": ablation.num_steps, "num_envs": num_envs, "device": device,
                   "budget_minutes": budget_minutes, "total_updates": 100_000, "eval_every": 0,
-                  "logdir": str(logdir), "run_name": f"{name}-{_slug(label)}", "resume": True,
+                  "logdir": str(logdir), "run_name": run_name(ablation, overrides), "resume": True,
                   **(train_overrides or {}), **overrides}
         if "algo_kwargs" in overrides and train_overrides and "algo_kwargs" in train_overrides:
             values["algo_kwargs"] = {**train_overrides["algo_kwargs"], **overrides["algo_kwargs"]}
@@ -182,4 +187,4 @@ def write_section(path: Path, name: str, text: str) -> None:
     path.write_text(current)
 
 
-__all__ = ["ABLATIONS", "Ablation", "finding", "run_ablation", "section", "write_section"]
+__all__ = ["ABLATIONS", "Ablation", "finding", "run_ablation", "run_name", "section", "write_section"]

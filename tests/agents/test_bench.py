@@ -111,7 +111,7 @@ def test_cli_bench_with_a_policy_adds_an_adaptive_row(tmp_path, capsys) -> None:
 def test_ablation_trains_each_variant_and_writes_its_section(tmp_path) -> None:
     from test_train import TINY_ALGO_KWARGS, env_fn
 
-    from agents.ablation import run_ablation
+    from agents.ablation import ABLATIONS, NO_STEP_CONDITIONING, run_ablation, run_name
     from agents.evaluate import load_policy
 
     tiny = {"num_envs": 2, "total_updates": 1, "progress_bar": False, "algo_kwargs": TINY_ALGO_KWARGS["ppo"]}
@@ -119,7 +119,9 @@ def test_ablation_trains_each_variant_and_writes_its_section(tmp_path) -> None:
                           env_fn=env_fn(), train_overrides=tiny)
     assert [r["variant"] for r in report["rows"]] == ["on", "off", "baseline schedule"]
     assert len({r["nfe"] for r in report["rows"]}) == 1
-    model, _ = load_policy(tmp_path / "runs" / "step-conditioning-off" / "checkpoint.zip")
+    off_run = run_name(ABLATIONS["step-conditioning"], NO_STEP_CONDITIONING)
+    assert off_run.startswith("dit-v0-4-") and run_name(ABLATIONS["reward"], {}) == "dit-v0-4-reference"
+    model, _ = load_policy(tmp_path / "runs" / off_run / "checkpoint.zip")
     assert model.policy.pi_features_extractor.step_conditioning is False
     text = (tmp_path / "ablations.md").read_text()
     assert text.count("<!-- ablation:step-conditioning -->") == 1 and "Measured here: By FID, off" in text
