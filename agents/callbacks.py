@@ -381,24 +381,34 @@ class Checkpointer(UpdateCallback):
 
 
 class ProgressBar(BaseCallback):
-    """A tqdm bar over timesteps (plain tqdm: SB3's own bar needs `rich`), with the mean episode reward.
+    """A tqdm bar (plain tqdm: SB3's own bar needs `rich`) with the mean episode reward: over timesteps, or over the
+    wall-clock budget when the run has one (a budgeted run stops on time, long before its timestep target).
 
     Args:
         total_timesteps: the run's target `num_timesteps` (a resumed run starts the bar where it stopped).
+        budget: the run's `Checkpointer` when it keeps a wall-time budget (the bar then counts its seconds).
     """
 
-    def __init__(self, total_timesteps: int) -> None:
+    def __init__(self, total_timesteps: int, budget: Checkpointer | None = None) -> None:
         super().__init__()
         self.total_timesteps = total_timesteps
+        self.budget = budget
         self.bar: Any = None
 
     def _on_training_start(self) -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=self.total_timesteps, initial=self.model.num_timesteps, unit="step", dynamic_ncols=True)
+        if self.budget is None:
+            self.bar = tqdm(total=self.total_timesteps, initial=self.model.num_timesteps, unit="step", dynamic_ncols=True)
+        else:
+            self.bar = tqdm(total=round(self.budget.budget_seconds), initial=round(self.budget.elapsed), unit="s",
+                            dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s budget [{elapsed}{postfix}]")
 
     def _on_step(self) -> bool:
-        self.bar.update(self.training_env.num_envs)
+        if self.budget is None:
+            self.bar.update(self.training_env.num_envs)
+        else:
+            self.bar.update(min(self.budget.elapsed, self.bar.total) - self.bar.n)
         return True
 
     def _on_rollout_end(self) -> None:

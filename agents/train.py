@@ -323,7 +323,7 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
     checkpointer = Checkpointer(run_dir, args.checkpoint_every, tpu, env, meta, budget, elapsed_before, stateful)
     callbacks.append(checkpointer)
     if args.progress_bar:
-        callbacks.append(ProgressBar(total_timesteps))
+        callbacks.append(ProgressBar(total_timesteps, checkpointer if budget is not None else None))
 
     # 6. Train.
     remaining = total_timesteps - model.num_timesteps

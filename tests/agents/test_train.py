@@ -124,6 +124,13 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path) -> None:
     assert len(rows) == 1 + 4  # header + updates 3..6
 
 
+def test_budgeted_run_shows_its_budget_on_the_progress_bar(tmp_path, capsys) -> None:
+    out = train(tiny_args(tmp_path, total_updates=1000, budget_minutes=0.02, progress_bar=True), env_fn())
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert out["stopped_by_budget"] and out["updates"] < 1000
+    assert "/1 s budget" in bar and bar.startswith("100%")
+
+
 def test_budget_stops_at_an_update_boundary_with_a_checkpoint(tmp_path) -> None:
     out = train(tiny_args(tmp_path, total_updates=50, budget_minutes=1e-6, checkpoint_every=100), env_fn())
     assert out["stopped_by_budget"]
