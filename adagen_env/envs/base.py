@@ -52,8 +52,8 @@ class AdaGenVectorEnv(VectorEnv):
             paradigm's default when None.
         device: where the generator runs.
         knobs: names of the knobs the policy controls (the rest follow the baseline); all when None.
-        reward_model: "adversarial" (default), "adversarial-conv", "batch-fid", "classifier", a
-            `RewardModel`, or None for zero rewards.
+        reward_model: a name of `adagen_env.rewards.REWARD_MODELS` ("adversarial" by default), a `RewardModel`,
+            or None for zero rewards.
         feature_pool: average-pool factor on the feature grid (1 keeps it), to keep RL buffers small.
         feature_dtype: "float32" or "float16" for the `features` observation.
         observation: "features" (the generator's, default), "image" (the sampler's raw intermediate image,

@@ -11,13 +11,15 @@ from adagen_env.rewards.adversarial import AdversarialReward, ConvDiscriminator,
 from adagen_env.rewards.base import RewardModel
 from adagen_env.rewards.frozen import BatchFIDReward, ClassifierReward
 
-REWARD_MODELS = ("adversarial", "adversarial-conv", "batch-fid", "classifier")
+REWARD_MODELS = ("adversarial", "adversarial-ns", "adversarial-conv", "batch-fid", "classifier")
 
 
 def make_reward_model(name: str, num_classes: int, resolution: int, device: torch.device | str = "cpu") -> RewardModel:
-    """Build a reward model by name, one of `REWARD_MODELS`."""
+    """Build a reward model by name, one of `REWARD_MODELS` ("adversarial-ns": log-sigmoid, non-saturating)."""
     if name == "adversarial":
         return AdversarialReward(num_classes, resolution, device=device)
+    if name == "adversarial-ns":
+        return AdversarialReward(num_classes, resolution, reward="log-sigmoid", device=device)
     if name == "adversarial-conv":
         return AdversarialReward(num_classes, resolution, architecture="conv", device=device)
     if name == "batch-fid":

@@ -5,6 +5,10 @@ real images with the same labels its reals; non-saturating BCE, Adam (lr 1e-4, b
 a few updates per batch; the reward of an image is sigmoid of the discriminator's mean logit.
 Because the discriminator keeps moving, the policy cannot overfit a fixed target.
 
+Once the discriminator wins (every fake near logit -5 and below), sigmoid rewards all sit near 0 and PPO's signal
+fades: that is the saturating generator objective of the original GAN. `reward="log-sigmoid"` is the
+non-saturating one (log D, Goodfellow et al. 2014), whose reward keeps ranking confident fakes linearly in the logit.
+
 Letters: B images, R image side, N tokens, D width.
 """
 
@@ -63,10 +67,12 @@ class ConvDiscriminator(nn.Module):
 
 
 DISCRIMINATORS = {"transformer": TransformerDiscriminator, "conv": ConvDiscriminator}
+REWARD_FUNCTIONS = {"sigmoid": torch.sigmoid, "log-sigmoid": F.logsigmoid}
+"""Discriminator logit (B,) -> reward (B,): the anchor's D(x), or log D(x) (non-saturating)."""
 
 
 class AdversarialReward(RewardModel):
-    """Reward = sigmoid(D(image, label)) of a discriminator that learns online from every finished batch.
+    """Reward = sigmoid (or log-sigmoid) of D(image, label), a discriminator that learns online from every finished batch.
 
     Args:
         num_classes: classes of the env's labels.
@@ -74,6 +80,7 @@ class AdversarialReward(RewardModel):
         real_data: where reals come from (an object with `sample(n, labels=, generator=)`); the
             procedural shapes at `resolution` when None.
         architecture: "transformer" (default; the anchor found it clearly better) or "conv".
+        reward: "sigmoid" (the anchor's D(x), in (0, 1)) or "log-sigmoid" (log D(x) <= 0, non-saturating).
         updates_per_batch: discriminator steps per batch of finished episodes.
         lr, betas: Adam settings (anchor: 1e-4, (0.5, 0.999)).
         device: where the discriminator lives.
@@ -86,6 +93,7 @@ class AdversarialReward(RewardModel):
         resolution: int,
         real_data: object | None = None,
         architecture: str = "transformer",
+        reward: str = "sigmoid",
         updates_per_batch: int = 2,
         lr: float = 1e-4,
         betas: tuple[float, float] = (0.5, 0.999),
@@ -94,6 +102,8 @@ class AdversarialReward(RewardModel):
     ) -> None:
         if architecture not in DISCRIMINATORS:
             raise InvalidArgument(f"architecture must be one of {sorted(DISCRIMINATORS)}, got {architecture!r}")
+        if reward not in REWARD_FUNCTIONS:
+            raise InvalidArgument(f"reward must be one of {sorted(REWARD_FUNCTIONS)}, got {reward!r}")
         if updates_per_batch < 1:
             raise InvalidArgument(f"updates_per_batch must be >= 1, got {updates_per_batch!r}")
         self.device = torch.device(device)
@@ -105,13 +115,14 @@ class AdversarialReward(RewardModel):
         self.real_rng = torch.Generator().manual_seed(seed + 1)
         self.updates_per_batch = updates_per_batch
         self.architecture = architecture
+        self.reward_function = REWARD_FUNCTIONS[reward]
         self.num_updates = 0
 
     @torch.no_grad()
     def score(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_images(images, labels)
         self.discriminator.eval()
-        return torch.sigmoid(self.discriminator(images.to(self.device), labels.to(self.device))).float()
+        return self.reward_function(self.discriminator(images.to(self.device), labels.to(self.device))).float()
 
     def update(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         """Non-saturating BCE steps: reals (same labels, fresh) vs these fakes; returns loss and accuracies."""

@@ -25,6 +25,21 @@ def test_discriminator_separates_real_from_noise(architecture: str) -> None:
     assert stats["disc/acc_fake"] > 0.9
 
 
+def test_log_sigmoid_reward_keeps_ranking_confident_fakes() -> None:
+    sigmoid = make_reward_model("adversarial", 8, 16)
+    non_saturating = make_reward_model("adversarial-ns", 8, 16)
+    non_saturating.discriminator.load_state_dict(sigmoid.discriminator.state_dict())
+    images, labels = torch.rand(6, 3, 16, 16), torch.arange(6)
+    with torch.no_grad():
+        sigmoid.discriminator.out.bias.fill_(-40.0)  # a discriminator that has won: every logit near -40
+        non_saturating.discriminator.out.bias.fill_(-40.0)
+    logits = sigmoid.discriminator(images, labels)
+    assert torch.all(sigmoid.score(images, labels) < 1e-15)  # the anchor's reward: flat
+    rewards = non_saturating.score(images, labels)
+    assert torch.allclose(rewards, logits, atol=1e-4)  # log D(x) ~ the logit: the ranking survives
+    assert torch.equal(rewards.argsort(), logits.argsort())
+
+
 def test_state_round_trip_and_frozen_mode() -> None:
     a = AdversarialReward(8, 16, seed=0)
     images, labels = torch.rand(4, 3, 16, 16), torch.arange(4)
@@ -46,6 +61,8 @@ def test_bad_inputs() -> None:
         reward.score(torch.rand(4, 16, 16), torch.arange(4))
     with pytest.raises(InvalidArgument, match=r"labels must have shape \(4,\)"):
         reward.score(torch.rand(4, 3, 16, 16), torch.arange(3))
+    with pytest.raises(InvalidArgument, match="reward must be one of"):
+        AdversarialReward(8, 16, reward="tanh")
     with pytest.raises(InvalidArgument, match="updates_per_batch"):
         AdversarialReward(8, 16, updates_per_batch=0)
     with pytest.raises(InvalidArgument, match="Did you mean 'adversarial'"):
