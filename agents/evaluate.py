@@ -168,7 +168,8 @@ def evaluate(
                 "algo": meta["algo"],
             }
         )
-        key = json.dumps([meta["env_id"], meta["env_kwargs"]], sort_keys=True)  # smoothing leaves u = 0 at 0
+        # Zero actions give the same images whatever the policy sees or how its actions are smoothed.
+        key = json.dumps([meta["env_id"], meta["sampler_config"]], sort_keys=True)
         baseline_envs.setdefault(key, (meta["env_id"], env))
     if baseline:
         if not baseline_envs:
