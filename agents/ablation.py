@@ -178,7 +178,9 @@ def write_section(path: Path, name: str, text: str) -> None:
     block = f"{start}\n{text}{end}\n"
     current = path.read_text() if path.is_file() else (
         "# Ablations\n\nEach section is written by its command (`adagen bench ablation NAME`); policies of one "
-        "ablation differ only in the variant's setting and share env, seed and training budget.\n\n")
+        "ablation differ only in the variant's setting and share env, seed and training budget. ± is the spread over "
+        "sampling seeds of one trained policy per variant: a second training seed may move a row by more than that."
+        "\n\n")
     if start in current:
         current = re.sub(re.escape(start) + r".*?" + re.escape(end) + r"\n", lambda _: block, current, flags=re.S)
     else:
