@@ -280,8 +280,9 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
 
     # 4. Logger (tensorboard + CSV in the run directory; continues across resumes) and the hyperparameter table.
     run_dir.mkdir(parents=True, exist_ok=True)
-    if resuming and (run_dir / "progress.csv").is_file():  # SB3 truncates progress.csv: keep the earlier segment
-        (run_dir / "progress.csv").rename(run_dir / f"progress.until-update-{model.num_timesteps // tpu}.csv")
+    progress = run_dir / "progress.csv"
+    if resuming and progress.is_file() and progress.stat().st_size:  # SB3 truncates it: keep the earlier segment
+        progress.rename(run_dir / f"progress.until-update-{model.num_timesteps // tpu}.csv")  # (an empty one has none)
     logger = configure(str(run_dir), ["tensorboard", "csv", *(["stdout"] if args.verbose else [])])
     model.set_logger(logger)
     (run_dir / "args.json").write_text(json.dumps(asdict(args), indent=2, default=str))

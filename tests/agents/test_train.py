@@ -122,6 +122,9 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path) -> None:
     assert (run_dir / "progress.until-update-2.csv").is_file()
     rows = (run_dir / "progress.csv").read_text().splitlines()
     assert len(rows) == 1 + 4  # header + updates 3..6
+    for _ in range(2):  # resuming a finished run trains nothing and keeps every segment of the curves
+        train(tiny_args(tmp_path, total_updates=6, resume=True), env_fn())
+    assert len((run_dir / "progress.until-update-6.csv").read_text().splitlines()) == 1 + 4
 
 
 def test_budgeted_run_shows_its_budget_on_the_progress_bar(tmp_path, capsys) -> None:
