@@ -20,7 +20,14 @@ def _zoo_train(args: argparse.Namespace) -> None:
 def _zoo_eval(args: argparse.Namespace) -> None:
     from adagen_env.zoo.evaluate import evaluate_zoo
 
-    evaluate_zoo(names=args.names, num_samples=args.num_samples, out_dir=args.out, device=args.device, quick=args.quick)
+    evaluate_zoo(
+        names=args.names,
+        num_samples=args.num_samples,
+        out_dir=args.out,
+        device=args.device,
+        quick=args.quick,
+        reuse=args.reuse,
+    )
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -201,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", default="benchmarks/results")
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--quick", action="store_true", help="a small grid, for a smoke run")
+    evaluate.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the rows zoo.json holds for the shipped weights; sample only new grid points",
+    )
     evaluate.set_defaults(func=_zoo_eval)
 
     _add_agent_commands(commands)

@@ -43,13 +43,14 @@ CFG_BY_NFE: dict[int, tuple[float | None, ...]] = {
     4: (None, 1.0, 3.0),
     8: (None, 1.0, 3.0),
     16: (None, 3.0),
-    32: (None, 3.0),
+    32: (None, 1.0, 3.0),
     64: (None, 3.0),
 }
-"""Guidance weights w (out = cond + w (cond - uncond); None = unguided) run at each NFE. w = 3 gave the best
-class agreement in a first look, so it is kept at every NFE; w = 1 only at low NFE, to fit the CPU. Cost: each
+"""Guidance weights w (out = cond + w (cond - uncond); None = unguided) run at each step count. w = 3 gave the best
+class agreement in a first look, so it is kept at every step count; w = 1 (the envs' baseline) at low step counts and
+at 32 steps, where a guided run costs NFE 64: the other end of the 8-vs-64 NFE comparison. Cost: each
 point takes num_samples / 256 batches x `episode_nfe` batch-256 DiT forwards (0.5-1.5 s each on the 2-core build
-machine, depending on its load); this grid is 396 forwards per batch, ~30-60 min per generator at 2000 samples."""
+machine, depending on its load); this grid is 460 forwards per batch, ~35-70 min per generator at 2000 samples."""
 QUICK_NFE_GRID = (2, 4)
 QUICK_CFG_GRID: tuple[float | None, ...] = (None, 1.0)
 QUICK_MAX_SAMPLES = 64
@@ -117,8 +118,14 @@ def _var_factory(model: nn.Module, nfe: int | None, cfg: float | None, device: t
     return VARSampler(model, cfg_scale=cfg, device=device, **settings)
 
 
-MASKGIT_CFG_BY_NFE: dict[int, tuple[float | None, ...]] = {4: (None, 3.0), 8: (None, 1.0, 3.0), 16: (None, 3.0), 32: (None, 3.0)}
-"""MaskGIT's steps and CFG weights (its baseline ramps CFG linearly up to w); re-masking temperatures beside at 8 steps."""
+MASKGIT_CFG_BY_NFE: dict[int, tuple[float | None, ...]] = {
+    4: (None, 1.0, 3.0),
+    8: (None, 1.0, 3.0),
+    16: (1.0,),
+    32: (1.0, 3.0),
+}
+"""MaskGIT's steps and CFG weights (its baseline ramps CFG linearly up to w; w = 1 is the env's baseline, at every step
+count); re-masking temperatures beside at 8 steps."""
 VAR_SCALES = 6
 """Scales of the zoo VAR (1, 2, 3, 4, 6, 8): one network evaluation each."""
 
@@ -220,8 +227,10 @@ def results_markdown(results: dict[str, Any]) -> str:
         f"{meta['num_samples']} class-balanced samples per point vs {meta['num_samples']} real shapes "
         f"(seed {meta['reference_seed']}); feature network `{meta['feature_extractor']}`; "
         f"sample seeds {meta['sample_seed']} + batch index (same noise at every point); device `{meta['device']}`.",
-        "NFE = conditional network evaluations per image; `evals` counts the unconditional passes of guidance too. "
-        "CFG w: out = cond + w (cond - uncond), `-` = unguided. KID in the classifier's feature units.",
+        "steps = sampler steps (network evaluations per image without guidance); NFE counts the unconditional "
+        "passes of guidance too (a guided step costs 2). CFG w: out = cond + w (cond - uncond), `-` = unguided. "
+        "KID in the classifier's feature units. Rows marked `*` were reused from an earlier run on the same "
+        "weights (`adagen zoo eval --reuse`; seeded, so a rerun gives the same numbers).",
         "",
         "## Real-data floor (real vs disjoint real, same size)",
         "",
@@ -239,15 +248,16 @@ def results_markdown(results: dict[str, Any]) -> str:
             "",
             f"## {name} ({gen['paradigm']}, solver {gen['solver']})",
             "",
-            f"Sample grid: `{gen['sample_grid']}` (rows = classes, at NFE {gen['grid_point']['nfe']}, "
+            f"Sample grid: `{gen['sample_grid']}` (rows = classes, at {gen['grid_point']['nfe']} steps, "
             f"CFG {_fmt(gen['grid_point']['cfg'], 1)} {_settings(gen['grid_point'].get('settings'))}).",
             "",
-            "| NFE | CFG | other settings | evals | FID | KID | IS | precision | recall | class agreement | sampling s |",
+            "| steps | CFG | other settings | NFE | FID | KID | IS | precision | recall | class agreement | sampling s |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for row in gen["results"]:
             lines.append(
-                f"| {row['nfe']} | {_fmt(row['cfg'], 1)} | {_settings(row.get('settings')) or 'baseline'} | {row['episode_nfe']} | {_fmt(row.get('fid'))} "
+                f"| {row['nfe']}{'*' if row.get('reused') else ''} | {_fmt(row['cfg'], 1)} "
+                f"| {_settings(row.get('settings')) or 'baseline'} | {row['episode_nfe']} | {_fmt(row.get('fid'))} "
                 f"| {_fmt(row.get('kid_mean'), 4)} "
                 f"| {_fmt(row.get('isc_mean'))} | {_fmt(row.get('precision'))} | {_fmt(row.get('recall'))} "
                 f"| {_fmt(row.get('class_agreement'))} | {_fmt(row['sample_seconds'], 1)} |"
@@ -261,6 +271,7 @@ def evaluate_zoo(
     out_dir: str | Path = "benchmarks/results",
     device: str | torch.device = "cpu",
     quick: bool = False,
+    reuse: bool = False,
 ) -> dict[str, Any]:
     """Score every named zoo generator over its paradigm's (NFE, CFG) grid and write the results.
 
@@ -273,6 +284,9 @@ def evaluate_zoo(
             generators already in `zoo.json` (same sample count) are kept.
         device: where sampling and feature extraction run ("cpu" or "cuda").
         quick: smoke run: NFE {2, 4} x CFG {None, 1.0}, at most 64 samples, files named `zoo-quick*`.
+        reuse: take the rows of grid points that the existing `zoo.json` already holds for the same weights
+            (SHA-256), sample count and seed instead of sampling them again (sampling is seeded, so they are
+            the numbers a rerun gives); only new grid points are sampled. Reused rows say `"reused": true`.
 
     Returns:
         The results dict written to the JSON file.
@@ -315,6 +329,15 @@ def evaluate_zoo(
         raise InvalidArgument(f"num_samples must be an int >= 2, got {num_samples!r}")
     out_dir = Path(out_dir)
     stem = "zoo-quick" if quick else "zoo"
+    json_path = out_dir / f"{stem}.json"
+    previous: dict[str, Any] = {}
+    if json_path.exists():
+        try:
+            previous = json.loads(json_path.read_text())
+        except json.JSONDecodeError:
+            previous = {}
+    meta = previous.get("meta", {})
+    same_run = meta.get("num_samples") == num_samples and meta.get("sample_seed") == SAMPLE_SEED
 
     # 1. Everything that can fail fast: names, paradigms, weights (generators and the feature network).
     specs = {name: paradigm_eval(name) for name in names}
@@ -327,7 +350,13 @@ def evaluate_zoo(
         name: [(point, spec.make_sampler(models[name], point.nfe, point.cfg, device, **dict(point.settings))) for point in spec.grid(quick)]
         for name, spec in specs.items()
     }
-    total = sum(num_samples * sampler.episode_nfe for plan in plans.values() for _, sampler in plan)
+    measured = {name: _measured_rows(previous, name) if reuse and same_run else {} for name in names}
+    total = sum(
+        num_samples * sampler.episode_nfe
+        for name, plan in plans.items()
+        for point, sampler in plan
+        if _row_key(point) not in measured[name]
+    )
     started = time.perf_counter()
     generators: dict[str, Any] = {}
     floors: dict[str, Any] = {}
@@ -339,6 +368,13 @@ def evaluate_zoo(
         rows, best = [], None
         for point, sampler in plans[name]:
             nfe, cfg, settings = point.nfe, point.cfg, dict(point.settings)
+            if _row_key(point) in measured[name]:
+                row = {**measured[name][_row_key(point)], "settings": settings, "reused": True}
+                rows.append(row)
+                if best is None or row["fid"] < best[0]["fid"]:  # its grid: batch 0 again, the same images
+                    first = labels[:BATCH_SIZE]
+                    best = (row, class_grid(generate(sampler, first), first, num_classes))
+                continue
             bar.set_postfix_str(f"{name} NFE {nfe} CFG {cfg} {settings or ''}")
             t0 = time.perf_counter()
             images = generate(sampler, labels, on_batch=lambda n, s=sampler: bar.update(n * s.episode_nfe))
@@ -378,13 +414,6 @@ def evaluate_zoo(
     bar.close()
 
     # 3. Write, keeping other generators' results of a previous run at the same sample count.
-    json_path = out_dir / f"{stem}.json"
-    previous: dict[str, Any] = {}
-    if json_path.exists():
-        try:
-            previous = json.loads(json_path.read_text())
-        except json.JSONDecodeError:
-            previous = {}
     kept = {}
     if previous.get("meta", {}).get("num_samples") == num_samples:
         kept = {k: v for k, v in previous.get("generators", {}).items() if k not in generators}
@@ -414,6 +443,24 @@ def evaluate_zoo(
     json_path.write_text(json.dumps(results, indent=2) + "\n")
     (out_dir / f"{stem}.md").write_text(results_markdown(results))
     return results
+
+
+def _row_key(point: GridPoint) -> tuple[int, float | None, str]:
+    """A grid point's identity in `zoo.json`'s rows: (NFE, CFG, settings as sorted JSON)."""
+    return (point.nfe, point.cfg, json.dumps(dict(point.settings), sort_keys=True))
+
+
+def _measured_rows(previous: dict[str, Any], name: str) -> dict[tuple[int, float | None, str], dict[str, Any]]:
+    """Rows of `name` in a previous `zoo.json`, by grid point, if they were measured on the weights shipped now."""
+    gen = previous.get("generators", {}).get(name)
+    if gen is None or gen.get("weights") != _weights_meta(name):
+        return {}
+    return {
+        _row_key(GridPoint(row["nfe"], row["cfg"], tuple(sorted(row.get("settings", {}).items())))): {
+            k: v for k, v in row.items() if k != "reused"
+        }
+        for row in gen["results"]
+    }
 
 
 def _weights_meta(name: str) -> dict[str, Any]:

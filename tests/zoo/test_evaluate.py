@@ -1,11 +1,13 @@
 """The zoo benchmark's grids: one table of points per paradigm, token paradigms included."""
 
+import dataclasses
 import json
 
 import pytest
 
 from adagen_env import zoo
 from adagen_env.errors import InvalidArgument
+from adagen_env.zoo import evaluate
 from adagen_env.zoo.evaluate import PARADIGMS, GridPoint, cross, evaluate_zoo
 
 
@@ -37,3 +39,33 @@ def test_quick_eval_of_a_token_generator_writes_rows_with_their_settings(tmp_pat
     assert all(r["settings"] == {} and r["fid"] > 0 for r in rows)
     assert json.loads((tmp_path / "zoo-quick.json").read_text())["generators"]["var"]["results"] == rows
     assert "| 6 | 1.5 | baseline |" in (tmp_path / "zoo-quick.md").read_text()
+
+
+def test_reuse_keeps_measured_rows_and_samples_only_new_points(tmp_path, monkeypatch):
+    first = evaluate_zoo(["var"], num_samples=32, out_dir=tmp_path, quick=True)["generators"]["var"]["results"]
+    wider = dataclasses.replace(PARADIGMS["var"], quick_points=PARADIGMS["var"].quick_points + cross({6: (3.0,)}))
+    monkeypatch.setitem(PARADIGMS, "var", wider)
+    sampled = []
+    real_generate = evaluate.generate
+
+    def counting_generate(sampler, labels, **kwargs):
+        sampled.append(labels.shape[0])
+        return real_generate(sampler, labels, **kwargs)
+
+    monkeypatch.setattr(evaluate, "generate", counting_generate)
+    second = evaluate_zoo(["var"], num_samples=32, out_dir=tmp_path, quick=True, reuse=True)
+    second = second["generators"]["var"]["results"]
+    assert [r.pop("reused") for r in second[:2]] == [True, True]
+    assert second[:2] == first
+    assert (second[2]["cfg"], "reused" in second[2]) == (3.0, False)
+    assert sampled[-1] == 32  # the new point; the reused best point's grid costs one batch at most
+    assert "| 6* | 1.5 |" in (tmp_path / "zoo-quick.md").read_text()
+
+
+def test_rows_of_other_weights_are_never_reused():
+    row = {"nfe": 6, "cfg": 1.5, "fid": 1.0}
+    other_weights = {"file": "var.safetensors", "sha256_16": "0" * 16}
+    previous = {"generators": {"var": {"weights": other_weights, "results": [row]}}}
+    assert evaluate._measured_rows(previous, "var") == {}
+    previous["generators"]["var"]["weights"] = evaluate._weights_meta("var")
+    assert evaluate._measured_rows(previous, "var") == {(6, 1.5, "{}"): row}
