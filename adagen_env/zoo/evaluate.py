@@ -118,14 +118,9 @@ def _var_factory(model: nn.Module, nfe: int | None, cfg: float | None, device: t
     return VARSampler(model, cfg_scale=cfg, device=device, **settings)
 
 
-MASKGIT_CFG_BY_NFE: dict[int, tuple[float | None, ...]] = {
-    4: (None, 1.0, 3.0),
-    8: (None, 1.0, 3.0),
-    16: (1.0,),
-    32: (1.0, 3.0),
-}
-"""MaskGIT's steps and CFG weights (its baseline ramps CFG linearly up to w; w = 1 is the env's baseline, at every step
-count); re-masking temperatures beside at 8 steps."""
+MASKGIT_CFG_BY_NFE: dict[int, tuple[float | None, ...]] = {nfe: (None, 1.0, 3.0) for nfe in (4, 8, 16, 32)}
+"""MaskGIT's steps and CFG weights (its baseline ramps CFG linearly up to w; w = 1 is the env's baseline); re-masking
+temperatures beside at 8 steps."""
 VAR_SCALES = 6
 """Scales of the zoo VAR (1, 2, 3, 4, 6, 8): one network evaluation each."""
 
@@ -179,6 +174,27 @@ def generate(
         if on_batch is not None:
             on_batch(batch.shape[0])
     return torch.cat(chunks)
+
+
+@torch.no_grad()
+def tokenizer_reconstruction(
+    model: nn.Module, num_samples: int, device: torch.device | str = "cpu"
+) -> dict[str, float]:
+    """Scores of the real-data floor's images after a round trip through `model.tokenizer` (encode, then decode).
+
+    The same real images and reference as `real_floor`, so the two compare directly: the reconstruction's FID
+    bounds what the token generator on top of this tokenizer can reach.
+    """
+    from adagen_env.metrics import FLOOR_SEED, compute_metrics, shapes_reference
+
+    tokenizer = model.tokenizer
+    real, labels = shapes_reference(num_samples, tokenizer.config.resolution, seed=FLOOR_SEED)
+    recon = [
+        tokenizer.decode(tokenizer.encode(chunk.to(device).float() / 255)).float().cpu()
+        for chunk in real.split(BATCH_SIZE)
+    ]
+    scores = compute_metrics(torch.cat(recon), labels, num_reference=num_samples, device=device)
+    return {k: v for k, v in scores.items() if k not in ("num_samples", "num_reference")}
 
 
 def class_grid(
@@ -251,6 +267,17 @@ def results_markdown(results: dict[str, Any]) -> str:
             f"Sample grid: `{gen['sample_grid']}` (rows = classes, at {gen['grid_point']['nfe']} steps, "
             f"CFG {_fmt(gen['grid_point']['cfg'], 1)} {_settings(gen['grid_point'].get('settings'))}).",
             "",
+        ]
+        if "reconstruction" in gen:
+            recon = gen["reconstruction"]
+            lines += [
+                f"Tokenizer reconstruction (the floor's real images encoded and decoded; it bounds this generator): "
+                f"FID {_fmt(recon['fid'])}, KID {_fmt(recon.get('kid_mean'), 4)}, "
+                f"precision {_fmt(recon.get('precision'))}, recall {_fmt(recon.get('recall'))}, "
+                f"class agreement {_fmt(recon.get('class_agreement'))}.",
+                "",
+            ]
+        lines += [
             "| steps | CFG | other settings | NFE | FID | KID | IS | precision | recall | class agreement | sampling s |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
@@ -411,6 +438,8 @@ def evaluate_zoo(
             "grid_point": {"nfe": best[0]["nfe"], "cfg": best[0]["cfg"], "settings": best[0]["settings"]},
             "results": rows,
         }
+        if hasattr(model, "tokenizer"):
+            generators[name]["reconstruction"] = tokenizer_reconstruction(model, num_samples, device)
     bar.close()
 
     # 3. Write, keeping other generators' results of a previous run at the same sample count.
@@ -507,4 +536,5 @@ __all__ = [
     "paradigm_eval",
     "results_markdown",
     "save_class_grid",
+    "tokenizer_reconstruction",
 ]

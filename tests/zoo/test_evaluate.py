@@ -39,6 +39,9 @@ def test_quick_eval_of_a_token_generator_writes_rows_with_their_settings(tmp_pat
     assert all(r["settings"] == {} and r["fid"] > 0 for r in rows)
     assert json.loads((tmp_path / "zoo-quick.json").read_text())["generators"]["var"]["results"] == rows
     assert "| 6 | 1.5 | baseline |" in (tmp_path / "zoo-quick.md").read_text()
+    recon = results["generators"]["var"]["reconstruction"]
+    assert 0 < recon["fid"] < min(r["fid"] for r in rows)  # the tokenizer bounds its generator
+    assert "Tokenizer reconstruction" in (tmp_path / "zoo-quick.md").read_text()
 
 
 def test_reuse_keeps_measured_rows_and_samples_only_new_points(tmp_path, monkeypatch):
