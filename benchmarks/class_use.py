@@ -73,7 +73,8 @@ def main() -> None:
         "# How much the token generators use the class",
         "",
         "Cross-entropy (nats per token) of real token maps, {batch} class-balanced real shapes (seed "
-        f"{DATA_SEED}), {{threads}} CPU threads, {{date}}. Command: `python benchmarks/class_use.py --batch {{batch}}`. "
+        f"{DATA_SEED}), {{threads}} CPU threads, {{date}}. "
+        "Command: `python benchmarks/class_use.py --batch {batch}`. "
         "MaskGIT: masked tokens, the same {repeats} random masks per label; VAR: teacher-forced, per scale. "
         "gap = null - true: what the true class is worth to the generator.",
         "",
