@@ -31,6 +31,7 @@ from torch import nn
 from adagen_env.errors import InvalidArgument
 from adagen_env.samplers import DiffusionSampler, FlowSampler, Sampler, make_generator
 from adagen_env.samplers.maskgit import MaskGITSampler
+from adagen_env.samplers.schedules import static_schedule
 from adagen_env.samplers.var import VARSampler
 
 SamplerFactory = Callable[..., Sampler]
@@ -96,9 +97,21 @@ class ParadigmEval:
     """The smoke-run grid."""
     fixed_nfe: bool = False
     """True where the model fixes the step count (VAR's scales): the factory then takes nfe=None."""
+    schedule_settings: tuple[str, ...] = ()
+    """Settings that go to the paradigm's static schedule family (`static_schedule`, on top of the baseline) rather
+    than to the sampler, e.g. the token samplers' sampling temperature, which they take only as a knob."""
 
     def grid(self, quick: bool = False) -> tuple[GridPoint, ...]:
         return self.quick_points if quick else self.points
+
+    def build(
+        self, model: nn.Module, point: GridPoint, device: torch.device | str
+    ) -> tuple[Sampler, torch.Tensor | None]:
+        """The sampler of one grid point and its (H, K) schedule (None: the sampler's baseline)."""
+        settings = dict(point.settings)
+        knobs = {name: settings.pop(name) for name in self.schedule_settings if name in settings}
+        sampler = self.make_sampler(model, point.nfe, point.cfg, device, **settings)
+        return sampler, static_schedule(sampler, **knobs) if knobs else None
 
 
 def _ode_factory(cls: type[Sampler], solver: str) -> SamplerFactory:
@@ -120,7 +133,7 @@ def _var_factory(model: nn.Module, nfe: int | None, cfg: float | None, device: t
 
 MASKGIT_CFG_BY_NFE: dict[int, tuple[float | None, ...]] = {nfe: (None, 1.0, 3.0) for nfe in (4, 8, 16, 32)}
 """MaskGIT's steps and CFG weights (its baseline ramps CFG linearly up to w; w = 1 is the env's baseline); re-masking
-temperatures beside at 8 steps."""
+and sampling temperatures beside at 8 steps."""
 VAR_SCALES = 6
 """Scales of the zoo VAR (1, 2, 3, 4, 6, 8): one network evaluation each."""
 
@@ -130,15 +143,19 @@ PARADIGMS: dict[str, ParadigmEval] = {
     "maskgit": ParadigmEval(
         _maskgit_factory,
         solver="confidence re-masking",
-        points=cross(MASKGIT_CFG_BY_NFE) + cross({8: (1.0,)}, {"remask_temp": 0.3}, {"remask_temp": 3.0}),
+        points=cross(MASKGIT_CFG_BY_NFE)
+        + cross({8: (1.0,)}, {"remask_temp": 0.3}, {"remask_temp": 3.0}, {"temperature": 0.7}, {"temperature": 1.5}),
         quick_points=cross({2: (None, 1.0)}),
+        schedule_settings=("temperature",),
     ),
     "var": ParadigmEval(
         _var_factory,
         solver="next-scale",
-        points=cross({VAR_SCALES: (None, 1.5, 3.0)}, {}, {"top_k": 0}, {"top_k": 8}),
+        points=cross({VAR_SCALES: (None, 1.5, 3.0)}, {}, {"top_k": 0}, {"top_k": 8})
+        + cross({VAR_SCALES: (1.5,)}, {"temperature": 0.8}, {"temperature": 1.2}),
         quick_points=cross({VAR_SCALES: (None, 1.5)}),
         fixed_nfe=True,
+        schedule_settings=("temperature",),
     ),
 }
 """paradigm (the zoo entry's `paradigm`) -> how to sample and which grid to run."""
@@ -164,13 +181,15 @@ def generate(
     batch_size: int = BATCH_SIZE,
     seed: int = SAMPLE_SEED,
     on_batch: Callable[[int], None] | None = None,
+    schedule: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Baseline-schedule samples for (n,) labels, batch i seeded with `seed + i`; returns (n, 3, R, R) on the CPU."""
+    """Samples for (n,) labels under an (H, K) `schedule` (the baseline when None), batch i seeded with `seed + i`;
+    returns (n, 3, R, R) on the CPU."""
     chunks = []
     for i, start in enumerate(range(0, labels.shape[0], batch_size)):
         batch = labels[start : start + batch_size]
         generator = make_generator(seed + i, sampler.device)
-        chunks.append(sampler.sample(batch.to(sampler.device), generator).float().cpu())
+        chunks.append(sampler.sample(batch.to(sampler.device), generator, schedule).float().cpu())
         if on_batch is not None:
             on_batch(batch.shape[0])
     return torch.cat(chunks)
@@ -374,14 +393,14 @@ def evaluate_zoo(
 
     # 2. Total work, in images x network evaluations, for the progress bar.
     plans = {
-        name: [(point, spec.make_sampler(models[name], point.nfe, point.cfg, device, **dict(point.settings))) for point in spec.grid(quick)]
+        name: [(point, *spec.build(models[name], point, device)) for point in spec.grid(quick)]
         for name, spec in specs.items()
     }
     measured = {name: _measured_rows(previous, name) if reuse and same_run else {} for name in names}
     total = sum(
         num_samples * sampler.episode_nfe
         for name, plan in plans.items()
-        for point, sampler in plan
+        for point, sampler, _ in plan
         if _row_key(point) not in measured[name]
     )
     started = time.perf_counter()
@@ -393,18 +412,20 @@ def evaluate_zoo(
         num_classes = model.config.num_classes
         labels = balanced_labels(num_samples, num_classes)
         rows, best = [], None
-        for point, sampler in plans[name]:
+        for point, sampler, schedule in plans[name]:
             nfe, cfg, settings = point.nfe, point.cfg, dict(point.settings)
             if _row_key(point) in measured[name]:
                 row = {**measured[name][_row_key(point)], "settings": settings, "reused": True}
                 rows.append(row)
                 if best is None or row["fid"] < best[0]["fid"]:  # its grid: batch 0 again, the same images
                     first = labels[:BATCH_SIZE]
-                    best = (row, class_grid(generate(sampler, first), first, num_classes))
+                    best = (row, class_grid(generate(sampler, first, schedule=schedule), first, num_classes))
                 continue
             bar.set_postfix_str(f"{name} NFE {nfe} CFG {cfg} {settings or ''}")
             t0 = time.perf_counter()
-            images = generate(sampler, labels, on_batch=lambda n, s=sampler: bar.update(n * s.episode_nfe))
+            images = generate(
+                sampler, labels, on_batch=lambda n, s=sampler: bar.update(n * s.episode_nfe), schedule=schedule
+            )
             sample_seconds = time.perf_counter() - t0
             resolution = images.shape[-1]
             if str(resolution) not in floors:

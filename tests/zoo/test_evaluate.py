@@ -4,6 +4,7 @@ import dataclasses
 import json
 
 import pytest
+import torch
 
 from adagen_env import zoo
 from adagen_env.errors import InvalidArgument
@@ -72,3 +73,15 @@ def test_rows_of_other_weights_are_never_reused():
     assert evaluate._measured_rows(previous, "var") == {}
     previous["generators"]["var"]["weights"] = evaluate._weights_meta("var")
     assert evaluate._measured_rows(previous, "var") == {(6, 1.5, "{}"): row}
+
+
+def test_schedule_settings_go_to_the_static_schedule_not_the_sampler():
+    model = zoo.load("var")
+    spec = PARADIGMS["var"]
+    sampler, schedule = spec.build(model, GridPoint(6, 1.5, (("temperature", 0.8),)), "cpu")
+    baseline = sampler.baseline_values()
+    column = sampler.knob_names.index("temperature")
+    assert torch.equal(schedule[:, column], torch.full((sampler.horizon,), 0.8))
+    others = [i for i in range(len(sampler.knob_names)) if i != column]
+    assert torch.equal(schedule[:, others], baseline[:, others])
+    assert spec.build(model, GridPoint(6, 1.5, (("top_k", 8),)), "cpu")[1] is None  # a sampler argument
