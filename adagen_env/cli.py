@@ -20,14 +20,7 @@ def _zoo_train(args: argparse.Namespace) -> None:
 def _zoo_eval(args: argparse.Namespace) -> None:
     from adagen_env.zoo.evaluate import evaluate_zoo
 
-    evaluate_zoo(
-        names=args.names,
-        num_samples=args.num_samples,
-        out_dir=args.out,
-        device=args.device,
-        quick=args.quick,
-        reuse=args.reuse,
-    )
+    evaluate_zoo(args.names, args.num_samples, args.out, args.device, quick=args.quick, reuse=args.reuse)
 
 
 def _train(args: argparse.Namespace) -> None:
