@@ -15,6 +15,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from adagen_env.errors import InvalidArgument
+from adagen_env.models.paths import VP_PREDICTIONS
+
 
 @dataclass
 class DiTConfig:
@@ -34,6 +37,13 @@ class DiTConfig:
     """Attention heads."""
     num_classes: int = 8
     """Classes; id `num_classes` is the null class used for classifier-free guidance."""
+    prediction: str = "epsilon"
+    """Regression target on the VP (diffusion) path: "epsilon" or "v" (`paths.VP_PREDICTIONS`); a DiT on the
+    linear (flow) path predicts velocity whatever this says."""
+
+    def __post_init__(self) -> None:
+        if self.prediction not in VP_PREDICTIONS:
+            raise InvalidArgument(f"DiTConfig.prediction must be one of {VP_PREDICTIONS}, got {self.prediction!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -9,17 +9,30 @@ Letters: B batch; images (B, C, R, R) in [-1, 1].
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+
+from adagen_env.errors import InvalidArgument
+
+VP_PREDICTIONS = ("epsilon", "v")
+"""What a model on the VP path regresses: the noise, or v = alpha * noise - sigma * x_data (Salimans & Ho 2022,
+arXiv 2202.00512), which stays informative at high noise, where the noise target says little about the image."""
 
 
 class VPPath:
-    """Linear-beta variance-preserving path (beta from 0.1 to 20, DPM-Solver's `linear` VP); the model predicts noise."""
+    """Linear-beta variance-preserving path (beta from 0.1 to 20, DPM-Solver's `linear` VP).
+
+    Args:
+        prediction: the model's target, one of `VP_PREDICTIONS`.
+    """
 
     noise_end, data_end = 1.0, 0.0
-    prediction = "epsilon"
 
-    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0) -> None:
-        self.beta_min, self.beta_max = beta_min, beta_max
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, prediction: str = "epsilon") -> None:
+        if prediction not in VP_PREDICTIONS:
+            raise InvalidArgument(f"prediction on the VP path must be one of {VP_PREDICTIONS}, got {prediction!r}")
+        self.beta_min, self.beta_max, self.prediction = beta_min, beta_max, prediction
 
     def alpha(self, t: torch.Tensor) -> torch.Tensor:
         log_alpha = -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
@@ -31,12 +44,15 @@ class VPPath:
     def training_pair(self, x_data: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(x_t, regression target) for a batch; t is (B,)."""
         a, s = self.alpha(t)[:, None, None, None], self.sigma(t)[:, None, None, None]
-        return a * x_data + s * noise, noise
+        target = noise if self.prediction == "epsilon" else a * noise - s * x_data
+        return a * x_data + s * noise, target
 
     def to_data(self, x_t: torch.Tensor, prediction: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Data estimate x0 from the model's noise prediction at time t (B,)."""
+        """Data estimate x0 from the model's prediction at time t (B,) (alpha^2 + sigma^2 = 1 for v)."""
         a, s = self.alpha(t)[:, None, None, None], self.sigma(t)[:, None, None, None]
-        return (x_t - s * prediction) / a
+        if self.prediction == "epsilon":
+            return (x_t - s * prediction) / a
+        return a * x_t - s * prediction
 
 
 class LinearPath:
@@ -62,3 +78,9 @@ class LinearPath:
 
 
 PATHS = {"diffusion": VPPath, "flow": LinearPath}
+
+
+def path_for(name: str, config: Any) -> VPPath | LinearPath:
+    """The path `name` of `PATHS` as a DiT of this config (`DiTConfig`) was trained on it: on the VP path, with
+    its `prediction` target; the linear path's model always predicts velocity."""
+    return VPPath(prediction=config.prediction) if name == "diffusion" else PATHS[name]()

@@ -7,14 +7,14 @@ constant CFG weight. Horizon H = NFE + 1 (the first call picks the start time).
 
 from __future__ import annotations
 
-from adagen_env.models.paths import VPPath
 from adagen_env.samplers.ode import ODESampler, ODEState
 
 
 class DiffusionSampler(ODESampler):
-    """DiT on the VP path (noise at t = 1, data at t = 0), noise-predicting; see `ODESampler` for arguments."""
+    """DiT on the VP path (noise at t = 1, data at t = 0), predicting the noise or v as its config says; see
+    `ODESampler` for arguments."""
 
-    path = VPPath()
+    path_name = "diffusion"
     time_description = "next time point on the VP path, strictly decreasing from 1 (noise) to 0 (data)"
 
 

@@ -8,14 +8,13 @@ time grid from t = 0 to t = 1 and a constant CFG weight. Horizon H = NFE + 1.
 
 from __future__ import annotations
 
-from adagen_env.models.paths import LinearPath
 from adagen_env.samplers.ode import ODESampler, ODEState
 
 
 class FlowSampler(ODESampler):
     """DiT on the linear path (noise at t = 0, data at t = 1), velocity-predicting; see `ODESampler` for arguments."""
 
-    path = LinearPath()
+    path_name = "flow"
     time_description = "next time point on the linear path, strictly increasing from 0 (noise) to 1 (data)"
 
 

@@ -30,6 +30,7 @@ import torch
 
 from adagen_env.errors import InvalidArgument
 from adagen_env.models.dit import DiT
+from adagen_env.models.paths import path_for
 from adagen_env.samplers.base import MAX_CFG, KnobSpec, Sampler, cfg_mix, check_knobs, randn
 
 TIME_KNOB = "time"
@@ -71,7 +72,8 @@ class ODESampler(Sampler[ODEState]):
         device: where sampling runs.
     """
 
-    path: object
+    path_name: str
+    """The `PATHS` entry the model was trained on; `self.path` is that path with the model's prediction target."""
     time_description: str
 
     def __init__(
@@ -90,6 +92,7 @@ class ODESampler(Sampler[ODEState]):
             raise InvalidArgument(f"cfg_scale must be a finite number > 0 or None (no guidance), got {cfg_scale!r}")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval().requires_grad_(False)
+        self.path = path_for(self.path_name, model.config)
         self.num_steps, self.solver, self.cfg_scale = num_steps, solver, cfg_scale
         self.horizon = num_steps + 1
         self.num_classes = model.config.num_classes

@@ -24,7 +24,7 @@ from adagen_env.errors import CheckpointError, InvalidArgument
 from adagen_env.models.classifier import ClassifierConfig, ShapesClassifier, classifier_loss
 from adagen_env.models.dit import DiT, DiTConfig
 from adagen_env.models.maskgit import MaskGIT, MaskGITConfig, maskgit_loss
-from adagen_env.models.paths import PATHS
+from adagen_env.models.paths import PATHS, path_for
 from adagen_env.models.var import VAR, VARConfig, var_loss
 from adagen_env.models.vq import VQConfig
 from adagen_env.zoo.training import LossFn, TrainConfig, train
@@ -38,10 +38,11 @@ spends more of the training on the middle of the path, where the shape of the im
 
 
 def continuous_loss(path_name: str, label_dropout: float = 0.1, time_sampling: str = "uniform") -> LossFn:
-    """Denoising / flow-matching regression loss on the named path, with label dropout for CFG."""
+    """Denoising / flow-matching regression loss on the named path, to the model config's target; label dropout."""
     if time_sampling not in TIME_SAMPLINGS:
         raise InvalidArgument(f"unknown time_sampling {time_sampling!r}; choose from {TIME_SAMPLINGS}")
-    path = PATHS[path_name]()
+    if path_name not in PATHS:
+        raise InvalidArgument(f"unknown path {path_name!r}; choose from {sorted(PATHS)}")
 
     def loss_fn(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         x_data = images * 2 - 1  # [0, 1] -> [-1, 1]
@@ -55,7 +56,7 @@ def continuous_loss(path_name: str, label_dropout: float = 0.1, time_sampling: s
         noise = torch.randn(x_data.shape, generator=g, device=g.device).to(x_data.device)
         drop = torch.rand(b, generator=g, device=g.device).to(x_data.device) < label_dropout
         labels = torch.where(drop, torch.full_like(labels, model.null_class), labels)
-        x_t, target = path.training_pair(x_data, noise, t)
+        x_t, target = path_for(path_name, model.config).training_pair(x_data, noise, t)
         prediction, _ = model(x_t, t, labels)
         return (prediction - target).pow(2).mean()
 
