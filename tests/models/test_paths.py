@@ -4,13 +4,14 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import TINY_DIT
 
 from adagen_env.errors import InvalidArgument
 from adagen_env.models import DiT, DiTConfig
 from adagen_env.models.paths import VP_PREDICTIONS, LinearPath, VPPath, path_for
 from adagen_env.samplers import DiffusionSampler, FlowSampler
 from adagen_env.zoo import continuous_loss
+
+TINY_DIT = DiTConfig(resolution=16, width=32, depth=1, heads=2)
 
 
 @pytest.mark.parametrize("path", [*(VPPath(prediction=p) for p in VP_PREDICTIONS), LinearPath()], ids=str)
