@@ -382,8 +382,8 @@ def evaluate_zoo(
             previous = json.loads(json_path.read_text())
         except json.JSONDecodeError:
             previous = {}
-    meta = previous.get("meta", {})
-    same_run = meta.get("num_samples") == num_samples and meta.get("sample_seed") == SAMPLE_SEED
+    previous_meta = previous.get("meta", {})
+    same_run = previous_meta.get("num_samples") == num_samples and previous_meta.get("sample_seed") == SAMPLE_SEED
 
     # 1. Everything that can fail fast: names, paradigms, weights (generators and the feature network).
     specs = {name: paradigm_eval(name) for name in names}
@@ -417,9 +417,8 @@ def evaluate_zoo(
             if _row_key(point) in measured[name]:
                 row = {**measured[name][_row_key(point)], "settings": settings, "reused": True}
                 rows.append(row)
-                if best is None or row["fid"] < best[0]["fid"]:  # its grid: batch 0 again, the same images
-                    first = labels[:BATCH_SIZE]
-                    best = (row, class_grid(generate(sampler, first, schedule=schedule), first, num_classes))
+                if best is None or row["fid"] < best[0]["fid"]:
+                    best = (row, None, sampler, schedule)  # its grid is drawn after the loop
                 continue
             bar.set_postfix_str(f"{name} NFE {nfe} CFG {cfg} {settings or ''}")
             t0 = time.perf_counter()
@@ -442,21 +441,25 @@ def evaluate_zoo(
             }
             rows.append(row)
             if best is None or row["fid"] < best[0]["fid"]:
-                best = (row, class_grid(images, labels, num_classes))
+                best = (row, class_grid(images, labels, num_classes), sampler, schedule)
             tqdm.write(
                 f"{name:>10} NFE {nfe:>3} CFG {_fmt(cfg, 1):>4} {_settings(settings)}: FID {row['fid']:.3f}  "
                 f"class agreement {row.get('class_agreement', float('nan')):.3f}  ({sample_seconds:.1f} s)"
             )
         assert best is not None
+        best_row, grid, best_sampler, best_schedule = best
+        if grid is None:  # a reused row: batch 0 again gives the same images
+            first = labels[:BATCH_SIZE]
+            grid = class_grid(generate(best_sampler, first, schedule=best_schedule), first, num_classes)
         grid_path = out_dir / f"{stem}_{name}_samples.png"
-        save_class_grid(best[1], grid_path)
+        save_class_grid(grid, grid_path)
         generators[name] = {
             "paradigm": zoo.entry(name).paradigm,
             "solver": spec.solver,
             "schedule": "baseline",
             "weights": _weights_meta(name),
             "sample_grid": grid_path.name,
-            "grid_point": {"nfe": best[0]["nfe"], "cfg": best[0]["cfg"], "settings": best[0]["settings"]},
+            "grid_point": {"nfe": best_row["nfe"], "cfg": best_row["cfg"], "settings": best_row["settings"]},
             "results": rows,
         }
         if hasattr(model, "tokenizer"):
@@ -465,7 +468,7 @@ def evaluate_zoo(
 
     # 3. Write, keeping other generators' results of a previous run at the same sample count.
     kept = {}
-    if previous.get("meta", {}).get("num_samples") == num_samples:
+    if previous_meta.get("num_samples") == num_samples:
         kept = {k: v for k, v in previous.get("generators", {}).items() if k not in generators}
     results = {
         "meta": {
