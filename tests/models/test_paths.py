@@ -41,6 +41,10 @@ def test_samplers_and_the_zoo_loss_follow_the_config():
     assert DiffusionSampler(DiT(v_config)).path.prediction == "v"
     assert DiffusionSampler(DiT(TINY_DIT)).path.prediction == "epsilon"
     assert isinstance(FlowSampler(DiT(v_config)).path, LinearPath)
+    # The same weights under either config regress the same draws onto different targets.
+    v_model, eps_model = DiT(v_config), DiT(TINY_DIT)
+    eps_model.load_state_dict(v_model.state_dict())
     images, labels = torch.rand(2, 3, 16, 16), torch.tensor([0, 1])
-    loss = continuous_loss("diffusion")(DiT(v_config), images, labels, torch.Generator().manual_seed(0))
-    assert torch.isfinite(loss)
+    loss_fn = continuous_loss("diffusion")
+    losses = [loss_fn(m, images, labels, torch.Generator().manual_seed(0)) for m in (v_model, eps_model)]
+    assert torch.isfinite(losses[0]) and not torch.isclose(losses[0], losses[1])
