@@ -64,7 +64,8 @@ def main() -> None:
     lines = [
         "# Diffusion DiT: epsilon vs v prediction at equal training",
         "",
-        "Made by `python benchmarks/diffusion_prediction.py --prediction P --steps N` for each target P: the `diffusion`",
+        "Made by `python benchmarks/diffusion_prediction.py --prediction P --steps N` "
+        "for each target P: the `diffusion`",
         "recipe's DiT, seed and data, N training steps, EMA scored on class-balanced samples (FID on the shapes",
         "classifier's features).",
         "",
