@@ -80,6 +80,22 @@ class LinearPath:
 PATHS = {"diffusion": VPPath, "flow": LinearPath}
 
 
+def log_snr(path: VPPath | LinearPath, t: torch.Tensor) -> torch.Tensor:
+    """lambda_t = log(alpha_t^2 / sigma_t^2) at times t (any shape)."""
+    return 2 * (torch.log(path.alpha(t)) - torch.log(path.sigma(t)))
+
+
+def time_at_log_snr(path: VPPath | LinearPath, target: torch.Tensor, iterations: int = 60) -> torch.Tensor:
+    """Invert `log_snr` (monotone along the path) by bisection: log-SNR values (n,) -> times (n,)."""
+    low, high = torch.zeros_like(target), torch.ones_like(target)  # progress towards the data: log-SNR grows with it
+    span = path.data_end - path.noise_end
+    for _ in range(iterations):
+        mid = (low + high) / 2
+        above = log_snr(path, path.noise_end + span * mid) > target
+        high, low = torch.where(above, mid, high), torch.where(above, low, mid)
+    return path.noise_end + span * (low + high) / 2
+
+
 def path_for(name: str, config: Any) -> VPPath | LinearPath:
     """The path `name` of `PATHS` as a DiT of this config (`DiTConfig`) was trained on it: on the VP path, with
     its `prediction` target; the linear path's model always predicts velocity."""

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from adagen_env.errors import InvalidArgument
+from adagen_env.models.paths import log_snr, time_at_log_snr
 from adagen_env.samplers.base import Sampler
 from adagen_env.samplers.maskgit import CFG_KNOB as MASKGIT_CFG_KNOB
 from adagen_env.samplers.maskgit import MaskGITSampler
@@ -76,21 +77,6 @@ def _progress_to_time(sampler: ODESampler, progress: torch.Tensor) -> torch.Tens
     return p.noise_end + (p.data_end - p.noise_end) * progress
 
 
-def _log_snr(sampler: ODESampler, t: torch.Tensor) -> torch.Tensor:
-    p = sampler.path
-    return 2 * (torch.log(p.alpha(t)) - torch.log(p.sigma(t)))
-
-
-def _time_at_log_snr(sampler: ODESampler, target: torch.Tensor, iterations: int = 60) -> torch.Tensor:
-    """Invert the path's log-SNR (monotone in progress) by bisection: (n,) log-SNR -> (n,) times."""
-    low, high = torch.zeros_like(target), torch.ones_like(target)  # in progress, log-SNR increases with it
-    for _ in range(iterations):
-        mid = (low + high) / 2
-        above = _log_snr(sampler, _progress_to_time(sampler, mid)) > target
-        high, low = torch.where(above, mid, high), torch.where(above, low, mid)
-    return _progress_to_time(sampler, (low + high) / 2)
-
-
 def ode_times(sampler: ODESampler, spacing: str = "uniform", shift: float = 1.0, rho: float = 7.0) -> torch.Tensor:
     """(H,) time points from the noise end to the data end (float64 math, float32 out).
 
@@ -111,7 +97,7 @@ def ode_times(sampler: ODESampler, spacing: str = "uniform", shift: float = 1.0,
     if spacing in ("uniform", "shift"):
         return _progress_to_time(sampler, progress).float()
     ends = _progress_to_time(sampler, torch.tensor([LOGSNR_EPS, 1 - LOGSNR_EPS], dtype=torch.float64))
-    lam_max, lam_min = _log_snr(sampler, ends).tolist()[::-1]
+    lam_max, lam_min = log_snr(sampler.path, ends).tolist()[::-1]
     fraction = torch.linspace(0, 1, h, dtype=torch.float64)
     if spacing == "logsnr":
         lam = lam_min + (lam_max - lam_min) * fraction
@@ -119,7 +105,7 @@ def ode_times(sampler: ODESampler, spacing: str = "uniform", shift: float = 1.0,
         s_max, s_min = math.exp(-lam_min / 2), math.exp(-lam_max / 2)
         ratio = (s_max ** (1 / rho) + fraction * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
         lam = -2 * torch.log(ratio)
-    times = _time_at_log_snr(sampler, lam)
+    times = time_at_log_snr(sampler.path, lam)
     times[0], times[-1] = sampler.path.noise_end, sampler.path.data_end  # pure noise to the data, as the baseline
     return times.float()
 

@@ -24,7 +24,7 @@ from adagen_env.errors import CheckpointError, InvalidArgument
 from adagen_env.models.classifier import ClassifierConfig, ShapesClassifier, classifier_loss
 from adagen_env.models.dit import DiT, DiTConfig
 from adagen_env.models.maskgit import MaskGIT, MaskGITConfig, maskgit_loss
-from adagen_env.models.paths import PATHS, path_for
+from adagen_env.models.paths import PATHS, path_for, time_at_log_snr
 from adagen_env.models.var import VAR, VARConfig, var_loss
 from adagen_env.models.vq import VQConfig
 from adagen_env.zoo.training import LossFn, TrainConfig, train
@@ -32,9 +32,13 @@ from adagen_env.zoo.training import LossFn, TrainConfig, train
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
-TIME_SAMPLINGS = ("uniform", "logit-normal")
-"""How training draws t: uniform on [0, 1], or sigmoid of a standard normal (SD3's logit-normal, which
-spends more of the training on the middle of the path, where the shape of the image gets decided)."""
+TIME_SAMPLINGS = ("uniform", "logit-normal", "log-snr-normal")
+"""How training draws t: uniform on [0, 1]; sigmoid of a standard normal (SD3's logit-normal, which spends more of the
+training on the middle of the path, where the shape of the image gets decided); or the time whose log-SNR is
+normal with std `LOG_SNR_STD`, which is logit-normal on the linear (flow) path and carries that recipe's noise levels
+over to the VP path (where logit-normal times mostly draw log-SNR far below 0, and rarely the low-noise end)."""
+LOG_SNR_STD = 2.0
+"""log-SNR = 2 logit(t) on the linear path, so logit-normal times there have log-SNR ~ N(0, 2^2)."""
 
 
 def continuous_loss(path_name: str, label_dropout: float = 0.1, time_sampling: str = "uniform") -> LossFn:
@@ -47,16 +51,19 @@ def continuous_loss(path_name: str, label_dropout: float = 0.1, time_sampling: s
     def loss_fn(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         x_data = images * 2 - 1  # [0, 1] -> [-1, 1]
         b = x_data.shape[0]
+        path = path_for(path_name, model.config)
         if time_sampling == "uniform":
             t = torch.rand(b, generator=g, device=g.device).to(x_data.device)
-        else:
+        elif time_sampling == "logit-normal":
             t = torch.sigmoid(torch.randn(b, generator=g, device=g.device)).to(x_data.device)
+        else:
+            t = time_at_log_snr(path, LOG_SNR_STD * torch.randn(b, generator=g, device=g.device).to(x_data.device))
         if path_name == "diffusion":
             t = 1e-3 + (1 - 1e-3) * t
         noise = torch.randn(x_data.shape, generator=g, device=g.device).to(x_data.device)
         drop = torch.rand(b, generator=g, device=g.device).to(x_data.device) < label_dropout
         labels = torch.where(drop, torch.full_like(labels, model.null_class), labels)
-        x_t, target = path_for(path_name, model.config).training_pair(x_data, noise, t)
+        x_t, target = path.training_pair(x_data, noise, t)
         prediction, _ = model(x_t, t, labels)
         return (prediction - target).pow(2).mean()
 

@@ -1,4 +1,5 @@
-"""The probability paths: each target's data estimate inverts its training pair; the config picks the target."""
+"""The probability paths: each target's data estimate inverts its training pair; the config picks the target;
+log-SNR inverts; the training times follow the chosen distribution."""
 
 import dataclasses
 
@@ -7,9 +8,9 @@ import torch
 
 from adagen_env.errors import InvalidArgument
 from adagen_env.models import DiT, DiTConfig
-from adagen_env.models.paths import VP_PREDICTIONS, LinearPath, VPPath, path_for
+from adagen_env.models.paths import VP_PREDICTIONS, LinearPath, VPPath, log_snr, path_for, time_at_log_snr
 from adagen_env.samplers import DiffusionSampler, FlowSampler
-from adagen_env.zoo import continuous_loss
+from adagen_env.zoo import LOG_SNR_STD, continuous_loss
 
 TINY_DIT = DiTConfig(resolution=16, width=32, depth=1, heads=2)
 
@@ -48,3 +49,39 @@ def test_samplers_and_the_zoo_loss_follow_the_config():
     loss_fn = continuous_loss("diffusion")
     losses = [loss_fn(m, images, labels, torch.Generator().manual_seed(0)) for m in (v_model, eps_model)]
     assert torch.isfinite(losses[0]) and not torch.isclose(losses[0], losses[1])
+
+
+@pytest.mark.parametrize("path", [VPPath(), LinearPath()], ids=str)
+def test_time_at_log_snr_inverts_log_snr(path):
+    target = torch.tensor([-8.0, -2.0, 0.0, 3.0, 8.0], dtype=torch.float64)
+    torch.testing.assert_close(log_snr(path, time_at_log_snr(path, target)), target)
+
+
+class _TimeRecorder(torch.nn.Module):
+    """Stands in for a DiT in the zoo loss: predicts zeros and keeps the times it was asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config, self.null_class, self.times = TINY_DIT, TINY_DIT.num_classes, []
+
+    def forward(self, x, t, labels):
+        self.times.append(t)
+        return torch.zeros_like(x), None
+
+
+def _training_times(path_name: str, time_sampling: str) -> torch.Tensor:
+    model, images = _TimeRecorder(), torch.rand(4096, 3, 2, 2)
+    continuous_loss(path_name, time_sampling=time_sampling)(model, images, torch.zeros(4096, dtype=torch.long),
+                                                            torch.Generator().manual_seed(0))
+    return model.times[0]
+
+
+def test_log_snr_normal_times_are_logit_normal_on_the_flow_path():
+    torch.testing.assert_close(_training_times("flow", "log-snr-normal"), _training_times("flow", "logit-normal"))
+
+
+def test_log_snr_normal_times_have_normal_log_snr_on_the_vp_path():
+    lam = log_snr(VPPath(), _training_times("diffusion", "log-snr-normal"))
+    assert abs(lam.median().item()) < 0.15 and abs(lam.std().item() - LOG_SNR_STD) < 0.15
+    # logit-normal times on the VP path sit far on the noisy side, which is why the option exists
+    assert log_snr(VPPath(), _training_times("diffusion", "logit-normal")).median() < -2
