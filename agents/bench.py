@@ -44,6 +44,7 @@ from adagen_env.errors import InvalidArgument
 from adagen_env.metrics import METRICS, balanced_labels, compute_metrics
 from adagen_env.samplers import Sampler
 from adagen_env.samplers.schedules import HAND_MADE, family_key, search_space, search_start, static_schedule
+from agents.checkpoint import check_meta, generator_expectation
 from agents.evaluate import COLUMNS, eval_env, load_policy, score_seeds
 from agents.rollout import Generation, generate, generate_static
 
@@ -250,6 +251,7 @@ def bench(
                     f"policy {path!r} runs its sampler with {policy_env.unwrapped.sampler.config()}, the bench's static "
                     f"rows with {sampler.config()}: they would not be at equal settings"
                 )
+            check_meta(path, meta, generator_expectation(meta, policy_env.unwrapped))
             result = score_seeds(lambda seed: generate(model, policy_env, labels, seed), config.seeds, METRICS, device)
             generation = result.pop("generation")
             rows.append({"env_id": env_id, "steps": steps, "method": f"policy {Path(path).parent.name or path}",

@@ -72,6 +72,12 @@ def check_meta(path: str | Path, meta: dict[str, Any], expected: dict[str, Any])
         raise CheckpointError(f"checkpoint {str(path)!r} does not match this run: " + "; ".join(mismatches))
 
 
+def generator_expectation(meta: dict[str, Any], env: Any) -> dict[str, Any]:
+    """What `check_meta` should find about the generator: the unwrapped `env`'s `generator_digest` when the checkpoint
+    recorded one (checkpoints written before the digest was recorded name no weights, so nothing is checked)."""
+    return {"generator_digest": env.generator_digest} if "generator_digest" in meta else {}
+
+
 def _plain(value: Any) -> Any:
     """JSON round trip, so tuples and lists (and numpy scalars) compare equal."""
     return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))

@@ -21,7 +21,7 @@ import numpy as np
 
 from adagen_env.errors import CheckpointError, InvalidArgument
 from adagen_env.metrics import METRICS, balanced_labels, compute_metrics
-from agents.checkpoint import IDENTITY_KEYS, check_meta, read_meta
+from agents.checkpoint import IDENTITY_KEYS, check_meta, generator_expectation, read_meta
 from agents.presets import get_algorithm
 from agents.rollout import Generation, ZeroPolicy, generate
 from agents.train import Args, EnvFn, default_env_fn, smooth
@@ -160,7 +160,8 @@ def evaluate(
         check_meta(
             path, meta, {key: value for key, value in _env_meta(env, meta["env_id"]).items() if key in IDENTITY_KEYS}
         )
-        check_meta(path, meta, {"sampler_config": env.unwrapped.sampler.config()})
+        sampler_and_generator = {"sampler_config": env.unwrapped.sampler.config(), **generator_expectation(meta, env.unwrapped)}
+        check_meta(path, meta, sampler_and_generator)
         rows.append(
             {
                 **_run(str(path), model, env, num_samples, seeds, metrics, device),

@@ -38,7 +38,16 @@ from adagen_env.errors import InvalidArgument
 from adagen_env.metrics import balanced_labels
 from adagen_env.wrappers import VectorActionSmoothing
 from agents.callbacks import Checkpointer, PolicyEvaluation, ProgressBar, StdSchedule, TrainingLogger
-from agents.checkpoint import BEST_MODEL, CHECKPOINT, check_meta, load_state, read_meta, set_env_rng_state, set_rng_state
+from agents.checkpoint import (
+    BEST_MODEL,
+    CHECKPOINT,
+    check_meta,
+    generator_expectation,
+    load_state,
+    read_meta,
+    set_env_rng_state,
+    set_rng_state,
+)
 from agents.presets import get_algorithm, make_model, resolve_hyperparameters, timesteps_per_update
 from agents.vec_env import SB3VecEnv
 
@@ -220,6 +229,7 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
         "smoothing": beta,
         "num_envs": args.num_envs,
         "sampler_config": unwrapped.sampler.config(),
+        "generator_digest": unwrapped.generator_digest,
         "env_kwargs": {
             "num_steps": args.num_steps,
             "knobs": args.knobs,
@@ -247,7 +257,7 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
             "num_envs",
             "sampler_config",
         )
-        check_meta(path, saved, {key: meta[key] for key in identity})
+        check_meta(path, saved, {**{key: meta[key] for key in identity}, **generator_expectation(saved, unwrapped)})
         saved_observation = saved.get("env_kwargs", {}).get("observation", "features")  # older runs: features
         check_meta(path, {"observation": saved_observation}, {"observation": args.observation})
         model = get_algorithm(args.algo).load_cls().load(path, env=venv, device=args.device)

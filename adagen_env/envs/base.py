@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,13 @@ class AdaGenVectorEnv(VectorEnv):
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise InvalidArgument(f"unknown {self.paradigm} generator {generator!r}; zoo models: {names}, or a .safetensors path.{hint}")
         return zoo.load(generator, device=self.device)
+
+    @cached_property
+    def generator_digest(self) -> str:
+        """`zoo.weights_digest` of the frozen generator (computed on first use): policies record it at training."""
+        from adagen_env.zoo import weights_digest
+
+        return weights_digest(self.sampler.model)
 
     # -- gymnasium API ---------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:

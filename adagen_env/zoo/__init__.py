@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,6 +185,16 @@ def load_state(model: nn.Module, path: str | Path) -> None:
     model.load_state_dict(state)
 
 
+def weights_digest(model: nn.Module) -> str:
+    """First 16 hex digits of the SHA-256 of a model's state dict (names, shapes, dtypes, values): which generator
+    weights a policy was trained against, so that it is never scored on other weights by accident."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def train_and_export(
     name: str,
     workdir: str | Path,
@@ -205,4 +216,7 @@ def train_and_export(
     return out
 
 
-__all__ = ["GENERATORS", "WEIGHTS_DIR", "ZOO", "ZooEntry", "entry", "load", "load_state", "train_and_export", "weights_path"]
+__all__ = [
+    "GENERATORS", "WEIGHTS_DIR", "ZOO", "ZooEntry", "entry", "load", "load_state", "train_and_export", "weights_digest",
+    "weights_path",
+]

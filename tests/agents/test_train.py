@@ -19,7 +19,7 @@ from adagen_env.cli import build_parser, main
 from adagen_env.envs import DiTVectorEnv, SiTVectorEnv
 from adagen_env.errors import CheckpointError
 from adagen_env.samplers import DiffusionSampler, FlowSampler
-from agents.checkpoint import CHECKPOINT, STATE, export_policy, read_meta
+from agents.checkpoint import CHECKPOINT, STATE, export_policy, generator_expectation, read_meta
 from agents.evaluate import evaluate, load_policy
 from agents.train import Args, smooth, train
 
@@ -32,10 +32,10 @@ TINY_ALGO_KWARGS = {
 }
 
 
-def env_fn(paradigm: str = "dit", knobs: tuple[str, ...] | None = None):
+def env_fn(paradigm: str = "dit", knobs: tuple[str, ...] | None = None, generator_seed: int = 0):
     """Tiny generator env builder with `agents.train.EnvFn`'s signature (num_steps 2: horizon 3)."""
     env_cls, sampler_cls = {"dit": (DiTVectorEnv, DiffusionSampler), "sit": (SiTVectorEnv, FlowSampler)}[paradigm]
-    sampler = sampler_cls(tiny_dit(), num_steps=2)
+    sampler = sampler_cls(tiny_dit(generator_seed), num_steps=2)
 
     def make(num_envs: int, reward_model, return_images: bool, generator=None):
         return env_cls(
@@ -176,6 +176,19 @@ def test_mismatched_or_corrupt_checkpoints_are_refused(tmp_path) -> None:
     torch.save({**state, "num_timesteps": 1}, Path(out["run_dir"]) / STATE)
     with pytest.raises(CheckpointError, match="not saved together"):
         train(tiny_args(tmp_path, total_updates=2, resume=True, logdir=out["run_dir"]), env_fn())
+
+
+def test_a_policy_is_refused_on_other_generator_weights(tmp_path) -> None:
+    out = train(tiny_args(tmp_path, total_updates=1), env_fn())
+    meta = read_meta(out["checkpoint"])
+    assert meta["generator_digest"] == zoo.weights_digest(tiny_dit(0)) != zoo.weights_digest(tiny_dit(1))
+    evaluate([out["checkpoint"]], num_samples=2, seeds=[0], out_dir=None, env_fn=env_fn())  # same weights: fine
+    with pytest.raises(CheckpointError, match=r"generator_digest: checkpoint has '[0-9a-f]{16}', expected"):
+        evaluate([out["checkpoint"]], num_samples=2, seeds=[0], out_dir=None, env_fn=env_fn(generator_seed=1))
+    with pytest.raises(CheckpointError, match="generator_digest"):
+        train(tiny_args(tmp_path, total_updates=2, resume=True, logdir=out["run_dir"]), env_fn(generator_seed=1))
+    # Checkpoints from before the digest was recorded name no weights: nothing to check against.
+    assert generator_expectation({}, None) == {}
 
 
 def test_eval_writes_json_and_markdown_at_equal_nfe(tmp_path) -> None:
