@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from adagen_env.errors import InvalidArgument
-from adagen_env.models.paths import VP_PREDICTIONS
+from adagen_env.models.paths import VP_PREDICTIONS, VP_SCHEDULES
 
 
 @dataclass
@@ -40,10 +40,14 @@ class DiTConfig:
     prediction: str = "epsilon"
     """Regression target on the VP (diffusion) path: "epsilon" or "v" (`paths.VP_PREDICTIONS`); a DiT on the
     linear (flow) path predicts velocity whatever this says."""
+    noise_schedule: str = "linear"
+    """Noise schedule of the VP path the model was trained on (`paths.VP_SCHEDULES`); ignored on the flow path."""
 
     def __post_init__(self) -> None:
         if self.prediction not in VP_PREDICTIONS:
             raise InvalidArgument(f"DiTConfig.prediction must be one of {VP_PREDICTIONS}, got {self.prediction!r}")
+        if self.noise_schedule not in VP_SCHEDULES:
+            raise InvalidArgument(f"DiTConfig.noise_schedule must be one of {VP_SCHEDULES}, got {self.noise_schedule!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -9,6 +9,7 @@ Letters: B batch; images (B, C, R, R) in [-1, 1].
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -18,27 +19,46 @@ from adagen_env.errors import InvalidArgument
 VP_PREDICTIONS = ("epsilon", "v")
 """What a model on the VP path regresses: the noise, or v = alpha * noise - sigma * x_data (Salimans & Ho 2022,
 arXiv 2202.00512), which stays informative at high noise, where the noise target says little about the image."""
+VP_SCHEDULES = ("linear", "cosine")
+"""Noise schedules of the VP path: DPM-Solver's linear beta (0.1 to 20), or the cosine alpha = cos(pi/2 * s * t)
+(Nichol & Dhariwal 2021, arXiv 2102.09672) with s set so that both end at the same alpha(1) (log-SNR about -10).
+On the cosine, log-SNR falls evenly about t = 1/2, as on the linear (flow) path; on the linear beta, t = 1/2 is
+already at log-SNR -2.5, so uniform times spend most steps and most training where the image is mostly noise."""
 
 
 class VPPath:
-    """Linear-beta variance-preserving path (beta from 0.1 to 20, DPM-Solver's `linear` VP).
+    """Variance-preserving path, alpha^2 + sigma^2 = 1, from t = 1 (noise) to t = 0 (data).
 
     Args:
+        beta_min, beta_max: the linear schedule's beta at t = 0 and t = 1 (they also fix alpha(1) for the cosine).
         prediction: the model's target, one of `VP_PREDICTIONS`.
+        schedule: one of `VP_SCHEDULES`.
     """
 
     noise_end, data_end = 1.0, 0.0
 
-    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, prediction: str = "epsilon") -> None:
+    def __init__(
+        self, beta_min: float = 0.1, beta_max: float = 20.0, prediction: str = "epsilon", schedule: str = "linear"
+    ) -> None:
         if prediction not in VP_PREDICTIONS:
             raise InvalidArgument(f"prediction on the VP path must be one of {VP_PREDICTIONS}, got {prediction!r}")
-        self.beta_min, self.beta_max, self.prediction = beta_min, beta_max, prediction
+        if schedule not in VP_SCHEDULES:
+            raise InvalidArgument(f"schedule of the VP path must be one of {VP_SCHEDULES}, got {schedule!r}")
+        self.beta_min, self.beta_max, self.prediction, self.schedule = beta_min, beta_max, prediction, schedule
+        self.cosine_scale = math.acos(self._linear_alpha(1.0)) / (math.pi / 2)
+
+    def _linear_alpha(self, t: torch.Tensor | float) -> torch.Tensor | float:
+        log_alpha = -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
+        return torch.exp(log_alpha) if isinstance(log_alpha, torch.Tensor) else math.exp(log_alpha)
 
     def alpha(self, t: torch.Tensor) -> torch.Tensor:
-        log_alpha = -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
-        return torch.exp(log_alpha)
+        if self.schedule == "cosine":
+            return torch.cos(t * (math.pi / 2 * self.cosine_scale))
+        return self._linear_alpha(t)
 
     def sigma(self, t: torch.Tensor) -> torch.Tensor:
+        if self.schedule == "cosine":  # sin, not sqrt(1 - alpha^2), which loses precision near the data
+            return torch.sin(t * (math.pi / 2 * self.cosine_scale))
         return torch.sqrt((1 - self.alpha(t) ** 2).clamp_min(0))
 
     def training_pair(self, x_data: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,5 +118,7 @@ def time_at_log_snr(path: VPPath | LinearPath, target: torch.Tensor, iterations:
 
 def path_for(name: str, config: Any) -> VPPath | LinearPath:
     """The path `name` of `PATHS` as a DiT of this config (`DiTConfig`) was trained on it: on the VP path, with
-    its `prediction` target; the linear path's model always predicts velocity."""
-    return VPPath(prediction=config.prediction) if name == "diffusion" else PATHS[name]()
+    its `prediction` target and `noise_schedule`; the linear path's model always predicts velocity."""
+    if name == "diffusion":
+        return VPPath(prediction=config.prediction, schedule=config.noise_schedule)
+    return PATHS[name]()

@@ -8,14 +8,17 @@ import torch
 
 from adagen_env.errors import InvalidArgument
 from adagen_env.models import DiT, DiTConfig
-from adagen_env.models.paths import VP_PREDICTIONS, LinearPath, VPPath, log_snr, path_for, time_at_log_snr
+from adagen_env.models.paths import VP_PREDICTIONS, VP_SCHEDULES, LinearPath, VPPath, log_snr, path_for, time_at_log_snr
 from adagen_env.samplers import DiffusionSampler, FlowSampler
 from adagen_env.zoo import LOG_SNR_STD, continuous_loss
 
 TINY_DIT = DiTConfig(resolution=16, width=32, depth=1, heads=2)
 
 
-@pytest.mark.parametrize("path", [*(VPPath(prediction=p) for p in VP_PREDICTIONS), LinearPath()], ids=str)
+VP_PATHS = [VPPath(prediction=p, schedule=s) for p in VP_PREDICTIONS for s in VP_SCHEDULES]
+
+
+@pytest.mark.parametrize("path", [*VP_PATHS, LinearPath()], ids=str)
 def test_data_estimate_from_the_exact_target_recovers_the_data(path):
     g = torch.Generator().manual_seed(0)
     x_data, noise = torch.randn(4, 3, 8, 8, generator=g), torch.randn(4, 3, 8, 8, generator=g)
@@ -34,6 +37,8 @@ def test_an_unknown_target_is_refused_by_name():
         VPPath(prediction="x0")
     with pytest.raises(InvalidArgument, match="DiTConfig.prediction"):
         DiTConfig(prediction="x0")
+    with pytest.raises(InvalidArgument, match="DiTConfig.noise_schedule.*'sqrt'"):
+        DiTConfig(noise_schedule="sqrt")
 
 
 def test_samplers_and_the_zoo_loss_follow_the_config():
@@ -42,6 +47,8 @@ def test_samplers_and_the_zoo_loss_follow_the_config():
     assert DiffusionSampler(DiT(v_config)).path.prediction == "v"
     assert DiffusionSampler(DiT(TINY_DIT)).path.prediction == "epsilon"
     assert isinstance(FlowSampler(DiT(v_config)).path, LinearPath)
+    assert DiffusionSampler(DiT(dataclasses.replace(TINY_DIT, noise_schedule="cosine"))).path.schedule == "cosine"
+    assert DiffusionSampler(DiT(TINY_DIT)).path.schedule == "linear"
     # The same weights under either config regress the same draws onto different targets.
     v_model, eps_model = DiT(v_config), DiT(TINY_DIT)
     eps_model.load_state_dict(v_model.state_dict())
@@ -51,7 +58,14 @@ def test_samplers_and_the_zoo_loss_follow_the_config():
     assert torch.isfinite(losses[0]) and not torch.isclose(losses[0], losses[1])
 
 
-@pytest.mark.parametrize("path", [VPPath(), LinearPath()], ids=str)
+def test_cosine_schedule_ends_where_the_linear_one_does_and_is_centred():
+    linear, cosine, ends = VPPath(), VPPath(schedule="cosine"), torch.tensor([0.0, 1.0], dtype=torch.float64)
+    torch.testing.assert_close(cosine.alpha(ends), linear.alpha(ends))
+    torch.testing.assert_close(cosine.alpha(ends) ** 2 + cosine.sigma(ends) ** 2, torch.ones(2, dtype=torch.float64))
+    assert abs(log_snr(cosine, torch.tensor(0.5)).item()) < 0.05 and log_snr(linear, torch.tensor(0.5)).item() < -2
+
+
+@pytest.mark.parametrize("path", [VPPath(), VPPath(schedule="cosine"), LinearPath()], ids=str)
 def test_time_at_log_snr_inverts_log_snr(path):
     target = torch.tensor([-8.0, -2.0, 0.0, 3.0, 8.0], dtype=torch.float64)
     torch.testing.assert_close(log_snr(path, time_at_log_snr(path, target)), target)
