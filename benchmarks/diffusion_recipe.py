@@ -22,13 +22,12 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from adagen_env.metrics import balanced_labels, compute_metrics
 from adagen_env.models import DiT
 from adagen_env.models.paths import VP_PREDICTIONS, VP_SCHEDULES
 from adagen_env.samplers import DiffusionSampler
-from adagen_env.zoo import TIME_SAMPLINGS, continuous_loss, entry
+from adagen_env.zoo import TIME_SAMPLINGS, continuous_loss, entry, save_weights
 from adagen_env.zoo.evaluate import generate
 from adagen_env.zoo.training import train
 
@@ -48,11 +47,9 @@ def run(args: argparse.Namespace, out: Path) -> None:
     ema = train(model, loss, config, Path(args.workdir) / variant, desc=variant)
     if args.export_weights:
         weights = out / "weights" / f"{variant}.safetensors"
-        weights.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in ema.state_dict().items()}, str(weights))
-        meta = {"config": ema.config.to_dict(), "train": dataclasses.asdict(config), "paradigm": "diffusion",
-                "device": "cpu", "made_by": f"benchmarks/diffusion_recipe.py {variant}"}
-        weights.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+        save_weights(ema, weights, {"config": ema.config.to_dict(), "train": dataclasses.asdict(config),
+                                    "paradigm": "diffusion", "device": "cpu",
+                                    "made_by": f"benchmarks/diffusion_recipe.py {variant}"})
         print(f"wrote {weights}")
         return
     labels = balanced_labels(args.num_samples)

@@ -209,14 +209,21 @@ def train_and_export(
     model = recipe.model_cls(recipe.config)
     ema = train(model, recipe.loss, config, Path(workdir) / name, device=device, desc=f"zoo {name}")
     out = weights_path(name, weights_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in ema.state_dict().items()}, str(out))
-    meta = {"config": recipe.config.to_dict(), "train": config.__dict__, "paradigm": recipe.paradigm, "device": str(device)}
-    out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    save_weights(ema, out, {"config": recipe.config.to_dict(), "train": config.__dict__, "paradigm": recipe.paradigm,
+                            "device": str(device)})
     return out
 
 
+def save_weights(model: nn.Module, path: str | Path, meta: dict[str, Any]) -> None:
+    """Write `model`'s weights to `path` (.safetensors) and `meta` beside it (.json): the pair `load` and the envs'
+    `generator=PATH` read."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path))
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
 __all__ = [
-    "GENERATORS", "WEIGHTS_DIR", "ZOO", "ZooEntry", "entry", "load", "load_state", "train_and_export", "weights_digest",
-    "weights_path",
+    "GENERATORS", "WEIGHTS_DIR", "ZOO", "ZooEntry", "entry", "load", "load_state", "save_weights", "train_and_export",
+    "weights_digest", "weights_path",
 ]
