@@ -26,6 +26,14 @@ def single_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def sb3_logdir(tmp_path_factory):
+    """SB3 models that learn without a logger of their own make a log folder; keep those out of the system temp dir."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SB3_LOGDIR", str(tmp_path_factory.mktemp("sb3")))
+        yield
+
+
 def tiny_dit(seed: int = 0) -> DiT:
     torch.manual_seed(seed)
     model = DiT(TINY_DIT)
