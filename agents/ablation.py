@@ -22,7 +22,7 @@ from typing import Any
 
 from adagen_env.errors import InvalidArgument
 from agents.bench import verdict
-from agents.evaluate import COLUMNS, evaluate
+from agents.evaluate import COLUMNS, evaluate, generators_line
 from agents.train import Args, EnvFn, train
 
 
@@ -158,7 +158,8 @@ def section(report: dict[str, Any]) -> str:
         f"## {report['ablation']}: {report['question']}",
         "",
         f"`adagen bench ablation {report['ablation']} --budget-minutes {report['budget_minutes']:g}` "
-        f"({report['env']}, {report['num_steps']} steps; {report['num_samples']} samples x seeds {report['seeds']}).",
+        f"({report['env']}, {report['num_steps']} steps; {report['num_samples']} samples x seeds {report['seeds']}). "
+        + generators_line(report["rows"]),
         "",
         "| variant | trained | " + " | ".join(COLUMNS.values()) + " |",
         "|---|---|" + "---|" * len(COLUMNS),

@@ -44,8 +44,9 @@ from adagen_env.errors import InvalidArgument
 from adagen_env.metrics import METRICS, balanced_labels, compute_metrics
 from adagen_env.samplers import Sampler
 from adagen_env.samplers.schedules import HAND_MADE, family_key, search_space, search_start, static_schedule
+from adagen_env.zoo import weights_digest
 from agents.checkpoint import check_meta, generator_expectation
-from agents.evaluate import COLUMNS, eval_env, load_policy, score_seeds
+from agents.evaluate import COLUMNS, eval_env, generators_line, load_policy, score_seeds
 from agents.rollout import Generation, generate, generate_static
 
 STEP_GRID: dict[str, tuple[int | None, ...]] = {
@@ -189,7 +190,7 @@ def _static_row(env_id: str, steps: int | None, method: str, kind: str, params: 
     )
     result.pop("generation")
     return {"env_id": env_id, "steps": steps, "method": method, "kind": kind, "params": params,
-            "schedule": schedule.cpu().tolist(), **result}
+            "schedule": schedule.cpu().tolist(), "generator_digest": weights_digest(sampler.model), **result}
 
 
 def bench(
@@ -255,7 +256,8 @@ def bench(
             result = score_seeds(lambda seed: generate(model, policy_env, labels, seed), config.seeds, METRICS, device)
             generation = result.pop("generation")
             rows.append({"env_id": env_id, "steps": steps, "method": f"policy {Path(path).parent.name or path}",
-                         "kind": "adaptive", "params": {"checkpoint": path, "algo": meta["algo"]}, **result})
+                         "kind": "adaptive", "params": {"checkpoint": path, "algo": meta["algo"]},
+                         "generator_digest": policy_env.unwrapped.generator_digest, **result})
             knob_plots.append((f"{env_id}_{steps}", generation, sampler.baseline_schedule().cpu().numpy(), sampler.knob_names))
 
     results = {
@@ -309,6 +311,8 @@ def markdown(results: dict[str, Any]) -> str:
          f"sees the same labels and noise. Tuned static: coordinate search ({cfg['search_rounds']} sweeps), "
          f"FID on {cfg['search_samples']} samples of seed {cfg['search_seed']}. Verdicts: a gap within the "
          f"combined spread over seeds is a tie. {results['threads']} threads, {results['date']}."),
+        "",
+        generators_line(results["rows"]),
     ]
     if results.get("command"):
         lines[1:1] = ["", f"Made by `{results['command']}`."]

@@ -167,6 +167,7 @@ def evaluate(
                 **_run(str(path), model, env, num_samples, seeds, metrics, device),
                 "env_id": meta["env_id"],
                 "algo": meta["algo"],
+                "generator_digest": env.unwrapped.generator_digest,
             }
         )
         # Zero actions give the same images whatever the policy sees or how its actions are smoothed.
@@ -181,7 +182,8 @@ def evaluate(
         for env_name, env in baseline_envs.values():
             zero = ZeroPolicy(env.single_action_space.shape[0])
             rows.append(
-                {**_run("baseline", zero, env, num_samples, seeds, metrics, device), "env_id": env_name, "algo": None}
+                {**_run("baseline", zero, env, num_samples, seeds, metrics, device), "env_id": env_name, "algo": None,
+                 "generator_digest": env.unwrapped.generator_digest}
             )
     results = {"num_samples": num_samples, "seeds": list(seeds), "labels": "class-balanced", "rows": rows}
     if out_dir is not None:
@@ -190,6 +192,14 @@ def evaluate(
         (out / "eval.json").write_text(json.dumps(results, indent=2))
         (out / "eval.md").write_text(markdown(results))
     return results
+
+
+def generators_line(rows: list[dict[str, Any]]) -> str:
+    """Which generator weights the rows were measured on: env id -> `generator_digest` (rows from before it was
+    recorded name none)."""
+    digests = {row["env_id"]: row["generator_digest"] for row in rows if row.get("generator_digest")}
+    named = ", ".join(f"{env_id} `{digest}`" for env_id, digest in digests.items()) or "not recorded"
+    return f"Generator weights (first 16 hex digits of the SHA-256 of the state dict): {named}."
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -201,6 +211,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"{results['num_samples']} samples per seed, seeds {results['seeds']}, {results['labels']} labels; "
             "mean ± std over seeds; every schedule of an env at the same NFE, labels and noise."
         ),
+        "",
+        generators_line(results["rows"]),
         "",
         "| env | schedule | NFE | " + " | ".join(COLUMNS.values()) + " | FID vs baseline |",
         "|---|---|---|" + "---|" * len(COLUMNS) + "---|",
@@ -214,4 +226,4 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["eval_env", "evaluate", "load_policy", "markdown", "score_seeds", "summarise"]
+__all__ = ["eval_env", "evaluate", "generators_line", "load_policy", "markdown", "score_seeds", "summarise"]

@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import tiny_dit  # tests/conftest.py
 
+from adagen_env import zoo
 from adagen_env.cli import main
 from adagen_env.envs import SiTVectorEnv
 from adagen_env.errors import InvalidArgument
@@ -83,6 +84,8 @@ def test_bench_on_the_shipped_generator_writes_every_output(tmp_path) -> None:
     assert (tmp_path / "bench_fid_vs_nfe.png").stat().st_size > 0
     assert len((tmp_path / "bench.csv").read_text().splitlines()) == len(results["rows"]) + 1
     assert "## AdaGen/SiT-v0, steps 3" in table
+    digest = zoo.weights_digest(zoo.load("flow"))
+    assert {row["generator_digest"] for row in results["rows"]} == {digest} and f"AdaGen/SiT-v0 `{digest}`" in table
 
 
 def test_bench_config_refuses_a_search_seed_that_is_also_an_eval_seed() -> None:
@@ -125,6 +128,7 @@ def test_ablation_trains_each_variant_and_writes_its_section(tmp_path) -> None:
     assert model.policy.pi_features_extractor.step_conditioning is False
     text = (tmp_path / "ablations.md").read_text()
     assert text.count("<!-- ablation:step-conditioning -->") == 1 and "Measured here: By FID, off" in text
+    assert f"AdaGen/DiT-v0 `{zoo.weights_digest(tiny_dit(0))}`" in text
     run_ablation("step-conditioning", num_samples=4, seeds=(0, 1), logdir=tmp_path / "runs", out=tmp_path,
                  env_fn=env_fn(), train_overrides=tiny)  # resumes (already trained) and replaces its section
     assert (tmp_path / "ablations.md").read_text().count("## step-conditioning") == 1

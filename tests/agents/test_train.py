@@ -209,6 +209,8 @@ def test_eval_writes_json_and_markdown_at_equal_nfe(tmp_path) -> None:
     assert json.loads((tmp_path / "eval" / "eval.json").read_text())["rows"][1]["name"] == "baseline"
     table = (tmp_path / "eval" / "eval.md").read_text()
     assert "| AdaGen/DiT-v0 | baseline |" in table and "+0.0%" in table
+    digest = zoo.weights_digest(tiny_dit(0))  # the weights every row was measured on, named in the table
+    assert policy["generator_digest"] == baseline["generator_digest"] == digest and f"AdaGen/DiT-v0 `{digest}`" in table
     other = train(tiny_args(tmp_path, total_updates=1, smoothing=0.5, observation="step-only", run_name="b"), env_fn())
     both = evaluate([out["checkpoint"], other["checkpoint"]], baseline=True, num_samples=2, seeds=[0],
                     batch_size=2, out_dir=None, env_fn=env_fn())
