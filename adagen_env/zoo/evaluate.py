@@ -137,8 +137,18 @@ and sampling temperatures beside at 8 steps."""
 VAR_SCALES = 6
 """Scales of the zoo VAR (1, 2, 3, 4, 6, 8): one network evaluation each."""
 
+DIFFUSION_CFG_BY_NFE: dict[int, tuple[float | None, ...]] = {
+    nfe: cfgs + ((4.0, 5.0) if nfe in (16, 32) else ()) for nfe, cfgs in CFG_BY_NFE.items()
+}
+"""`CFG_BY_NFE` plus w = 4 and 5 at 16 and 32 steps (NFE 32 and 64) for the diffusion generator: its class agreement
+still rose past w = 3 in a first look (the flow generator's levels off at w = 3)."""
+
 PARADIGMS: dict[str, ParadigmEval] = {
-    "diffusion": ParadigmEval(_ode_factory(DiffusionSampler, "dpmpp2m"), solver="dpmpp2m"),
+    "diffusion": ParadigmEval(
+        _ode_factory(DiffusionSampler, "dpmpp2m"),
+        solver="dpmpp2m",
+        points=cross(DIFFUSION_CFG_BY_NFE),
+    ),
     "flow": ParadigmEval(_ode_factory(FlowSampler, "dpmpp2m"), solver="dpmpp2m"),
     "maskgit": ParadigmEval(
         _maskgit_factory,
@@ -490,7 +500,7 @@ def evaluate_zoo(
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         },
         "floor": {**previous.get("floor", {}), **floors} if kept else floors,
-        "generators": {**kept, **generators},
+        "generators": dict(sorted({**kept, **generators}.items(), key=lambda item: list(zoo.ZOO).index(item[0]))),
         "skipped": {k: v for k, v in skipped.items() if k not in kept},
     }
     json_path.write_text(json.dumps(results, indent=2) + "\n")
