@@ -3,12 +3,14 @@
 Trains the `diffusion` recipe's DiT (its seed, data, batch and learning rate; the cosine learning-rate schedule spans
 `--steps`) with `DiTConfig.prediction` = `--prediction`, `DiTConfig.noise_schedule` = `--noise-schedule` and training
 times drawn by `--time-sampling` (`adagen_env.zoo.TIME_SAMPLINGS`). The defaults are the shipped recipe's. Then it
-scores the EMA on `--num-samples` class-balanced samples at 16 and 32 steps with CFG 3 (NFE 32 and 64), at 4 steps with CFG 1 (NFE 8, the envs' baseline) and at 32 steps with CFG 1 (NFE 64).
+scores the EMA on `--num-samples` class-balanced samples at 16 and 32 steps with CFG 3 (NFE 32 and 64), at 4 steps
+with CFG 1 (NFE 8, the envs' baseline) and at 32 steps with CFG 1 (NFE 64).
 Each run writes `<out>/<prediction>_<noise schedule>_<time sampling>.json` and rewrites `<out>/diffusion_recipe.md`
 from every JSON there; `--report` only rewrites the markdown. Resumes after a kill (from `--workdir`).
 
     python benchmarks/diffusion_recipe.py --prediction epsilon --noise-schedule linear --steps 3000
-    python benchmarks/diffusion_recipe.py --prediction v --noise-schedule linear --time-sampling log-snr-normal --steps 3000
+    python benchmarks/diffusion_recipe.py --prediction v --noise-schedule linear \
+        --time-sampling log-snr-normal --steps 3000
     python benchmarks/diffusion_recipe.py --steps 16000 --num-samples 2000  # the shipped recipe: v, cosine
 """
 
@@ -77,10 +79,11 @@ def write_report(out: Path) -> None:
         "Made by `python benchmarks/diffusion_recipe.py --prediction P --noise-schedule S --time-sampling T --steps N`",
         "for each variant: the `diffusion` recipe's DiT, seed, data, batch and learning rate, N training steps, EMA",
         "scored on class-balanced samples (FID on the shapes classifier's features; real images have class",
-        "agreement 1.000). The shipped recipe is v, cosine, logit-normal: its 16000-step run below gave the shipped",
-        "weights, scored over the full grid in `../zoo.md` with the same labels, sample seeds and reference. Until",
-        "the switch the zoo shipped epsilon, linear, logit-normal (EMA at step 15000 of a 16000-step GPU run): NFE 32 FID",
-        "7.61 / class agreement 0.680, NFE 8 FID 17.23, NFE 64 FID 8.04 (`git show 13e937d:benchmarks/results/zoo.md`).",
+        "agreement 1.000). The shipped recipe is v, cosine, logit-normal: its 16000-step run below gave the",
+        "shipped weights, scored over the full grid in `../zoo.md` with the same labels, sample seeds and",
+        "reference. Until the switch the zoo shipped epsilon, linear, logit-normal (EMA at step 15000 of a",
+        "16000-step GPU run): NFE 32 FID 7.61 / class agreement 0.680, NFE 8 FID 17.23, NFE 64 FID 8.04",
+        "(`git show 13e937d:benchmarks/results/zoo.md`).",
         "",
         "| target | noise schedule | training times | train steps | samples | steps | CFG | NFE | FID | class agreement |",
         "|---|---|---|---|---|---|---|---|---|---|",
