@@ -44,7 +44,6 @@ from adagen_env.errors import InvalidArgument
 from adagen_env.metrics import METRICS, balanced_labels, compute_metrics
 from adagen_env.samplers import Sampler
 from adagen_env.samplers.schedules import HAND_MADE, family_key, search_space, search_start, static_schedule
-from adagen_env.zoo import weights_digest
 from agents.checkpoint import check_meta, generator_expectation
 from agents.evaluate import COLUMNS, eval_env, generators_line, load_policy, score_seeds
 from agents.rollout import Generation, generate, generate_static
@@ -190,7 +189,7 @@ def _static_row(env_id: str, steps: int | None, method: str, kind: str, params: 
     )
     result.pop("generation")
     return {"env_id": env_id, "steps": steps, "method": method, "kind": kind, "params": params,
-            "schedule": schedule.cpu().tolist(), "generator_digest": weights_digest(sampler.model), **result}
+            "schedule": schedule.cpu().tolist(), **result}
 
 
 def bench(
@@ -226,11 +225,13 @@ def bench(
     for env_id, steps, compare in tqdm(points, desc="bench", unit="point"):
         env = eval_env(env_id, {"num_steps": steps}, 0.0, config.batch_size, device)
         sampler = env.unwrapped.sampler
+        measured_on = {"generator_digest": env.unwrapped.generator_digest}  # hashed once per env
         hand_made = HAND_MADE[family_key(sampler)]
         named = list(hand_made.items()) if config.hand_made and compare else list(hand_made.items())[:1]
         for index, (name, params) in enumerate(named):
             kind = "baseline" if index == 0 else "hand-made"
-            rows.append(_static_row(env_id, steps, name, kind, params, sampler, labels, config, device))
+            row = _static_row(env_id, steps, name, kind, params, sampler, labels, config, device)
+            rows.append({**row, **measured_on})
         if not compare:
             continue
 
@@ -241,7 +242,8 @@ def bench(
 
         best, trace = tune(sampler, search_fid, config.search_rounds)
         tuned = _static_row(env_id, steps, "tuned static", "tuned", best, sampler, labels, config, device)
-        rows.append({**tuned, "search": {"samples": config.search_samples, "seed": config.search_seed, "trace": trace}})
+        rows.append({**tuned, **measured_on,
+                     "search": {"samples": config.search_samples, "seed": config.search_seed, "trace": trace}})
 
         for path, model, meta in loaded:
             if meta["env_id"] != env_id or policy_steps(meta) != steps:
