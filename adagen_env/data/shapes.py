@@ -119,51 +119,82 @@ class ShapesDataset:
                     f"labels must be in [0, {self.num_classes}), got range "
                     f"[{int(labels.min())}, {int(labels.max())}]"
                 )
-        images = self._render(labels, generator)
-        return images.to(device), labels.to(device)
+        return render_shapes(labels, self.draw_factors(labels, generator), self.class_names).to(device), labels.to(device)
 
-    def _render(self, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        """Render (B,) labels into (B, 3, H, W) images; all randomness comes from `g`."""
-        b, res = labels.shape[0], self.resolution
-        u = lambda *shape: torch.rand(*shape, generator=g)  # noqa: E731
+    def draw_factors(self, labels: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """The generating factors of (B,) labels' images, all drawn from `generator` (advanced in place).
 
-        # 1. Per-image parameters.
-        size = 0.28 + 0.17 * u(b)  # half-extent as a fraction of the image side
+        Returns the dict `render_shapes` takes: ``size`` (B,) half-extent as a fraction of the side, ``centre``
+        (B, 2) in [-0.5, 0.5], ``angle`` (B,) radians, ``fg`` (B, 3) shape RGB, ``bg_a`` / ``bg_b`` (B, 3) the
+        background gradient's two ends, ``bg_dir`` (B,) its direction, ``grain`` (B, 1, R, R) additive noise.
+        """
+        b, res, g = labels.shape[0], self.resolution, generator
+        u = lambda *shape: torch.rand(*shape, generator=g, device=g.device)  # noqa: E731
+        size = 0.28 + 0.17 * u(b)
         centre = (u(b, 2) * 2 - 1) * (0.95 - size)[:, None] * 0.5
         angle = u(b) * 2 * math.pi
         hue = u(b)
         sat, val = 0.75 + 0.25 * u(b), 0.8 + 0.2 * u(b)
         bg_a, bg_b = 0.1 + 0.35 * u(b, 3), 0.1 + 0.35 * u(b, 3)
         bg_dir = u(b) * 2 * math.pi
-        grain = torch.randn(b, 1, res, res, generator=g) * 0.02
+        grain = torch.randn(b, 1, res, res, generator=g, device=g.device) * GRAIN_SIGMA
+        fg = _hsv_to_rgb(hue, sat, val)
+        return {"size": size, "centre": centre, "angle": angle, "fg": fg, "bg_a": bg_a, "bg_b": bg_b,
+                "bg_dir": bg_dir, "grain": grain}
 
-        # 2. Pixel grid in [-0.5, 0.5], then into each shape's own frame.
-        coords = (torch.arange(res, dtype=torch.float32) + 0.5) / res - 0.5
-        gy, gx = torch.meshgrid(coords, coords, indexing="ij")  # (H, W)
-        dx, dy = gx[None] - centre[:, 0, None, None], gy[None] - centre[:, 1, None, None]  # (B, H, W)
-        cos, sin = torch.cos(angle)[:, None, None], torch.sin(angle)[:, None, None]
-        px = (cos * dx + sin * dy) / size[:, None, None]
-        py = (-sin * dx + cos * dy) / size[:, None, None]
 
-        # 3. Signed distance per class, evaluated only on the images of that class.
-        sdf = torch.empty(b, res, res)
-        for k, name in enumerate(self.class_names):
-            idx = (labels == k).nonzero(as_tuple=True)[0]
-            if idx.numel():
-                sdf[idx] = _sdf(name, px[idx], py[idx])
-        # Anti-aliased coverage: distance in pixels, ramp over one pixel.
-        pixel = 1.0 / (res * size[:, None, None])
-        alpha = (0.5 - sdf / pixel).clamp(0, 1)[:, None]  # (B, 1, H, W)
+GRAIN_SIGMA = 0.02
+"""Standard deviation of the iid per-pixel grain added to every image (before clamping to [0, 1])."""
 
-        # 4. Colours: HSV -> RGB for the shape, a linear gradient for the background.
-        fg = _hsv_to_rgb(hue, sat, val)[:, :, None, None]  # (B, 3, 1, 1)
-        ramp = (torch.cos(bg_dir)[:, None, None] * gx + torch.sin(bg_dir)[:, None, None] * gy + 0.5)[:, None]
-        bg = bg_a[:, :, None, None] * (1 - ramp) + bg_b[:, :, None, None] * ramp  # (B, 3, H, W)
-        image = alpha * fg + (1 - alpha) * bg + grain
-        return image.clamp(0, 1)
+
+def render_shapes(
+    labels: torch.Tensor,
+    factors: dict[str, torch.Tensor],
+    class_names: tuple[str, ...] = SHAPE_CLASSES,
+    resolution: int | None = None,
+) -> torch.Tensor:
+    """Render (B,) labels with explicit factors (`ShapesDataset.draw_factors`' dict) into (B, 3, R, R) in [0, 1].
+
+    Differentiable in every continuous factor. Without ``grain`` in `factors` the clean image is rendered at
+    `resolution` (required then); with it, at the grain's resolution.
+    """
+    grain = factors.get("grain")
+    res = grain.shape[-1] if grain is not None else resolution
+    if res is None:
+        raise InvalidArgument("render_shapes needs resolution= when factors carry no grain")
+    size, centre, angle = factors["size"], factors["centre"], factors["angle"]
+    b, dev = labels.shape[0], size.device
+
+    # 1. Pixel grid in [-0.5, 0.5], then into each shape's own frame.
+    coords = (torch.arange(res, dtype=torch.float32, device=dev) + 0.5) / res - 0.5
+    gy, gx = torch.meshgrid(coords, coords, indexing="ij")  # (H, W)
+    dx, dy = gx[None] - centre[:, 0, None, None], gy[None] - centre[:, 1, None, None]  # (B, H, W)
+    cos, sin = torch.cos(angle)[:, None, None], torch.sin(angle)[:, None, None]
+    px = (cos * dx + sin * dy) / size[:, None, None]
+    py = (-sin * dx + cos * dy) / size[:, None, None]
+
+    # 2. Signed distance per class, evaluated only on the images of that class.
+    sdf = torch.empty(b, res, res, device=dev)
+    for k, name in enumerate(class_names):
+        idx = (labels == k).nonzero(as_tuple=True)[0]
+        if idx.numel():
+            sdf[idx] = _sdf(name, px[idx], py[idx])
+    # Anti-aliased coverage: distance in pixels, ramp over one pixel.
+    pixel = 1.0 / (res * size[:, None, None])
+    alpha = (0.5 - sdf / pixel).clamp(0, 1)[:, None]  # (B, 1, H, W)
+
+    # 3. Colours: the shape's RGB, a linear gradient for the background.
+    fg = factors["fg"][:, :, None, None]  # (B, 3, 1, 1)
+    bg_dir = factors["bg_dir"]
+    ramp = (torch.cos(bg_dir)[:, None, None] * gx + torch.sin(bg_dir)[:, None, None] * gy + 0.5)[:, None]
+    bg = factors["bg_a"][:, :, None, None] * (1 - ramp) + factors["bg_b"][:, :, None, None] * ramp  # (B, 3, H, W)
+    image = alpha * fg + (1 - alpha) * bg
+    if grain is not None:
+        image = image + grain
+    return image.clamp(0, 1)
 
 
 def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """(B,) hue, saturation, value in [0, 1] -> (B, 3) RGB."""
-    k = (torch.tensor([5.0, 3.0, 1.0])[None] + h[:, None] * 6) % 6
+    k = (torch.tensor([5.0, 3.0, 1.0], device=h.device)[None] + h[:, None] * 6) % 6
     return v[:, None] - v[:, None] * s[:, None] * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
