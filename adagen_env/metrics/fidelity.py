@@ -38,9 +38,17 @@ SHAPES_EXTRACTOR = "shapes-classifier"
 """torch-fidelity name of the shapes classifier feature extractor (also its zoo name)."""
 INCEPTION_EXTRACTOR = "inception-v3-compat"
 """torch-fidelity's standard Inception-v3 (TF-compatible FID); needs a weights file on disk here."""
-FEATURE_EXTRACTORS = (SHAPES_EXTRACTOR, INCEPTION_EXTRACTOR)
-METRICS = ("fid", "kid", "isc", "prc")
-"""Metric switches of `compute_metrics`: FID, KID, Inception Score, precision/recall."""
+DINOV2_EXTRACTORS = ("dinov2-vit-s-14", "dinov2-vit-b-14", "dinov2-vit-l-14", "dinov2-vit-g-14")
+"""torch-fidelity's DINOv2 extractors (FD-DINOv2 on real data), built from local code and weights
+(`adagen_env.metrics.dinov2`)."""
+FEATURE_EXTRACTORS = (SHAPES_EXTRACTOR, INCEPTION_EXTRACTOR, *DINOV2_EXTRACTORS)
+TORCH_FIDELITY_METRICS = ("fid", "kid", "isc", "prc")
+"""Metrics torch-fidelity computes in the feature space of `feature_extractor`."""
+METRICS = (*TORCH_FIDELITY_METRICS, "ssl", "oracle")
+"""Metric switches of `compute_metrics`: FID, KID, Inception Score, precision/recall in the classifier's space; the
+FD-SSL family (`adagen_env.metrics.ssl`); the oracle fidelity and coverage (`adagen_env.metrics.oracle`)."""
+HEADLINE = ("fd_ssl", "oracle_fidelity", "oracle_coverage")
+"""The yardsticks a verdict needs to agree (lower is better for each); see `benchmarks/results/sensitivity`."""
 REFERENCE_SEED = 20_240_601
 """Seed of the real shapes reference set."""
 FLOOR_SEED = REFERENCE_SEED + 1
@@ -331,6 +339,8 @@ def compute_metrics(
     feature_extractor: str = SHAPES_EXTRACTOR,
     classifier_weights_path: str | Path | None = None,
     inception_weights_path: str | Path | None = None,
+    dinov2_weights_path: str | Path | None = None,
+    dinov2_code_dir: str | Path | None = None,
     metrics: tuple[str, ...] = METRICS,
     num_reference: int | None = None,
     reference_seed: int = REFERENCE_SEED,
@@ -352,12 +362,16 @@ def compute_metrics(
         reference: the real images: ``"shapes"`` (the embedded data at the images' resolution, class-balanced,
             drawn with `reference_seed`, cached in memory), a (N, 3, R', R') float tensor in [0, 1], an
             (images, labels) pair of such, or a folder of image files (torch-fidelity reads it).
-        feature_extractor: ``"shapes-classifier"`` (default, for the shapes data) or ``"inception-v3-compat"``
-            (real data; needs `inception_weights_path`).
+        feature_extractor: ``"shapes-classifier"`` (default, for the shapes data), ``"inception-v3-compat"``
+            (real data; needs `inception_weights_path`) or a DINOv2 one such as ``"dinov2-vit-s-14"`` (FD-DINOv2 on
+            real data; needs `dinov2_weights_path`).
         classifier_weights_path: safetensors weights of the shapes classifier; the zoo's when None.
         inception_weights_path: torch-fidelity's Inception-v3 weights file (`weights-inception-2015-12-05-*.pth`),
             required with ``"inception-v3-compat"``, since nothing is downloaded.
-        metrics: any of ``"fid"``, ``"kid"``, ``"isc"``, ``"prc"``.
+        dinov2_weights_path: the DINOv2 network's state dict, required with a DINOv2 extractor.
+        dinov2_code_dir: a local DINOv2 repository (its ``hubconf.py``); torch.hub's cached copy when None.
+        metrics: any of ``"fid"``, ``"kid"``, ``"isc"``, ``"prc"`` (torch-fidelity, in `feature_extractor`'s space),
+            ``"ssl"`` and ``"oracle"`` (shapes data only; ``"oracle"`` needs labels; skipped where they do not apply).
         num_reference: N for ``"shapes"``; B when None.
         reference_seed: seed of the ``"shapes"`` reference.
         device: ``"cpu"`` or ``"cuda"`` (feature extraction).
@@ -367,7 +381,9 @@ def compute_metrics(
 
     Returns:
         A flat dict: ``fid``; ``kid_mean``, ``kid_std``; ``isc_mean``, ``isc_std``; ``precision``, ``recall``,
-        ``f_score``; ``class_agreement`` (when labels are given); ``num_samples``, ``num_reference``.
+        ``f_score``; ``class_agreement`` (when labels are given); ``fd_ssl``, ``fjd_ssl`` (with labels), ``kid_ssl``,
+        ``precision_ssl``, ``recall_ssl``; ``oracle_fidelity``, ``oracle_coverage``; ``num_samples``,
+        ``num_reference``.
 
     Raises:
         InvalidArgument: images not (B, 3, H, W) float in [0, 1], labels not (B,), unknown metric or extractor,
@@ -399,19 +415,23 @@ def compute_metrics(
                 "adagen-env never downloads weights"
             )
         weights_path = str(inception_weights_path)
+    elif feature_extractor in DINOV2_EXTRACTORS:
+        from adagen_env.metrics import dinov2  # noqa: F401  (registers the local DINOv2 extractors)
+
+        weights_path = None if dinov2_weights_path is None else str(dinov2_weights_path)
     else:
         weights_path = None if classifier_weights_path is None else str(classifier_weights_path)
 
     # 2. The real reference (input2).
-    data_is_shapes = False
+    data_is_shapes, ref_u8, ref_labels = False, None, None
     if isinstance(reference, str) and reference == "shapes":
         if height != width:
             raise InvalidArgument(f"the shapes reference is square; images are {height}x{width}")
         n_ref = b if num_reference is None else int(num_reference)
         if n_ref < 2:
             raise InvalidArgument(f"num_reference must be >= 2, got {n_ref}")
-        ref_images, _ = shapes_reference(n_ref, height, seed=reference_seed)
-        input2: Any = ImageTensorDataset(ref_images)
+        ref_u8, ref_labels = shapes_reference(n_ref, height, seed=reference_seed)
+        input2: Any = ImageTensorDataset(ref_u8)
         data_is_shapes = True
     elif isinstance(reference, (str, os.PathLike)):
         if not Path(reference).is_dir():
@@ -426,18 +446,23 @@ def compute_metrics(
         ref = check_images(ref, what="reference images")
         if ref.shape[0] < 2:
             raise InvalidArgument(f"reference needs at least 2 images, got {ref.shape[0]}")
-        input2 = ImageTensorDataset(to_uint8(ref))
+        ref_u8 = to_uint8(ref)
+        if isinstance(reference, (tuple, list)):
+            ref_labels = check_labels(reference[1], ref.shape[0])
+        input2 = ImageTensorDataset(ref_u8)
         n_ref = ref.shape[0]
 
     # 3. Settings that stay valid at small sample counts.
     n_min = b if n_ref < 0 else min(b, n_ref)
+    images_u8 = to_uint8(images)
     kwargs: dict[str, Any] = {
-        "input1": ImageTensorDataset(to_uint8(images)),
+        "input1": ImageTensorDataset(images_u8),
         "input2": input2,
         "cuda": cuda,
         "batch_size": batch_size,
         "feature_extractor": feature_extractor,
         "feature_extractor_weights_path": weights_path,
+        "dinov2_code_dir": None if dinov2_code_dir is None else str(dinov2_code_dir),
         "fid": "fid" in metrics,
         "kid": "kid" in metrics,
         "isc": "isc" in metrics,
@@ -451,7 +476,7 @@ def compute_metrics(
         "save_cpu_ram": True,  # no DataLoader worker processes; same numbers
         "verbose": verbose,
     }
-    raw = torch_fidelity.calculate_metrics(**kwargs)
+    raw = torch_fidelity.calculate_metrics(**kwargs) if set(metrics) & set(TORCH_FIDELITY_METRICS) else {}
 
     # 4. Flat, short keys.
     names = {
@@ -468,6 +493,16 @@ def compute_metrics(
     if labels is not None and (data_is_shapes or feature_extractor == SHAPES_EXTRACTOR):
         classifier_path = classifier_weights_path if feature_extractor == SHAPES_EXTRACTOR else None
         out["class_agreement"] = class_agreement(images, labels, classifier_path, device=device, batch_size=batch_size)
+    if "ssl" in metrics and ref_u8 is not None and (data_is_shapes or feature_extractor == SHAPES_EXTRACTOR):
+        from adagen_env.metrics.ssl import ssl_scores
+
+        out.update(ssl_scores(images_u8, labels, ref_u8, ref_labels, kid_subsets=kid_subsets,
+                              kid_subset_size=kid_subset_size(n_min), prc_neighborhood=min(3, n_min - 1), device=device))
+    if "oracle" in metrics and data_is_shapes and labels is not None:
+        from adagen_env.metrics.oracle import load_factor_net, oracle_scores
+
+        scores = oracle_scores(images_u8.float() / 255.0, labels, load_factor_net(device))
+        out["oracle_fidelity"], out["oracle_coverage"] = scores["oracle_fidelity"], scores["oracle_coverage"]
     out["num_samples"] = b
     if n_ref > 0:
         out["num_reference"] = n_ref
@@ -510,11 +545,14 @@ def real_floor(
 
 __all__ = [
     "FEATURE_EXTRACTORS",
+    "DINOV2_EXTRACTORS",
     "FLOOR_SEED",
+    "HEADLINE",
     "INCEPTION_EXTRACTOR",
     "METRICS",
     "REFERENCE_SEED",
     "SHAPES_EXTRACTOR",
+    "TORCH_FIDELITY_METRICS",
     "ImageTensorDataset",
     "ShapesFeatureExtractor",
     "balanced_labels",
