@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from adagen_env.errors import InvalidArgument
-from agents.bench import verdict
-from agents.evaluate import COLUMNS, evaluate, generators_line
+from agents.evaluate import evaluate, generators_line
+from agents.reporting import COLUMNS, agreed_verdict, stat_cells
 from agents.train import Args, EnvFn, train
 
 
@@ -136,20 +136,22 @@ def run_ablation(
 
 
 def finding(report: dict[str, Any]) -> str:
-    """One sentence per variant against the reference (first) variant, by FID, with the tie rule."""
+    """One sentence per variant against the reference (first) variant and the baseline schedule, by the agreed
+    verdict of the headline yardsticks (`agents.reporting.agreed_verdict`)."""
     rows = [r for r in report["rows"] if r["variant"] != "baseline schedule"]
     reference = rows[0]
+    words = {"tie": "ties with", "better": "beats", "worse": "is worse than", "split": "splits with"}
     parts = []
     for row in rows[1:]:
-        call = verdict(row["mean"]["fid"], row["std"]["fid"], reference["mean"]["fid"], reference["std"]["fid"])
-        word = {"tie": "ties with", "better": "beats", "worse": "is worse than"}[call]
-        parts.append(f"{row['variant']} ({row['mean']['fid']:.3g} ± {row['std']['fid']:.2g}) {word} "
-                     f"{reference['variant']} ({reference['mean']['fid']:.3g} ± {reference['std']['fid']:.2g})")
+        call, each = agreed_verdict(row, reference)
+        parts.append(f"{row['variant']} {words[call]} {reference['variant']} ({_each(each)})")
     base = next(r for r in report["rows"] if r["variant"] == "baseline schedule")
-    vs_base = [f"{r['variant']} {verdict(r['mean']['fid'], r['std']['fid'], base['mean']['fid'], base['std']['fid'])}"
-               for r in rows]
-    return (f"By FID, {'; '.join(parts)}. Against the baseline schedule ({base['mean']['fid']:.3g} ± "
-            f"{base['std']['fid']:.2g}): {', '.join(vs_base)}.")
+    vs_base = [f"{r['variant']} {agreed_verdict(r, base)[0]} ({_each(agreed_verdict(r, base)[1])})" for r in rows]
+    return f"{'; '.join(parts)}. Against the baseline schedule: {', '.join(vs_base)}."
+
+
+def _each(each: dict[str, str]) -> str:
+    return ", ".join(f"{COLUMNS[k]} {call}" for k, call in each.items())
 
 
 def section(report: dict[str, Any]) -> str:
@@ -167,8 +169,7 @@ def section(report: dict[str, Any]) -> str:
     for row in report["rows"]:
         trained = report["training"].get(row["variant"])
         cell = f"{trained['updates']} updates, {trained['minutes']:.1f} min" if trained else "-"
-        stats = [f"{row['mean'][k]:.4g} ± {row['std'][k]:.2g}" if k in row["mean"] else "-" for k in COLUMNS]
-        lines.append(f"| {row['variant']} | {cell} | " + " | ".join(stats) + " |")
+        lines.append(f"| {row['variant']} | {cell} | " + " | ".join(stat_cells(row)) + " |")
     lines += ["", f"* Paper: {report['paper']}.", f"* Measured here: {finding(report)}"]
     return "\n".join(lines) + "\n"
 

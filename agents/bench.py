@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -45,7 +44,8 @@ from adagen_env.metrics import METRICS, balanced_labels, compute_metrics
 from adagen_env.samplers import Sampler
 from adagen_env.samplers.schedules import HAND_MADE, family_key, search_space, search_start, static_schedule
 from agents.checkpoint import check_meta, generator_expectation
-from agents.evaluate import COLUMNS, eval_env, generators_line, load_policy, score_seeds
+from agents.evaluate import eval_env, generators_line, load_policy, score_seeds
+from agents.reporting import COLUMNS, SELECTION_METRIC, SHORT, agreed_verdict, change_cell, headline, stat_cells
 from agents.rollout import Generation, generate, generate_static
 
 STEP_GRID: dict[str, tuple[int | None, ...]] = {
@@ -173,13 +173,6 @@ def tune(
 
 
 # -- evaluation -----------------------------------------------------------------------------------
-def verdict(mean: float, std: float, ref_mean: float, ref_std: float) -> str:
-    """"better" / "worse" (lower FID is better) when the gap exceeds the combined spread, else "tie"."""
-    if abs(mean - ref_mean) <= math.hypot(std, ref_std):
-        return "tie"
-    return "better" if mean < ref_mean else "worse"
-
-
 def _static_row(env_id: str, steps: int | None, method: str, kind: str, params: dict[str, Any],
                 sampler: Sampler, labels: torch.Tensor, config: BenchConfig, device: str) -> dict[str, Any]:
     # The baseline row runs the env's own baseline values (activated prior), so it equals the env's zero-action run.
@@ -235,12 +228,12 @@ def bench(
         if not compare:
             continue
 
-        def search_fid(params: dict[str, Any]) -> float:
+        def search_score(params: dict[str, Any]) -> float:
             schedule = static_schedule(sampler, **params)
             gen = generate_static(sampler, schedule, search_labels, config.search_seed, config.batch_size)
-            return compute_metrics(gen.images, metrics=("fid",), device=device)["fid"]
+            return compute_metrics(gen.images, gen.labels, metrics=("ssl",), device=device)[SELECTION_METRIC]
 
-        best, trace = tune(sampler, search_fid, config.search_rounds)
+        best, trace = tune(sampler, search_score, config.search_rounds)
         tuned = _static_row(env_id, steps, "tuned static", "tuned", best, sampler, labels, config, device)
         rows.append({**tuned, **measured_on,
                      "search": {"samples": config.search_samples, "seed": config.search_seed, "trace": trace}})
@@ -286,8 +279,8 @@ def _group(rows: list[dict[str, Any]]) -> dict[tuple[str, Any], list[dict[str, A
 
 
 def matching_nfe(rows: list[dict[str, Any]], env_id: str) -> dict[str, Any]:
-    """For one env: the baseline's FID at its largest NFE, and per method the smallest NFE whose FID matches it
-    (lower, or a tie within the combined spread); None where no grid point does."""
+    """For one env: the baseline at its largest NFE, and per method the smallest NFE that matches it (no headline
+    yardstick worse beyond the combined spread); None where no grid point does."""
     env_rows = [r for r in rows if r["env_id"] == env_id]
     baselines = sorted((r for r in env_rows if r["kind"] == "baseline"), key=lambda r: r["nfe"])
     if not baselines:
@@ -297,9 +290,9 @@ def matching_nfe(rows: list[dict[str, Any]], env_id: str) -> dict[str, Any]:
     for row in sorted(env_rows, key=lambda r: r["nfe"]):
         if found.get(row["method"]) is not None:
             continue
-        match = verdict(row["mean"]["fid"], row["std"]["fid"], target["mean"]["fid"], target["std"]["fid"]) != "worse"
+        match = "worse" not in agreed_verdict(row, target)[1].values()
         found[row["method"]] = row["nfe"] if match else found.get(row["method"])
-    return {"target_nfe": target["nfe"], "target_fid": target["mean"]["fid"], "target_std": target["std"]["fid"],
+    return {"target_nfe": target["nfe"], "target": {k: [target["mean"][k], target["std"][k]] for k in headline(target)},
             "nfe_to_match": found}
 
 
@@ -311,8 +304,10 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         (f"{cfg['num_samples']} class-balanced samples per seed, seeds {cfg['seeds']}; every method at a step count "
          f"sees the same labels and noise. Tuned static: coordinate search ({cfg['search_rounds']} sweeps), "
-         f"FID on {cfg['search_samples']} samples of seed {cfg['search_seed']}. Verdicts: a gap within the "
-         f"combined spread over seeds is a tie. {results['threads']} threads, {results['date']}."),
+         f"{COLUMNS[SELECTION_METRIC]} on {cfg['search_samples']} samples of seed {cfg['search_seed']}. Verdicts: "
+         "better or worse only when FD-SSL, oracle fidelity and oracle coverage all say so beyond the combined "
+         "spread over seeds; tie when none does; split when they disagree. "
+         f"{results['threads']} threads, {results['date']}."),
         "",
         generators_line(results["rows"]),
     ]
@@ -322,24 +317,22 @@ def markdown(results: dict[str, Any]) -> str:
         base = next(r for r in group if r["kind"] == "baseline")
         tuned = next((r for r in group if r["kind"] == "tuned"), None)
         lines += ["", f"## {env_id}, steps {steps if steps is not None else 'default'} (NFE {base['nfe']})", "",
-                  "| method | kind | NFE | " + " | ".join(COLUMNS.values()) + " | s / image | FID vs baseline | vs tuned |",
+                  "| method | kind | NFE | " + " | ".join(COLUMNS.values()) + " | s / image | vs baseline | vs tuned |",
                   "|---|---|---|" + "---|" * len(COLUMNS) + "---|---|---|"]
         for row in group:
-            cells = [f"{row['mean'][k]:.4g} ± {row['std'][k]:.2g}" if k in row["mean"] else "-" for k in COLUMNS]
-            fid, std = row["mean"]["fid"], row["std"]["fid"]
-            change = f"{100 * (fid / base['mean']['fid'] - 1):+.1f}% ({verdict(fid, std, base['mean']['fid'], base['std']['fid'])})"
-            versus = "-" if tuned is None or row is tuned else (
-                f"{100 * (fid / tuned['mean']['fid'] - 1):+.1f}% ({verdict(fid, std, tuned['mean']['fid'], tuned['std']['fid'])})")
-            lines.append(f"| {row['method']} | {row['kind']} | {row['nfe']} | " + " | ".join(cells)
+            change = "-" if row is base else change_cell(row, base)
+            versus = "-" if tuned is None or row is tuned else change_cell(row, tuned)
+            lines.append(f"| {row['method']} | {row['kind']} | {row['nfe']} | " + " | ".join(stat_cells(row))
                          + f" | {row['seconds_per_image'] * 1e3:.2f} ms | {change} | {versus} |")
         if tuned is not None:
             lines += ["", f"Tuned parameters: `{json.dumps(tuned['params'])}` ({len(tuned['search']['trace'])} candidates)."]
     lines += ["", "## NFE to match the baseline at its largest NFE", "",
-              "| env | baseline FID at largest NFE | method | smallest NFE that matches |", "|---|---|---|---|"]
+              "| env | baseline at its largest NFE | method | smallest NFE that matches |", "|---|---|---|---|"]
     for env_id in dict.fromkeys(r["env_id"] for r in results["rows"]):
         match = matching_nfe(results["rows"], env_id)
         for method, nfe in match["nfe_to_match"].items():
-            lines.append(f"| {env_id} | {match['target_fid']:.3f} ± {match['target_std']:.2g} (NFE {match['target_nfe']}) "
+            target = ", ".join(f"{SHORT[k]} {m:.4g} ± {sd:.2g}" for k, (m, sd) in match["target"].items())
+            lines.append(f"| {env_id} | {target} (NFE {match['target_nfe']}) "
                          f"| {method} | {nfe if nfe is not None else 'not within the grid'} |")
     return "\n".join(lines) + "\n"
 
@@ -407,4 +400,4 @@ def write_outputs(results: dict[str, Any], out: Path, knob_plots: Sequence[tuple
         class_knob_figure(generation, baseline, knob_names).savefig(out / f"bench_knobs_{safe}.png", dpi=110)
 
 
-__all__ = ["BenchConfig", "bench", "markdown", "matching_nfe", "tune", "verdict"]
+__all__ = ["BenchConfig", "bench", "markdown", "matching_nfe", "tune"]

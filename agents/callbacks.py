@@ -28,6 +28,7 @@ from stable_baselines3.common.logger import Figure, Image
 
 from adagen_env.errors import InvalidArgument
 from agents.checkpoint import env_rng_state, rng_state, save_checkpoint, save_model
+from agents.reporting import SELECTION_METRIC
 from agents.rollout import ZeroPolicy, generate
 
 IMAGE_ONLY = ("stdout", "log", "json", "csv")
@@ -218,8 +219,9 @@ class PolicyEvaluation(UpdateCallback):
         metrics: `compute_metrics` switches.
         grid_size: images per row of the grid (0: no grid).
         device: where the metric's feature network runs.
-        best_model_path: where to save the policy each time its FID is the best so far (like SB3's
-            `EvalCallback`); a checkpoint zip with `meta` plus `updates` and `best_eval_fid`. None: not saved.
+        best_model_path: where to save the policy each time its `SELECTION_METRIC` (FD-SSL) is the best so far
+            (like SB3's `EvalCallback`); a checkpoint zip with `meta` plus `updates` and `best_eval_score`. None: not
+            saved. The other yardsticks are logged beside it, so that the selection does not grade itself.
         meta: run metadata stored in the best model (`agents.checkpoint.read_meta`).
     """
 
@@ -230,7 +232,7 @@ class PolicyEvaluation(UpdateCallback):
         seed: int,
         every: int,
         timesteps_per_update: int,
-        metrics: tuple[str, ...] = ("fid", "kid", "isc", "prc"),
+        metrics: tuple[str, ...] = ("fid", "prc", "ssl", "oracle"),
         grid_size: int = 8,
         device: str = "cpu",
         best_model_path: str | Path | None = None,
@@ -250,7 +252,7 @@ class PolicyEvaluation(UpdateCallback):
         self._baseline_images: torch.Tensor | None = None
         self._baseline_knobs: np.ndarray | None = None
         self.last_scores: dict[str, float] | None = None
-        self.best_fid = math.inf
+        self.best_score = math.inf
 
     def _on_update(self, updates: int) -> None:
         if updates % self.every == 0:
@@ -274,11 +276,13 @@ class PolicyEvaluation(UpdateCallback):
                 self.logger.record(f"eval/{key}", value)
                 self.logger.record(f"eval/{key}_baseline", self.baseline_scores[key])
         self.logger.record("eval/nfe", gen.nfe)
-        if "fid" in scores:
-            if scores["fid"] < self.best_fid and self.best_model_path is not None:
-                save_model(self.model, self.best_model_path, {**self.meta, "updates": self.updates, "best_eval_fid": scores["fid"]})
-            self.best_fid = min(self.best_fid, scores["fid"])
-            self.logger.record("eval/best_fid", self.best_fid)
+        if SELECTION_METRIC in scores:
+            score = scores[SELECTION_METRIC]
+            if score < self.best_score and self.best_model_path is not None:
+                best = {"updates": self.updates, "selected_by": SELECTION_METRIC, "best_eval_score": score}
+                save_model(self.model, self.best_model_path, {**self.meta, **best})
+            self.best_score = min(self.best_score, score)
+            self.logger.record(f"eval/best_{SELECTION_METRIC}", self.best_score)
         if self.grid_size:
             from torchvision.utils import make_grid
 
@@ -295,10 +299,11 @@ class PolicyEvaluation(UpdateCallback):
         return scores
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best_fid": self.best_fid}
+        return {"best_score": self.best_score, "selected_by": SELECTION_METRIC}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best_fid = state["best_fid"]
+        if state.get("selected_by") == SELECTION_METRIC:  # a run selected by another yardstick starts afresh
+            self.best_score = state["best_score"]
 
 
 class Checkpointer(UpdateCallback):

@@ -23,18 +23,9 @@ from adagen_env.errors import CheckpointError, InvalidArgument
 from adagen_env.metrics import METRICS, balanced_labels, compute_metrics
 from agents.checkpoint import IDENTITY_KEYS, check_meta, generator_expectation, read_meta
 from agents.presets import get_algorithm
+from agents.reporting import COLUMNS, change_cell, stat_cells
 from agents.rollout import Generation, ZeroPolicy, generate
 from agents.train import Args, EnvFn, default_env_fn, smooth
-
-COLUMNS = {
-    "fid": "FID",
-    "kid_mean": "KID",
-    "isc_mean": "IS",
-    "precision": "precision",
-    "recall": "recall",
-    "class_agreement": "class agreement",
-}
-"""Markdown table columns: metric key -> header."""
 
 
 def eval_env(
@@ -209,20 +200,21 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         (
             f"{results['num_samples']} samples per seed, seeds {results['seeds']}, {results['labels']} labels; "
-            "mean ± std over seeds; every schedule of an env at the same NFE, labels and noise."
+            "mean ± std over seeds; every schedule of an env at the same NFE, labels and noise. A verdict needs "
+            "FD-SSL, oracle fidelity and oracle coverage to agree beyond the combined spread (lower is better)."
         ),
         "",
         generators_line(results["rows"]),
         "",
-        "| env | schedule | NFE | " + " | ".join(COLUMNS.values()) + " | FID vs baseline |",
+        "| env | schedule | NFE | " + " | ".join(COLUMNS.values()) + " | vs baseline |",
         "|---|---|---|" + "---|" * len(COLUMNS) + "---|",
     ]
-    baseline_fid = {row["env_id"]: row["mean"].get("fid") for row in results["rows"] if row["name"] == "baseline"}
+    baselines = {row["env_id"]: row for row in results["rows"] if row["name"] == "baseline"}
     for row in results["rows"]:
-        cells = [f"{row['mean'][k]:.4g} ± {row['std'][k]:.2g}" if k in row["mean"] else "-" for k in COLUMNS]
-        base = baseline_fid.get(row["env_id"])
-        change = f"{100 * (row['mean']['fid'] / base - 1):+.1f}%" if base and "fid" in row["mean"] else "-"
-        lines.append(f"| {row['env_id']} | {row['name']} | {row['nfe']} | " + " | ".join(cells) + f" | {change} |")
+        base = baselines.get(row["env_id"])
+        change = change_cell(row, base) if base is not None and row is not base else "-"
+        cells = " | ".join(stat_cells(row))
+        lines.append(f"| {row['env_id']} | {row['name']} | {row['nfe']} | {cells} | {change} |")
     return "\n".join(lines) + "\n"
 
 

@@ -81,15 +81,17 @@ def test_evaluation_of_the_untrained_policy_equals_the_baseline(tmp_path) -> Non
     eval_env = DiTVectorEnv(num_envs=4, generator=sampler, reward_model=None, return_images=True)
     tpu = timesteps_per_update(model, sampler.horizon)
     evaluation = PolicyEvaluation(
-        eval_env, labels=np.arange(8) % 4, seed=3, every=1, timesteps_per_update=tpu, metrics=("fid",), grid_size=4
+        eval_env, labels=np.arange(8) % 4, seed=3, every=1, timesteps_per_update=tpu, metrics=("fid", "ssl"),
+        grid_size=4,
     )
     evaluation.init_callback(model)
     scores = evaluation.evaluate()
     assert scores["fid"] == evaluation.baseline_scores["fid"]  # u = 0 is the baseline, same labels and noise
-    assert evaluation.best_fid == scores["fid"]
+    assert evaluation.best_score == scores["fd_ssl"]  # selection by FD-SSL, the other yardsticks logged beside
     model.learn(tpu, callback=evaluation)
     assert evaluation.last_scores is not None and math.isfinite(evaluation.last_scores["fid"])
-    assert "eval/fid" in _csv(tmp_path)[-1] and "eval/fid_baseline" in _csv(tmp_path)[-1]
+    logged = _csv(tmp_path)[-1]
+    assert {"eval/fid", "eval/fid_baseline", "eval/fd_ssl", "eval/best_fd_ssl"} <= set(logged)
     assert list(tmp_path.glob("events.out.tfevents.*"))
     with pytest.raises(InvalidArgument, match="every"):
         PolicyEvaluation(eval_env, [0, 1], 0, every=0, timesteps_per_update=tpu)
@@ -105,13 +107,14 @@ def test_evaluation_saves_the_best_model_with_its_metadata(tmp_path) -> None:
     tpu = timesteps_per_update(model, sampler.horizon)
     best = tmp_path / "best_model.zip"
     evaluation = PolicyEvaluation(eval_env, labels=np.arange(8) % 4, seed=3, every=1, timesteps_per_update=tpu,
-                                  metrics=("fid",), grid_size=0, best_model_path=best, meta={"env_id": "AdaGen/DiT-v0", "algo": "ppo"})
+                                  metrics=("ssl",), grid_size=0, best_model_path=best,
+                                  meta={"env_id": "AdaGen/DiT-v0", "algo": "ppo"})
     evaluation.init_callback(model)
-    first = evaluation.evaluate()["fid"]
+    first = evaluation.evaluate()["fd_ssl"]
     meta = read_meta(best)
-    assert meta["best_eval_fid"] == first and meta["env_id"] == "AdaGen/DiT-v0"
+    assert meta["best_eval_score"] == first and meta["selected_by"] == "fd_ssl" and meta["env_id"] == "AdaGen/DiT-v0"
     saved = best.stat().st_mtime_ns
-    evaluation.best_fid = -1.0  # nothing can beat it now: the file must stay as it is
+    evaluation.best_score = -1.0  # nothing can beat it now: the file must stay as it is
     evaluation.evaluate()
     assert best.stat().st_mtime_ns == saved
     loaded, _ = load_policy(best)
