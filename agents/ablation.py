@@ -66,7 +66,8 @@ ABLATIONS: dict[str, Ablation] = {
     "discriminator": Ablation(
         "transformer vs convolutional discriminator in the adversarial reward",
         "the transformer discriminator is clearly better (DiT-XL FID 4.54 vs 5.86)",
-        {"transformer": {}, "convolutional": {"reward_model": "adversarial-conv"}},
+        {"transformer": {}, "convolutional": {"reward_model": "adversarial-conv"},
+         "projected": {"reward_model": "adversarial-projected"}},
     ),
     "learnable-vs-adaptive": Ablation(
         "an adaptive policy (sees the generator's features) vs a learnable static one (sees only the step)",

@@ -10,18 +10,22 @@ from adagen_env.errors import InvalidArgument
 from adagen_env.rewards.adversarial import AdversarialReward, ConvDiscriminator, TransformerDiscriminator
 from adagen_env.rewards.base import RewardModel
 from adagen_env.rewards.frozen import BatchFIDReward, ClassifierReward
+from adagen_env.rewards.projected import ProjectedDiscriminator
 
-REWARD_MODELS = ("adversarial", "adversarial-ns", "adversarial-conv", "batch-fid", "classifier")
+REWARD_MODELS = ("adversarial", "adversarial-ns", "adversarial-conv", "adversarial-projected", "batch-fid", "classifier")
 
 
 def make_reward_model(name: str, num_classes: int, resolution: int, device: torch.device | str = "cpu") -> RewardModel:
-    """Build a reward model by name, one of `REWARD_MODELS` ("adversarial-ns": log-sigmoid, non-saturating)."""
+    """Build a reward model by name, one of `REWARD_MODELS` ("adversarial-ns": log-sigmoid, non-saturating;
+    "adversarial-projected": the projected discriminator with DiffAugment)."""
     if name == "adversarial":
         return AdversarialReward(num_classes, resolution, device=device)
     if name == "adversarial-ns":
         return AdversarialReward(num_classes, resolution, reward="log-sigmoid", device=device)
     if name == "adversarial-conv":
         return AdversarialReward(num_classes, resolution, architecture="conv", device=device)
+    if name == "adversarial-projected":
+        return AdversarialReward(num_classes, resolution, architecture="projected", device=device)
     if name == "batch-fid":
         return BatchFIDReward(num_classes, resolution, device=device)
     if name == "classifier":
@@ -37,6 +41,7 @@ __all__ = [
     "BatchFIDReward",
     "ClassifierReward",
     "ConvDiscriminator",
+    "ProjectedDiscriminator",
     "RewardModel",
     "TransformerDiscriminator",
     "make_reward_model",

@@ -21,6 +21,7 @@ from torch import nn
 from adagen_env.data import ShapesDataset
 from adagen_env.errors import InvalidArgument
 from adagen_env.rewards.base import RewardModel, check_images
+from adagen_env.rewards.projected import ProjectedDiscriminator, diff_augment
 
 
 class TransformerDiscriminator(nn.Module):
@@ -66,7 +67,7 @@ class ConvDiscriminator(nn.Module):
         return (self.out(h) + proj).mean(dim=(1, 2, 3))
 
 
-DISCRIMINATORS = {"transformer": TransformerDiscriminator, "conv": ConvDiscriminator}
+DISCRIMINATORS = {"transformer": TransformerDiscriminator, "conv": ConvDiscriminator, "projected": ProjectedDiscriminator}
 REWARD_FUNCTIONS = {"sigmoid": torch.sigmoid, "log-sigmoid": F.logsigmoid}
 """Discriminator logit (B,) -> reward (B,): the anchor's D(x), or log D(x) (non-saturating)."""
 
@@ -79,7 +80,10 @@ class AdversarialReward(RewardModel):
         resolution: side of the final images.
         real_data: where reals come from (an object with `sample(n, labels=, generator=)`); the
             procedural shapes at `resolution` when None.
-        architecture: "transformer" (default; the anchor found it clearly better) or "conv".
+        architecture: "transformer" (default), "conv", or "projected" (`ProjectedDiscriminator`: trainable heads
+            on the frozen `reward-classifier`'s features at three depths).
+        augment: DiffAugment (colour, translation, cutout) on reals and fakes alike at every update; None: on for
+            "projected", off for the pixel discriminators.
         reward: "sigmoid" (the anchor's D(x), in (0, 1)) or "log-sigmoid" (log D(x) <= 0, non-saturating).
         updates_per_batch: discriminator steps per batch of finished episodes.
         lr, betas: Adam settings (anchor: 1e-4, (0.5, 0.999)).
@@ -93,6 +97,7 @@ class AdversarialReward(RewardModel):
         resolution: int,
         real_data: object | None = None,
         architecture: str = "transformer",
+        augment: bool | None = None,
         reward: str = "sigmoid",
         updates_per_batch: int = 2,
         lr: float = 1e-4,
@@ -110,7 +115,10 @@ class AdversarialReward(RewardModel):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.discriminator = DISCRIMINATORS[architecture](num_classes, resolution).to(self.device)
-        self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas)
+        trainable = [p for p in self.discriminator.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(trainable, lr=lr, betas=betas)
+        self.augment = architecture == "projected" if augment is None else bool(augment)
+        self.augment_rng = torch.Generator(device=self.device).manual_seed(seed + 2)
         self.real_data = real_data if real_data is not None else ShapesDataset(resolution, num_classes=num_classes)
         self.real_rng = torch.Generator().manual_seed(seed + 1)
         self.updates_per_batch = updates_per_batch
@@ -133,8 +141,11 @@ class AdversarialReward(RewardModel):
         self.discriminator.train()
         for _ in range(self.updates_per_batch):
             reals, _ = self.real_data.sample(labels.shape[0], labels=labels.cpu(), generator=self.real_rng)
-            logit_real = self.discriminator(reals.to(self.device), labels)
-            logit_fake = self.discriminator(fakes, labels)
+            reals, seen_fakes = reals.to(self.device), fakes
+            if self.augment:
+                reals, seen_fakes = diff_augment(reals, self.augment_rng), diff_augment(fakes, self.augment_rng)
+            logit_real = self.discriminator(reals, labels)
+            logit_fake = self.discriminator(seen_fakes, labels)
             loss = F.softplus(-logit_real).mean() + F.softplus(logit_fake).mean()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -152,6 +163,7 @@ class AdversarialReward(RewardModel):
             "discriminator": self.discriminator.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "real_rng": self.real_rng.get_state(),
+            "augment_rng": self.augment_rng.get_state(),
             "num_updates": self.num_updates,
         }
 
@@ -163,4 +175,6 @@ class AdversarialReward(RewardModel):
         self.discriminator.load_state_dict(state["discriminator"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.real_rng.set_state(state["real_rng"])
+        if "augment_rng" in state:
+            self.augment_rng.set_state(state["augment_rng"].to(self.augment_rng.get_state().device))
         self.num_updates = int(state["num_updates"])

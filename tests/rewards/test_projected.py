@@ -1,0 +1,77 @@
+"""The projected discriminator: a frozen backbone, trainable heads, and DiffAugment on reals and fakes alike."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from adagen_env.data import ShapesDataset
+from adagen_env.rewards import AdversarialReward, make_reward_model
+from adagen_env.rewards import adversarial as adversarial_module
+from adagen_env.rewards.projected import diff_augment
+
+
+def test_diff_augment_is_seeded_differentiable_and_changes_every_image() -> None:
+    images, _ = ShapesDataset(16).sample(8, seed=0)
+    images.requires_grad_(True)
+    a = diff_augment(images, torch.Generator().manual_seed(3))
+    b = diff_augment(images, torch.Generator().manual_seed(3))
+    assert a.shape == images.shape and torch.equal(a, b)
+    assert ((a - images).abs().flatten(1).amax(1) > 0.05).all()
+    assert ((a == 0).flatten(1).sum(1) >= 8 * 8 * 3).all()  # the cutout: a quarter of each image zeroed
+    a.sum().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
+
+
+def test_projected_backbone_stays_frozen_and_heads_learn() -> None:
+    reward = make_reward_model("adversarial-projected", 8, 16)
+    disc = reward.discriminator
+    backbone = {k: v.clone() for k, v in disc.backbone.state_dict().items()}  # weights and BatchNorm statistics
+    heads = {k: v.clone() for k, v in disc.heads.state_dict().items()}
+    labels = torch.arange(16) % 8
+    for _ in range(3):
+        reward.update(torch.rand(16, 3, 16, 16), labels)
+    assert all(torch.equal(v, disc.backbone.state_dict()[k]) for k, v in backbone.items())
+    assert not disc.backbone.training and disc.training
+    assert any(not torch.equal(v, disc.heads.state_dict()[k]) for k, v in heads.items())
+    assert all(not p.requires_grad for p in disc.backbone.parameters())
+
+
+def test_augmentation_reaches_both_reals_and_fakes(monkeypatch) -> None:
+    seen = []
+
+    def spy(images, g):
+        seen.append(images.clone())
+        return diff_augment(images, g)
+
+    monkeypatch.setattr(adversarial_module, "diff_augment", spy)
+    reward = AdversarialReward(8, 16, architecture="projected", updates_per_batch=1)
+    fakes, labels = torch.rand(8, 3, 16, 16), torch.arange(8)
+    reward.update(fakes, labels)
+    assert len(seen) == 2 and torch.equal(seen[1], fakes)  # reals first, then these fakes
+    reals, _ = ShapesDataset(16).sample(8, labels=labels, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(seen[0], reals)  # the reward's real stream (seed + 1) with the fakes' labels
+    pixel = AdversarialReward(8, 16, architecture="conv", updates_per_batch=1)
+    pixel.update(fakes, labels)
+    assert len(seen) == 2  # the pixel discriminators are not augmented unless asked
+
+
+def test_projected_reward_resumes_exactly() -> None:
+    labels = torch.arange(8)
+    a = AdversarialReward(8, 16, architecture="projected", seed=4)
+    a.update(torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0)), labels)
+    b = AdversarialReward(8, 16, architecture="projected", seed=9)
+    b.load_state_dict(copy.deepcopy(a.state_dict()))  # as through a file: Adam's state_dict shares its tensors
+    fakes = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    a.update(fakes, labels)
+    b.update(fakes, labels)
+    torch.testing.assert_close(a.score(fakes, labels), b.score(fakes, labels), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("resolution", [16, 32])
+def test_projected_discriminator_scores_any_zoo_resolution(resolution: int) -> None:
+    reward = make_reward_model("adversarial-projected", 8, resolution)
+    scores = reward.score(torch.rand(4, 3, resolution, resolution), torch.arange(4))
+    assert scores.shape == (4,) and torch.all((scores > 0) & (scores < 1))
