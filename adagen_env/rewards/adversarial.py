@@ -67,7 +67,9 @@ class ConvDiscriminator(nn.Module):
         return (self.out(h) + proj).mean(dim=(1, 2, 3))
 
 
-DISCRIMINATORS = {"transformer": TransformerDiscriminator, "conv": ConvDiscriminator, "projected": ProjectedDiscriminator}
+DISCRIMINATORS = {
+    "transformer": TransformerDiscriminator, "conv": ConvDiscriminator, "projected": ProjectedDiscriminator,
+}
 REWARD_FUNCTIONS = {"sigmoid": torch.sigmoid, "log-sigmoid": F.logsigmoid}
 """Discriminator logit (B,) -> reward (B,): the anchor's D(x), or log D(x) (non-saturating)."""
 
