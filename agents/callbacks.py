@@ -6,8 +6,8 @@ or an evaluation always sees a whole number of updates, and a resumed run repeat
 
 Tensorboard namespaces (STYLE.md 20): `reward/` terminal rewards, `disc/` the discriminator's loss and accuracies
 (from the env's infos), `knobs/<knob>/step_<k>` mean knob value per step index, `charts/` std, wall time,
-`eval/` FID / KID / IS / precision / recall / class agreement of the deterministic policy and of the baseline,
-image grids (policy row over baseline row) and knob-trajectory figures.
+`eval/` every yardstick of the deterministic policy and of the baseline, image grids (policy row over baseline
+row) and knob-trajectory figures; `reward/alignment_auc` whether the online reward still ranks quality.
 
 Letters: B lanes, H horizon, K knobs, N evaluation images.
 """
@@ -304,6 +304,59 @@ class PolicyEvaluation(UpdateCallback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("selected_by") == SELECTION_METRIC:  # a run selected by another yardstick starts afresh
             self.best_score = state["best_score"]
+
+
+class AlignmentProbe(UpdateCallback):
+    """Every `every` updates: the AUC with which the training reward ranks fixed better images above fixed worse
+    ones (`adagen_env.rewards.probe`), logged as `reward/alignment_auc`; a warning when it falls below `warn_below`,
+    because a reward near 0.5 no longer knows good from bad.
+
+    The default probe pair is the baseline schedule's images on `eval_env` (better) and the same images blurred
+    with a Gaussian of 1 pixel (worse), which every yardstick of the sensitivity table ranks the same way.
+
+    Args:
+        reward_model: the training env's reward model.
+        eval_env: a vector env like the training one, built with `return_images=True` and `reward_model=None`.
+        labels: (N,) fixed class ids; seed: fixed sampling seed.
+        every: updates between probes; timesteps_per_update: SB3 timesteps of one update.
+        warn_below: AUC under which the run warns.
+    """
+
+    def __init__(self, reward_model: Any, eval_env: VectorEnv, labels: Sequence[int] | np.ndarray | torch.Tensor,
+                 seed: int, every: int, timesteps_per_update: int, warn_below: float = 0.6) -> None:
+        super().__init__(timesteps_per_update)
+        if every < 1:
+            raise InvalidArgument(f"every must be >= 1 update, got {every}")
+        self.reward_model, self.eval_env, self.seed, self.every = reward_model, eval_env, seed, every
+        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        self.warn_below = warn_below
+        self.better: torch.Tensor | None = None
+        self.worse: torch.Tensor | None = None
+        self.last_auc: float | None = None
+
+    def _on_update(self, updates: int) -> None:
+        if updates % self.every == 0:
+            self.probe()
+
+    def probe(self) -> float:
+        """Score the probe pair with the current reward; log and return the AUC."""
+        from torchvision.transforms.functional import gaussian_blur
+
+        from adagen_env.rewards.probe import alignment_auc
+
+        if self.better is None or self.worse is None:
+            action_dim = self.eval_env.single_action_space.shape[0]
+            self.better = generate(ZeroPolicy(action_dim), self.eval_env, self.labels, self.seed).images
+            self.worse = gaussian_blur(self.better, [7, 7], [1.0, 1.0])
+        self.last_auc = alignment_auc(self.reward_model, self.better, self.labels, self.worse, self.labels)
+        self.logger.record("reward/alignment_auc", self.last_auc)
+        if self.last_auc < self.warn_below:
+            import warnings
+
+            warnings.warn(f"update {self.updates}: the reward ranks sharp baseline images above blurred ones with "
+                          f"AUC {self.last_auc:.3f} (< {self.warn_below}): it is losing track of image quality",
+                          stacklevel=2)
+        return self.last_auc
 
 
 class Checkpointer(UpdateCallback):

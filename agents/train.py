@@ -37,7 +37,7 @@ import adagen_env
 from adagen_env.errors import InvalidArgument
 from adagen_env.metrics import balanced_labels
 from adagen_env.wrappers import VectorActionSmoothing
-from agents.callbacks import Checkpointer, PolicyEvaluation, ProgressBar, StdSchedule, TrainingLogger
+from agents.callbacks import AlignmentProbe, Checkpointer, PolicyEvaluation, ProgressBar, StdSchedule, TrainingLogger
 from agents.checkpoint import (
     BEST_MODEL,
     CHECKPOINT,
@@ -330,6 +330,9 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
             evaluation.load_state_dict(callback_state["evaluation"])
         stateful["evaluation"] = evaluation
         callbacks.append(evaluation)
+        if unwrapped.reward_model is not None and unwrapped.reward_model.training:  # an online reward: watch it
+            probe = AlignmentProbe(unwrapped.reward_model, eval_env, labels, args.eval_seed, args.eval_every, tpu)
+            callbacks.append(probe)
     budget = None if args.budget_minutes is None else args.budget_minutes * 60
     checkpointer = Checkpointer(run_dir, args.checkpoint_every, tpu, env, meta, budget, elapsed_before, stateful)
     callbacks.append(checkpointer)

@@ -139,3 +139,35 @@ def test_generate_pads_the_last_batch(tiny_case) -> None:
     )
     again = generate(ZeroPolicy(len(sampler.knob_specs)), env, np.arange(6) % 2, seed=0)
     assert torch.equal(gen.images, again.images)
+
+
+class _SharpnessReward:
+    """A reward that is a known function of quality: high-frequency energy (blur lowers it)."""
+
+    training = False
+
+    def score(self, images, labels):
+        return (images[..., 1:] - images[..., :-1]).abs().mean(dim=(1, 2, 3))
+
+
+class _ConstantReward(_SharpnessReward):
+    def score(self, images, labels):
+        return torch.zeros(images.shape[0])
+
+
+def test_alignment_probe_logs_the_auc_and_warns_when_the_reward_loses_quality(tmp_path) -> None:
+    from adagen_env.envs import DiTVectorEnv
+    from agents.callbacks import AlignmentProbe
+
+    model, _, sampler = _tiny_model(tmp_path, reward_model=None)
+    eval_env = DiTVectorEnv(num_envs=4, generator=sampler, reward_model=None, return_images=True)
+    tpu = timesteps_per_update(model, sampler.horizon)
+    good = AlignmentProbe(_SharpnessReward(), eval_env, np.arange(8) % 4, seed=3, every=1, timesteps_per_update=tpu)
+    good.init_callback(model)
+    assert good.probe() > 0.9
+    flat = AlignmentProbe(_ConstantReward(), eval_env, np.arange(8) % 4, seed=3, every=1, timesteps_per_update=tpu)
+    flat.init_callback(model)
+    with pytest.warns(UserWarning, match="losing track of image quality"):
+        assert flat.probe() == 0.5
+    model.learn(tpu, callback=good)
+    assert "reward/alignment_auc" in _csv(tmp_path)[-1]
