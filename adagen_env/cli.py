@@ -155,6 +155,8 @@ def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--search-samples", type=int, default=None, help="images per candidate of the tuned search")
     bench.add_argument("--search-seed", type=int, default=None)
     bench.add_argument("--search-rounds", type=int, default=None, help="coordinate-search sweeps")
+    bench.add_argument("--cma-evaluations", type=int, default=None,
+                       help="also search the whole per-step table with CMA-ES, this many candidates (needs `cma`)")
     bench.add_argument("--batch-size", type=int, default=None)
     bench.add_argument("--no-hand-made", dest="hand_made", action="store_false", help="baseline and tuned only")
     bench.add_argument("--out", default=None, help="output folder (default benchmarks/results/bench[-quick])")

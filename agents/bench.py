@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -42,6 +43,7 @@ import adagen_env
 from adagen_env.errors import InvalidArgument
 from adagen_env.metrics import METRICS, balanced_labels, compute_metrics
 from adagen_env.samplers import Sampler
+from adagen_env.samplers.base import activate_all
 from adagen_env.samplers.schedules import HAND_MADE, family_key, search_space, search_start, static_schedule
 from agents.checkpoint import check_meta, generator_expectation
 from agents.evaluate import eval_env, generators_line, load_policy, score_seeds
@@ -88,6 +90,8 @@ class BenchConfig:
     """Lanes per generator call."""
     hand_made: bool = True
     """Evaluate the hand-made schedules besides the baseline."""
+    cma_evaluations: int = 0
+    """Candidates of the CMA-ES search over the whole per-step table (0: no CMA-ES row; needs `cma`)."""
 
     @classmethod
     def quick(cls) -> BenchConfig:
@@ -99,6 +103,8 @@ class BenchConfig:
             raise InvalidArgument("need num_samples >= 2, search_samples >= 2 and at least one seed")
         if self.search_seed in self.seeds:
             raise InvalidArgument(f"search_seed {self.search_seed} must not be an evaluation seed {list(self.seeds)}")
+        if self.cma_evaluations < 0 or self.cma_evaluations == 1:
+            raise InvalidArgument(f"cma_evaluations must be 0 (off) or >= 2, got {self.cma_evaluations}")
         if self.search_rounds < 0 or self.batch_size < 1:
             raise InvalidArgument(f"need search_rounds >= 0 and batch_size >= 1, got {self.search_rounds}, {self.batch_size}")
 
@@ -115,7 +121,7 @@ def config_from_args(args: Any) -> BenchConfig:
         fixed = STEP_GRID[env_id] == (None,)  # the env fixes its step count (VAR)
         grid[env_id] = base.step_grid.get(env_id, STEP_GRID[env_id]) if fixed or not args.steps else tuple(args.steps)
     overrides = {name: getattr(args, name) for name in
-                 ("num_samples", "search_samples", "search_seed", "search_rounds", "batch_size")
+                 ("num_samples", "search_samples", "search_seed", "search_rounds", "batch_size", "cma_evaluations")
                  if getattr(args, name) is not None}
     if args.seeds is not None:
         overrides["seeds"] = tuple(args.seeds)
@@ -172,11 +178,56 @@ def tune(
     return best, trace
 
 
+def tune_cma(
+    sampler: Sampler, score: Callable[[torch.Tensor], float], evaluations: int, sigma: float = 0.5, seed: int = 0
+) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+    """CMA-ES (the `cma` package) over the whole (H, K) table of pre-activation residuals, started at 0 (the
+    baseline): the paradigm's "learnable, not adaptive" schedule. Returns the best (H, K) knob table
+    (`activate(prior + u)`) and the trace of every candidate's score.
+
+    Args:
+        score: (H, K) knob values -> lower-is-better score of that static schedule.
+        evaluations: at most this many candidates are scored (whole generations of min(12, evaluations / 4)).
+        sigma: initial step size in pre-activation units.
+        seed: CMA-ES's own random seed.
+
+    Raises:
+        InvalidArgument: `cma` is not installed (the `search` extra) or no evaluations are allowed.
+    """
+    try:
+        import cma
+    except ImportError as exc:
+        raise InvalidArgument("the CMA-ES static search needs the `cma` package: pip install 'adagen-env[search]'") from exc
+    if evaluations < 2:
+        raise InvalidArgument(f"CMA-ES needs at least 2 evaluations, got {evaluations}")
+    prior = sampler.prior().cpu()
+    shape = tuple(prior.shape)
+
+    def table(u: Any) -> torch.Tensor:
+        return activate_all(sampler.knob_specs, prior + torch.as_tensor(np.asarray(u), dtype=prior.dtype).view(shape))
+
+    popsize = max(2, min(12, evaluations // 4))
+    strategy = cma.CMAEvolutionStrategy(np.zeros(prior.numel()), sigma, {"seed": seed + 1, "verbose": -9,
+                                                                         "popsize": popsize})
+    trace: list[dict[str, Any]] = []
+    best, best_score = np.zeros(prior.numel()), math.inf
+    while len(trace) + popsize <= evaluations and not strategy.stop():
+        candidates = strategy.ask()
+        scores = [float(score(table(u))) for u in candidates]
+        trace += [{"residuals": np.asarray(u).round(4).tolist(), "score": s} for u, s in zip(candidates, scores)]
+        strategy.tell(candidates, scores)
+        if min(scores) < best_score:
+            best_score, best = min(scores), candidates[int(np.argmin(scores))]
+    return table(best), trace
+
+
 # -- evaluation -----------------------------------------------------------------------------------
 def _static_row(env_id: str, steps: int | None, method: str, kind: str, params: dict[str, Any],
-                sampler: Sampler, labels: torch.Tensor, config: BenchConfig, device: str) -> dict[str, Any]:
+                sampler: Sampler, labels: torch.Tensor, config: BenchConfig, device: str,
+                schedule: torch.Tensor | None = None) -> dict[str, Any]:
     # The baseline row runs the env's own baseline values (activated prior), so it equals the env's zero-action run.
-    schedule = sampler.baseline_schedule() if kind == "baseline" else static_schedule(sampler, **params)
+    if schedule is None:
+        schedule = sampler.baseline_schedule() if kind == "baseline" else static_schedule(sampler, **params)
     result = score_seeds(
         lambda seed: generate_static(sampler, schedule, labels, seed, config.batch_size), config.seeds, METRICS, device
     )
@@ -228,15 +279,20 @@ def bench(
         if not compare:
             continue
 
-        def search_score(params: dict[str, Any]) -> float:
-            schedule = static_schedule(sampler, **params)
+        def table_score(schedule: torch.Tensor) -> float:
             gen = generate_static(sampler, schedule, search_labels, config.search_seed, config.batch_size)
             return compute_metrics(gen.images, gen.labels, metrics=("ssl",), device=device)[SELECTION_METRIC]
 
-        best, trace = tune(sampler, search_score, config.search_rounds)
+        search = {"samples": config.search_samples, "seed": config.search_seed, "metric": SELECTION_METRIC}
+        best, trace = tune(sampler, lambda params: table_score(static_schedule(sampler, **params)), config.search_rounds)
         tuned = _static_row(env_id, steps, "tuned static", "tuned", best, sampler, labels, config, device)
-        rows.append({**tuned, **measured_on,
-                     "search": {"samples": config.search_samples, "seed": config.search_seed, "trace": trace}})
+        rows.append({**tuned, **measured_on, "search": {**search, "trace": trace}})
+        if config.cma_evaluations:
+            table, cma_trace = tune_cma(sampler, table_score, config.cma_evaluations)
+            row = _static_row(env_id, steps, "CMA-ES static", "tuned", {"search": "cma-es"}, sampler, labels, config,
+                              device, schedule=table)
+            rows.append({**row, **measured_on, "search": {**search, "trace": cma_trace,
+                                                         "best_score": min(t["score"] for t in cma_trace)}})
 
         for path, model, meta in loaded:
             if meta["env_id"] != env_id or policy_steps(meta) != steps:
@@ -315,7 +371,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines[1:1] = ["", f"Made by `{results['command']}`."]
     for (env_id, steps), group in _group(results["rows"]).items():
         base = next(r for r in group if r["kind"] == "baseline")
-        tuned = next((r for r in group if r["kind"] == "tuned"), None)
+        tuned_rows = [r for r in group if r["kind"] == "tuned"]
+        tuned = tuned_rows[-1] if tuned_rows else None  # the CMA-ES row when there is one: the stronger static bar
         lines += ["", f"## {env_id}, steps {steps if steps is not None else 'default'} (NFE {base['nfe']})", "",
                   "| method | kind | NFE | " + " | ".join(COLUMNS.values()) + " | s / image | vs baseline | vs tuned |",
                   "|---|---|---|" + "---|" * len(COLUMNS) + "---|---|---|"]
@@ -325,7 +382,15 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {row['method']} | {row['kind']} | {row['nfe']} | " + " | ".join(stat_cells(row))
                          + f" | {row['seconds_per_image'] * 1e3:.2f} ms | {change} | {versus} |")
         if tuned is not None:
-            lines += ["", f"Tuned parameters: `{json.dumps(tuned['params'])}` ({len(tuned['search']['trace'])} candidates)."]
+            coordinate = tuned_rows[0]
+            lines += ["", f"Tuned parameters: `{json.dumps(coordinate['params'])}` "
+                          f"({len(coordinate['search']['trace'])} candidates)."]
+            if tuned is not coordinate:
+                metric = tuned["search"]["metric"]
+                lines.append(f"CMA-ES: {len(tuned['search']['trace'])} candidates over the whole (H, K) table; best "
+                             f"{COLUMNS[metric]} {tuned['search']['best_score']:.4g} on the search seed, "
+                             f"{tuned['mean'][metric]:.4g} ± {tuned['std'][metric]:.2g} on the evaluation seeds "
+                             "(a search score far below its evaluation means the search fitted its seed's noise).")
     lines += ["", "## NFE to match the baseline at its largest NFE", "",
               "| env | baseline at its largest NFE | method | smallest NFE that matches |", "|---|---|---|---|"]
     for env_id in dict.fromkeys(r["env_id"] for r in results["rows"]):
@@ -400,4 +465,4 @@ def write_outputs(results: dict[str, Any], out: Path, knob_plots: Sequence[tuple
         class_knob_figure(generation, baseline, knob_names).savefig(out / f"bench_knobs_{safe}.png", dpi=110)
 
 
-__all__ = ["BenchConfig", "bench", "markdown", "matching_nfe", "tune"]
+__all__ = ["BenchConfig", "bench", "markdown", "matching_nfe", "tune", "tune_cma"]

@@ -16,7 +16,7 @@ from adagen_env.errors import InvalidArgument
 from adagen_env.metrics import balanced_labels
 from adagen_env.samplers import FlowSampler
 from adagen_env.samplers.schedules import search_start, static_schedule
-from agents.bench import BenchConfig, bench, matching_nfe, tune
+from agents.bench import BenchConfig, bench, matching_nfe, tune, tune_cma
 from agents.reporting import agreed_verdict, verdict
 from agents.rollout import ZeroPolicy, generate, generate_static
 
@@ -48,6 +48,22 @@ def test_coordinate_search_finds_the_optimum_of_a_separable_score() -> None:
     assert len({json.dumps(t["params"], sort_keys=True) for t in trace}) == len(trace)
     start_only, trace0 = tune(sampler, score, rounds=0)
     assert start_only == search_start(sampler) and len(trace0) == 1
+
+
+def test_cma_es_finds_the_optimum_of_a_score_over_the_whole_table() -> None:
+    pytest.importorskip("cma", reason="the CMA-ES search needs the `cma` package (the search extra)")
+    sampler = FlowSampler(tiny_dit(), num_steps=3)
+    target = sampler.baseline_schedule().clone()
+    target[:, 1] += 0.7  # a better CFG at every step; the time grid stays the baseline's
+
+    def score(table):
+        return float((table - target).pow(2).sum())
+
+    best, trace = tune_cma(sampler, score, evaluations=120, sigma=0.5)
+    assert len(trace) <= 120 and score(best) == min(t["score"] for t in trace)
+    assert score(best) < 0.05 * score(sampler.baseline_schedule())
+    with pytest.raises(InvalidArgument, match="at least 2"):
+        tune_cma(sampler, score, evaluations=1)
 
 
 def test_verdicts_call_gaps_within_the_spread_ties() -> None:
@@ -87,6 +103,18 @@ def test_bench_on_the_shipped_generator_writes_every_output(tmp_path) -> None:
     assert "## AdaGen/SiT-v0, steps 3" in table
     digest = zoo.weights_digest(zoo.load("flow"))
     assert {row["generator_digest"] for row in results["rows"]} == {digest} and f"AdaGen/SiT-v0 `{digest}`" in table
+
+
+def test_bench_adds_a_cma_es_row_that_becomes_the_static_bar(tmp_path) -> None:
+    pytest.importorskip("cma", reason="the CMA-ES search needs the `cma` package (the search extra)")
+    config = BenchConfig(step_grid={"AdaGen/SiT-v0": (2,)}, baseline_step_grid={}, hand_made=False, cma_evaluations=4,
+                         **{**TINY, "search_rounds": 0})
+    rows = bench(config, out_dir=tmp_path)["rows"]
+    assert [r["kind"] for r in rows] == ["baseline", "tuned", "tuned"] and rows[-1]["method"] == "CMA-ES static"
+    cma_row = rows[-1]
+    assert len(cma_row["search"]["trace"]) == 4 and cma_row["search"]["metric"] == "fd_ssl"
+    assert len({r["nfe"] for r in rows}) == 1
+    assert "CMA-ES: 4 candidates" in (tmp_path / "bench.md").read_text()
 
 
 def test_bench_config_refuses_a_search_seed_that_is_also_an_eval_seed() -> None:
