@@ -75,7 +75,7 @@ def test_verdicts_call_gaps_within_the_spread_ties() -> None:
 def test_agreed_verdict_needs_every_headline_yardstick() -> None:
     def row(fd, fidelity, coverage, fid=5.0):
         mean = {"fd_ssl": fd, "oracle_fidelity": fidelity, "oracle_coverage": coverage, "fid": fid}
-        return {"mean": mean, "std": {k: 0.01 for k in mean}}
+        return {"mean": mean, "std": {k: 0.001 for k in mean}}
 
     ref = row(20.0, 0.03, 0.10)
     assert agreed_verdict(row(18.0, 0.02, 0.08, fid=9.0), ref)[0] == "better"  # the classifier FID has no vote
