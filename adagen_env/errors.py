@@ -11,6 +11,11 @@ class InvalidArgument(AdaGenError, ValueError):
     """A constructor or function argument is out of its valid range or of the wrong kind."""
 
 
+class UnknownArgument(InvalidArgument, TypeError):
+    """A keyword the function does not take: a `TypeError`, as Python raises for unexpected keywords (consumers such
+    as TorchRL probe keywords and catch exactly that), and an `InvalidArgument` like every other bad argument."""
+
+
 class InvalidKnobValue(AdaGenError, ValueError):
     """A knob value (or raw action) is NaN, infinite or of the wrong shape."""
 

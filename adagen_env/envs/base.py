@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import numbers
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from adagen_env.errors import CheckpointError, InvalidArgument, InvalidKnobValue
+from adagen_env.errors import CheckpointError, InvalidArgument, InvalidKnobValue, UnknownArgument
 from adagen_env.rewards import RewardModel, make_reward_model
 from adagen_env.samplers.base import Sampler, activate_all, make_generator
 
@@ -93,7 +94,7 @@ class AdaGenVectorEnv(VectorEnv):
         **unknown: Any,
     ) -> None:
         if unknown:
-            raise InvalidArgument(
+            raise UnknownArgument(
                 f"unknown argument(s) {sorted(unknown)} for {type(self).__name__}; valid: "
                 "num_envs, generator, num_steps, device, knobs, reward_model, feature_pool, feature_dtype, "
                 "observation, return_images, sampler_kwargs, render_mode"
@@ -164,11 +165,17 @@ class AdaGenVectorEnv(VectorEnv):
             if num_steps is not None or sampler_kwargs:
                 raise InvalidArgument("num_steps and sampler_kwargs must be unset when generator is a ready Sampler")
             return generator
-        if num_steps is not None and (not isinstance(num_steps, int) or num_steps < 1):
-            raise InvalidArgument(f"num_steps must be an int >= 1, got {num_steps!r}")
-        if num_steps is not None and self.default_num_steps is None:
-            raise InvalidArgument(f"{self.paradigm} takes one step per scale of its tokenizer; num_steps cannot be set (got {num_steps})")
+        if num_steps is not None:
+            if isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral) or num_steps < 1:
+                raise InvalidArgument(f"num_steps must be an int >= 1, got {num_steps!r}")
+            num_steps = int(num_steps)
         model = self._load_model(self.default_generator if generator is None else generator)
+        if num_steps is not None and self.default_num_steps is None:  # the model fixes the step count (VAR's scales)
+            scales = len(model.scales)
+            if num_steps != scales:
+                raise InvalidArgument(f"{self.paradigm} takes one step per scale of its tokenizer ({scales}); "
+                                      f"num_steps cannot be set to another count (got {num_steps})")
+            num_steps = None
         steps = self.default_num_steps if num_steps is None else num_steps
         kwargs = dict(sampler_kwargs)
         if steps is not None:

@@ -35,8 +35,8 @@ class VARVectorEnv(AdaGenVectorEnv):
     No tokens yet and a uniformly random class per lane (or `options={"labels": ...}`).
 
     ## Episode End
-    Terminates after one step per scale (6). `num_steps` is fixed by the tokenizer's scales and
-    cannot be set. Next-step autoreset.
+    Terminates after one step per scale (6). `num_steps` is fixed by the tokenizer's scales: it takes
+    None or that count, so that one set of keyword arguments serves every id. Next-step autoreset.
 
     ## Arguments
     See `AdaGenVectorEnv`. Defaults: `generator="var"`; `sampler_kwargs`: `cfg_scale`, `top_k`, `top_p`.

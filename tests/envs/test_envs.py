@@ -174,3 +174,22 @@ def test_bad_actions_raise(tiny_ode_sampler) -> None:
 def test_package_registers_every_paradigm() -> None:
     assert set(ENV_IDS) <= set(gym.registry)
     assert adagen_env.__version__
+
+
+def test_unknown_keywords_raise_a_type_error_as_python_does() -> None:
+    from adagen_env.errors import UnknownArgument
+
+    with pytest.raises(TypeError, match="unknown argument.*frameskip"):  # what TorchRL's GymEnv probe catches
+        gym.make("AdaGen/SiT-v0", frameskip=1)
+    with pytest.raises(UnknownArgument):
+        gym.make_vec("AdaGen/SiT-v0", num_envs=2, bogus=1)
+
+
+def test_num_steps_takes_integers_and_var_takes_its_own_scale_count() -> None:
+    env = gym.make_vec("AdaGen/VAR-v0", num_envs=2, num_steps=6, reward_model=None)  # its scales: 1, 2, 3, 4, 6, 8
+    assert env.unwrapped.sampler.horizon == 6
+    with pytest.raises(InvalidArgument, match=r"one step per scale of its tokenizer \(6\).*got 5"):
+        gym.make_vec("AdaGen/VAR-v0", num_envs=2, num_steps=5)
+    assert gym.make_vec("AdaGen/SiT-v0", num_envs=2, num_steps=np.int64(3), reward_model=None).unwrapped.horizon == 4
+    with pytest.raises(InvalidArgument, match="num_steps must be an int >= 1, got True"):
+        gym.make_vec("AdaGen/SiT-v0", num_envs=2, num_steps=True)
