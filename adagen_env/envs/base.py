@@ -65,7 +65,7 @@ class AdaGenVectorEnv(VectorEnv):
         sampler_kwargs: extra keyword arguments of the paradigm's sampler (e.g. `solver`, `cfg_scale`).
     """
 
-    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["rgb_array"]}
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["rgb_array"], "render_fps": 4}
     paradigm: str
     """Zoo paradigm this env drives."""
     sampler_cls: type[Sampler]
@@ -298,15 +298,17 @@ class AdaGenVectorEnv(VectorEnv):
             feats = F.avg_pool2d(feats, self.feature_pool)
         step = min(state.step, self.horizon - 1)
         return {
-            "features": feats.cpu().numpy().astype(self.feature_dtype, copy=False),
+            "features": feats.cpu().numpy().astype(self.feature_dtype, copy=True),  # every step owns its arrays
             "step": np.full(self.num_envs, step, dtype=np.int64),
         }
 
     def render(self) -> tuple[np.ndarray, ...] | None:
-        """The last finished batch's images as (R, R, 3) uint8 arrays, one per lane."""
-        if self.render_mode != "rgb_array" or self._last_images is None:
+        """The current frame of every lane as (R, R, 3) uint8 arrays: the finished images after an episode's last
+        step, the paradigm's intermediate image (`Sampler.intermediate`) while it runs; None before `reset`."""
+        if self.render_mode != "rgb_array" or self._state is None:
             return None
-        frames = (self._last_images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        images = self._last_images if self._needs_reset else self.sampler.intermediate(self._state)
+        frames = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         return tuple(frames)
 
     def get_rng_state(self) -> dict[str, Any]:
@@ -335,7 +337,7 @@ class AdaGenEnv(gym.Env):
     The transition is the vector env's; this view only drops and adds the batch axis.
     """
 
-    metadata = {"render_modes": ["rgb_array"]}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
     vector_cls: type[AdaGenVectorEnv]
 
     def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:

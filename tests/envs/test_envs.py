@@ -193,3 +193,19 @@ def test_num_steps_takes_integers_and_var_takes_its_own_scale_count() -> None:
     assert gym.make_vec("AdaGen/SiT-v0", num_envs=2, num_steps=np.int64(3), reward_model=None).unwrapped.horizon == 4
     with pytest.raises(InvalidArgument, match="num_steps must be an int >= 1, got True"):
         gym.make_vec("AdaGen/SiT-v0", num_envs=2, num_steps=True)
+
+
+@pytest.mark.parametrize(("env_id", "steps"), [("AdaGen/SiT-v0", 1), ("AdaGen/DiT-v0", 1), ("AdaGen/MaskGIT-v0", 2)])
+def test_shortest_horizons_pass_the_checkers_and_every_step_owns_its_arrays(env_id: str, steps: int) -> None:
+    env = gym.make(env_id, num_steps=steps, reward_model=None, render_mode="rgb_array")
+    gym_check_env(env.unwrapped, skip_render_check=False)
+    first, _ = env.reset(seed=0)
+    frame = env.render()
+    assert frame.dtype == np.uint8 and frame.ndim == 3  # a frame before the first episode ends
+    last = first
+    done = False
+    while not done:
+        obs, _, done, _, _ = env.step(env.action_space.sample() * 0)
+        assert not np.shares_memory(obs["features"], last["features"])
+        last = obs
+    assert env.metadata["render_fps"] > 0 and env.render().shape == frame.shape
