@@ -255,10 +255,17 @@ class AdaGenVectorEnv(VectorEnv):
         terminal = k == self.horizon - 1
         if terminal:
             images = self.sampler.decode(self._state)
+            finite = torch.isfinite(images).flatten(1).all(dim=1)
+            if not bool(finite.all()):
+                raise InvalidKnobValue(f"step {k}: the generator made NaN or infinite images in lanes "
+                                       f"{(~finite).nonzero().flatten().tolist()[:8]} (check its weights)")
             self._last_images = images
             if self.reward_model is not None:
                 labels = self._state.labels
                 rewards = self.reward_model.score(images, labels).cpu().numpy().astype(np.float32)
+                if not np.isfinite(rewards).all():
+                    raise InvalidKnobValue(f"step {k}: the reward model gave NaN or infinite rewards in lanes "
+                                           f"{np.flatnonzero(~np.isfinite(rewards))[:8].tolist()}")
                 for key, value in self.reward_model.update(images, labels).items():
                     infos[key] = np.full(self.num_envs, value, dtype=np.float32)
             if self.return_images:

@@ -211,6 +211,9 @@ def load_state(model: nn.Module, path: str | Path) -> None:
             f"weights file {str(path)!r} does not match {type(model).__name__}: "
             f"missing {missing[:5]}, unexpected {unexpected[:5]}, shape mismatches {shapes[:5]}"
         )
+    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise CheckpointError(f"weights file {str(path)!r} has NaN or infinite values in {broken[:5]}: it is damaged")
     model.load_state_dict(state)
 
 

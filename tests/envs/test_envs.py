@@ -209,3 +209,21 @@ def test_shortest_horizons_pass_the_checkers_and_every_step_owns_its_arrays(env_
         assert not np.shares_memory(obs["features"], last["features"])
         last = obs
     assert env.metadata["render_fps"] > 0 and env.render().shape == frame.shape
+
+
+def test_damaged_generator_weights_are_refused_on_load(tmp_path) -> None:
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from adagen_env import zoo
+
+    state = load_file(str(zoo.weights_path("flow")))
+    name = next(iter(state))
+    state[name] = state[name].clone()
+    state[name].view(-1)[0] = float("nan")  # the bytes damaged, the header intact
+    path = tmp_path / "flow.safetensors"
+    save_file(state, str(path))
+    path.with_suffix(".json").write_text(json.dumps(json.loads(zoo.weights_path("flow").with_suffix(".json").read_text())))
+    with pytest.raises(CheckpointError, match=f"NaN or infinite values in.*{name}"):
+        gym.make_vec("AdaGen/SiT-v0", num_envs=2, generator=str(path))

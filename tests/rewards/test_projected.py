@@ -75,3 +75,17 @@ def test_projected_discriminator_scores_any_zoo_resolution(resolution: int) -> N
     reward = make_reward_model("adversarial-projected", 8, resolution)
     scores = reward.score(torch.rand(4, 3, resolution, resolution), torch.arange(4))
     assert scores.shape == (4,) and torch.all((scores > 0) & (scores < 1))
+
+
+def test_broken_images_never_reach_the_discriminator() -> None:
+    from adagen_env.errors import InvalidArgument
+
+    reward = AdversarialReward(8, 16, architecture="conv")
+    before = {k: v.clone() for k, v in reward.discriminator.state_dict().items()}
+    images, labels = torch.rand(4, 3, 16, 16), torch.arange(4)
+    images[2, 0, 0, 0] = float("nan")
+    with pytest.raises(InvalidArgument, match=r"lanes \[2\].*NaN"):
+        reward.update(images, labels)
+    with pytest.raises(InvalidArgument, match=r"\[0, 1\]"):
+        reward.score(torch.full((2, 3, 16, 16), 1.5), torch.arange(2))
+    assert all(torch.equal(v, reward.discriminator.state_dict()[k]) for k, v in before.items())
