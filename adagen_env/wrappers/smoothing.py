@@ -35,8 +35,11 @@ def _with_prev_action(space: spaces.Dict, action_space: spaces.Box) -> spaces.Di
     return spaces.Dict({**space.spaces, "prev_action": action_space})
 
 
-def _finite(actions: np.ndarray) -> np.ndarray:
+def _finite(actions: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """`actions` as float32 of exactly `shape` (never broadcast), finite; else `InvalidKnobValue`."""
     actions = np.asarray(actions, dtype=np.float32)
+    if actions.shape != shape:
+        raise InvalidKnobValue(f"actions must have shape {shape}, got {actions.shape}")
     if not np.all(np.isfinite(actions)):
         where = tuple(int(i) for i in np.argwhere(~np.isfinite(actions))[0])
         raise InvalidKnobValue(f"action is not finite at index {where}: {actions[where]}; actions must be finite")
@@ -77,7 +80,7 @@ class ActionSmoothing(gym.Wrapper, RecordConstructorArgs):
         return {**obs, "prev_action": self.smoothed.copy()}, info
 
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
-        u = _finite(action)
+        u = _finite(action, self.smoothed.shape)
         self.smoothed = u.copy() if self.first else self.beta * self.smoothed + (1 - self.beta) * u
         self.first = False
         obs, reward, terminated, truncated, info = self.env.step(self.smoothed.astype(np.float32))
@@ -112,7 +115,7 @@ class VectorActionSmoothing(VectorWrapper):
         return {**obs, "prev_action": self.smoothed.copy()}, info
 
     def step(self, actions: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, dict]:
-        u = _finite(actions)
+        u = _finite(actions, self.smoothed.shape)
         ema = self.beta * self.smoothed + (1 - self.beta) * u
         smoothed = np.where(self.first[:, None], u, ema)
         # Lanes the env autoresets on this call ignore their action: their filter starts afresh.

@@ -63,3 +63,13 @@ def test_nan_action_raises(tiny_ode_sampler) -> None:
     env.reset(seed=0)
     with pytest.raises(InvalidKnobValue, match="not finite"):
         env.step(np.array([np.inf, 0.0], np.float32))
+
+
+@pytest.mark.parametrize("shape", [(2,), (1, 2), (3, 1), (3, 2, 1)])
+def test_vector_smoothing_refuses_actions_the_env_would_refuse(shape) -> None:
+    import gymnasium as gym
+
+    envs = VectorActionSmoothing(gym.make_vec("AdaGen/SiT-v0", num_envs=3, num_steps=2, reward_model=None), beta=0.5)
+    envs.reset(seed=0)
+    with pytest.raises(InvalidKnobValue, match=r"shape \(3, 2\)"):
+        envs.step(np.zeros(shape, np.float32))
