@@ -361,7 +361,7 @@ def markdown(results: dict[str, Any]) -> str:
         (f"{cfg['num_samples']} class-balanced samples per seed, seeds {cfg['seeds']}; every method at a step count "
          f"sees the same labels and noise. Tuned static: coordinate search ({cfg['search_rounds']} sweeps), "
          f"{COLUMNS[SELECTION_METRIC]} on {cfg['search_samples']} samples of seed {cfg['search_seed']}. Verdicts: "
-         "better or worse only when FD-SSL, oracle fidelity and oracle coverage all say so beyond the combined "
+         "better or worse only when FD-SSL and oracle coverage both say so beyond the combined "
          "spread over seeds; tie when none does; split when they disagree. "
          f"{results['threads']} threads, {results['date']}."),
         "",

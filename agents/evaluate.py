@@ -201,7 +201,7 @@ def markdown(results: dict[str, Any]) -> str:
         (
             f"{results['num_samples']} samples per seed, seeds {results['seeds']}, {results['labels']} labels; "
             "mean ± std over seeds; every schedule of an env at the same NFE, labels and noise. A verdict needs "
-            "FD-SSL, oracle fidelity and oracle coverage to agree beyond the combined spread (lower is better)."
+            "FD-SSL and oracle coverage to agree beyond the combined spread (lower is better)."
         ),
         "",
         generators_line(results["rows"]),

@@ -1,7 +1,7 @@
 """What eval, bench and the ablations share when they report: table columns, cells and verdicts.
 
 A method is called better (or worse) than a reference only when every headline yardstick
-(`adagen_env.metrics.HEADLINE`: FD-SSL, oracle fidelity, oracle coverage) says so beyond the two rows' combined
+(`adagen_env.metrics.HEADLINE`: FD-SSL and oracle coverage) says so beyond the two rows' combined
 spread over seeds; a tie when none does; split when they disagree. Rows without the headline yardsticks (results
 from before they existed) fall back to the classifier FID alone, and say so.
 """

@@ -78,11 +78,11 @@ def test_agreed_verdict_needs_every_headline_yardstick() -> None:
         return {"mean": mean, "std": {k: 0.001 for k in mean}}
 
     ref = row(20.0, 0.03, 0.10)
-    assert agreed_verdict(row(18.0, 0.02, 0.08, fid=9.0), ref)[0] == "better"  # the classifier FID has no vote
-    assert agreed_verdict(row(22.0, 0.04, 0.12), ref)[0] == "worse"
+    assert agreed_verdict(row(18.0, 0.05, 0.08, fid=9.0), ref)[0] == "better"  # FID and fidelity have no vote
+    assert agreed_verdict(row(22.0, 0.02, 0.12), ref)[0] == "worse"
     assert agreed_verdict(row(20.0, 0.03, 0.10), ref)[0] == "tie"
     call, each = agreed_verdict(row(18.0, 0.03, 0.12), ref)
-    assert call == "split" and each == {"fd_ssl": "better", "oracle_fidelity": "tie", "oracle_coverage": "worse"}
+    assert call == "split" and each == {"fd_ssl": "better", "oracle_coverage": "worse"}
     older = {"mean": {"fid": 4.0}, "std": {"fid": 0.1}}  # a row from before the headline yardsticks
     assert agreed_verdict(older, {"mean": {"fid": 5.0}, "std": {"fid": 0.1}}) == ("better", {"fid": "better"})
 
