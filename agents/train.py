@@ -19,6 +19,7 @@ that file afresh).
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from collections.abc import Callable
@@ -182,8 +183,10 @@ def validate(args: Args) -> None:
             raise InvalidArgument(f"{name} must be >= 1, got {getattr(args, name)}")
     if args.eval_every < 0:
         raise InvalidArgument(f"eval_every must be >= 0 (0: no evaluation), got {args.eval_every}")
-    if args.budget_minutes is not None and args.budget_minutes <= 0:
-        raise InvalidArgument(f"budget_minutes must be > 0, got {args.budget_minutes}")
+    if args.budget_minutes is not None and not (math.isfinite(args.budget_minutes) and args.budget_minutes > 0):
+        raise InvalidArgument(f"budget_minutes must be a finite number > 0, got {args.budget_minutes}")
+    if args.smoothing is not None and not 0 <= args.smoothing < 1:
+        raise InvalidArgument(f"smoothing must be an EMA beta in [0, 1), got {args.smoothing}")
 
 
 def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:

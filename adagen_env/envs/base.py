@@ -109,8 +109,12 @@ class AdaGenVectorEnv(VectorEnv):
             raise InvalidArgument(f"observation must be one of {OBSERVATIONS}, got {observation!r}")
         if render_mode not in (None, "rgb_array"):
             raise InvalidArgument(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        if isinstance(knobs, str):
+            raise InvalidArgument(f"knobs must be a list of knob names, got the string {knobs!r}; use [{knobs!r}]")
         self.num_envs = num_envs
         self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise InvalidArgument(f"device {str(device)!r} requested but CUDA is not available; use device='cpu'")
         self.sampler = self._build_sampler(generator, num_steps, sampler_kwargs or {})
         self.horizon = self.sampler.horizon
         self.feature_pool, self.feature_dtype = feature_pool, FEATURE_DTYPES[feature_dtype]
@@ -220,6 +224,8 @@ class AdaGenVectorEnv(VectorEnv):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
         """Start every lane. `options={"labels": (B,) ints}` fixes the classes; random otherwise."""
         super().reset(seed=seed)
+        if seed is not None and not 0 <= seed < 2**63:
+            raise InvalidArgument(f"seed must be an int in [0, 2**63), got {seed}")
         if seed is not None or self._generator is None:
             if seed is None:
                 seed = int(self.np_random.integers(2**31))
@@ -228,7 +234,10 @@ class AdaGenVectorEnv(VectorEnv):
         if labels is None:
             labels = torch.randint(self.sampler.num_classes, (self.num_envs,), generator=self._generator, device=self._generator.device)
         else:
-            labels = torch.as_tensor(np.asarray(labels), dtype=torch.long).reshape(-1)
+            given = np.asarray(labels)
+            if given.dtype.kind not in "iu" and not (given.dtype.kind == "f" and np.all(given == np.round(given))):
+                raise InvalidArgument(f"options['labels'] must be integer class ids, got {given.tolist()[:8]}")
+            labels = torch.as_tensor(given.astype(np.int64)).reshape(-1)
             if labels.shape != (self.num_envs,):
                 raise InvalidArgument(f"options['labels'] must have {self.num_envs} entries, got shape {tuple(labels.shape)}")
         self._state = self.sampler.reset(labels.to(self.device), self._generator)

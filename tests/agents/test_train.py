@@ -17,7 +17,7 @@ from gymnasium.vector import VectorWrapper
 from adagen_env import zoo
 from adagen_env.cli import build_parser, main
 from adagen_env.envs import DiTVectorEnv, SiTVectorEnv
-from adagen_env.errors import CheckpointError
+from adagen_env.errors import CheckpointError, InvalidArgument
 from adagen_env.samplers import DiffusionSampler, FlowSampler
 from agents.checkpoint import CHECKPOINT, STATE, export_policy, generator_expectation, read_meta
 from agents.evaluate import evaluate, load_policy
@@ -320,3 +320,10 @@ def test_observation_mode_is_saved_and_rebuilt_for_evaluation(tmp_path) -> None:
     with pytest.raises(CheckpointError, match="observation"):
         train(tiny_args(tmp_path, env="AdaGen/SiT-v0", num_steps=2, total_updates=2, resume=True,
                         logdir=out["run_dir"]))
+
+
+@pytest.mark.parametrize(("override", "match"), [({"budget_minutes": float("nan")}, "budget_minutes must be a finite"),
+                                                  ({"smoothing": -0.1}, r"smoothing must be an EMA beta in \[0, 1\)")])
+def test_arguments_that_meant_nothing_are_refused(tmp_path, override, match) -> None:
+    with pytest.raises(InvalidArgument, match=match):
+        train(tiny_args(tmp_path, **override), env_fn())

@@ -227,3 +227,26 @@ def test_damaged_generator_weights_are_refused_on_load(tmp_path) -> None:
     path.with_suffix(".json").write_text(json.dumps(json.loads(zoo.weights_path("flow").with_suffix(".json").read_text())))
     with pytest.raises(CheckpointError, match=f"NaN or infinite values in.*{name}"):
         gym.make_vec("AdaGen/SiT-v0", num_envs=2, generator=str(path))
+
+
+@pytest.mark.parametrize(
+    ("make_kwargs", "reset_kwargs", "match"),
+    [
+        ({"knobs": "cfg"}, None, "list of knob names.*'cfg'"),
+        ({"device": "cuda"}, None, "CUDA is not available"),
+        ({}, {"seed": 2**64}, r"seed must be an int in \[0, 2\*\*63\)"),
+        ({}, {"options": {"labels": [0.5, 1.0]}}, "integer class ids"),
+    ],
+)
+def test_arguments_that_meant_nothing_now_name_the_problem(make_kwargs, reset_kwargs, match) -> None:
+    if make_kwargs.get("device") == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(InvalidArgument, match=match):
+        envs = gym.make_vec("AdaGen/SiT-v0", num_envs=2, reward_model=None, **make_kwargs)
+        envs.reset(**(reset_kwargs or {}))
+
+
+def test_float_labels_that_are_whole_numbers_are_accepted() -> None:
+    envs = gym.make_vec("AdaGen/SiT-v0", num_envs=2, reward_model=None)
+    envs.reset(seed=0, options={"labels": [3.0, 5.0]})
+    assert envs.unwrapped.labels.tolist() == [3, 5]
