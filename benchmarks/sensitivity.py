@@ -25,15 +25,10 @@ from tqdm.auto import tqdm
 
 from adagen_env.data.shapes import ShapesDataset, render_shapes
 from adagen_env.metrics import FLOOR_SEED, HEADLINE, balanced_labels, compute_metrics
+from agents.reporting import COLUMNS as REPORT_COLUMNS
 
-COLUMNS = {
-    "fid": "classifier FID",
-    "fd_ssl": "FD-SSL",
-    "fjd_ssl": "FJD-SSL",
-    "oracle_fidelity": "oracle fidelity",
-    "oracle_coverage": "oracle coverage",
-    "class_agreement": "class agreement",
-}
+COLUMNS = {k: REPORT_COLUMNS[k] for k in ("fid", "fd_ssl", "fjd_ssl", "oracle_fidelity", "oracle_coverage",
+                                          "class_agreement")}
 LOWER_IS_BETTER = {k: k != "class_agreement" for k in COLUMNS}
 
 

@@ -92,7 +92,25 @@ def load_classifier(weights_path: str | Path | None = None, device: torch.device
     return model.to(device).eval().requires_grad_(False)
 
 
-class ShapesFeatureExtractor(FeatureExtractorBase):
+class ShapesExtractorBase(FeatureExtractorBase):
+    """What the shapes data's torch-fidelity extractors share: uint8 (B, 3, R, R) input at any R, no compilation."""
+
+    @staticmethod
+    def can_be_compiled() -> bool:
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile() -> torch.Tensor:
+        return (torch.rand([1, 3, 16, 16]) * 255).to(torch.uint8)
+
+    def check_input(self, x: Any) -> None:
+        """Raise `ValueError` (torch-fidelity's convention) unless `x` is a (B, 3, H, W) uint8 tensor."""
+        if not (torch.is_tensor(x) and x.dtype == torch.uint8 and x.ndim == 4 and x.shape[1] == 3):
+            got = f"{tuple(x.shape)} {x.dtype}" if torch.is_tensor(x) else type(x).__name__
+            raise ValueError(f"{self.name}: expected (B, 3, H, W) torch.uint8 images, got {got}")
+
+
+class ShapesFeatureExtractor(ShapesExtractorBase):
     """torch-fidelity feature extractor around the shapes classifier.
 
     Provided features: ``"pool"`` (B, 128) globally pooled features (default for FID, KID and
@@ -129,19 +147,9 @@ class ShapesFeatureExtractor(FeatureExtractorBase):
     def get_default_feature_layer_for_metric(metric: str) -> str:
         return {"isc": "logits_unbiased", "fid": "pool", "kid": "pool", "prc": "pool"}[metric]
 
-    @staticmethod
-    def can_be_compiled() -> bool:
-        return False
-
-    @staticmethod
-    def get_dummy_input_for_compile() -> torch.Tensor:
-        return (torch.rand([1, 3, 16, 16]) * 255).to(torch.uint8)
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """x (B, 3, R, R) uint8 -> the requested features, in `features_list` order, float32."""
-        if not (torch.is_tensor(x) and x.dtype == torch.uint8 and x.ndim == 4 and x.shape[1] == 3):
-            got = f"{tuple(x.shape)} {x.dtype}" if torch.is_tensor(x) else type(x).__name__
-            raise ValueError(f"{self.name}: expected (B, 3, H, W) torch.uint8 images, got {got}")
+        self.check_input(x)
         features = classifier_features(self.net, x, self.weights_key)
         return tuple(features[name].to(x.device) for name in self.features_list)
 

@@ -24,9 +24,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch_fidelity.feature_extractor_base import FeatureExtractorBase
-
 from adagen_env.errors import InvalidArgument
+from adagen_env.metrics import fidelity
+from adagen_env.metrics.fidelity import ShapesExtractorBase
 
 SSL_EXTRACTOR = "shapes-ssl"
 """torch-fidelity name of the self-supervised shapes encoder (also its zoo name)."""
@@ -93,7 +93,7 @@ def ssl_features(images_u8: torch.Tensor, device: torch.device | str = "cpu", ba
     return features
 
 
-class SSLFeatureExtractor(FeatureExtractorBase):
+class SSLFeatureExtractor(ShapesExtractorBase):
     """torch-fidelity feature extractor around the self-supervised shapes encoder.
 
     Provided features: ``"pool"`` (B, D), the default for FID, KID and precision/recall; it has no logits, so no
@@ -114,19 +114,9 @@ class SSLFeatureExtractor(FeatureExtractorBase):
             raise ValueError(f"{SSL_EXTRACTOR} has no class logits: no Inception Score in its space")
         return {"fid": "pool", "kid": "pool", "prc": "pool"}[metric]
 
-    @staticmethod
-    def can_be_compiled() -> bool:
-        return False
-
-    @staticmethod
-    def get_dummy_input_for_compile() -> torch.Tensor:
-        return (torch.rand([1, 3, 16, 16]) * 255).to(torch.uint8)
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """x (B, 3, R, R) uint8 -> (features (B, D),)."""
-        if not (torch.is_tensor(x) and x.dtype == torch.uint8 and x.ndim == 4 and x.shape[1] == 3):
-            got = f"{tuple(x.shape)} {x.dtype}" if torch.is_tensor(x) else type(x).__name__
-            raise ValueError(f"{self.name}: expected (B, 3, H, W) torch.uint8 images, got {got}")
+        self.check_input(x)
         with torch.no_grad():
             return (self.net(x.float() / 255.0).float(),)
 
@@ -177,11 +167,9 @@ def ssl_scores(
     from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, kid_features_to_metric
     from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
 
-    from adagen_env.metrics.fidelity import kid_subset_size as default_subset_size
-
     fake, real = ssl_features(images_u8, device), ssl_features(reference_u8, device)
     if kid_subset_size is None:
-        kid_subset_size = default_subset_size(min(len(fake), len(real)))
+        kid_subset_size = fidelity.kid_subset_size(min(len(fake), len(real)))
     out = {"fd_ssl": frechet_distance(fake, real)}
     kid = kid_features_to_metric(fake, real, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
                                  verbose=False, rng_seed=2020)
