@@ -51,9 +51,11 @@ def agreed_verdict(row: dict[str, Any], ref: dict[str, Any]) -> tuple[str, dict[
 
 
 def change_cell(row: dict[str, Any], ref: dict[str, Any]) -> str:
-    """A table cell: the agreed verdict, then each yardstick's relative change, e.g. "better (FD-SSL -12%, ...)"."""
+    """A table cell: the agreed verdict, then each yardstick's change and its own verdict, e.g.
+    "split (FD-SSL -6.2% tie, coverage -14.1% better)"."""
     call, each = agreed_verdict(row, ref)
-    parts = [f"{SHORT[k]} {100 * (row['mean'][k] / ref['mean'][k] - 1):+.1f}%" for k in each if ref["mean"][k]]
+    parts = [f"{SHORT[k]} {100 * (row['mean'][k] / ref['mean'][k] - 1):+.1f}% {v}" for k, v in each.items()
+             if ref["mean"][k]]
     return f"{call} ({', '.join(parts)})"
 
 
