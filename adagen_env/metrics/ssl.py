@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
 from adagen_env.errors import InvalidArgument
 from adagen_env.metrics import fidelity
 from adagen_env.metrics.fidelity import ShapesExtractorBase

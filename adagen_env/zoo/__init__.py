@@ -26,8 +26,8 @@ from adagen_env.models.classifier import ClassifierConfig, ShapesClassifier, cla
 from adagen_env.models.dit import DiT, DiTConfig
 from adagen_env.models.factors import FactorNet, FactorNetConfig, factor_loss
 from adagen_env.models.maskgit import MaskGIT, MaskGITConfig, maskgit_loss
-from adagen_env.models.ssl import SSLConfig, SSLEncoder, ssl_loss
 from adagen_env.models.paths import PATHS, path_for, time_at_log_snr
+from adagen_env.models.ssl import SSLConfig, SSLEncoder, ssl_loss
 from adagen_env.models.var import VAR, VARConfig, var_loss
 from adagen_env.models.vq import VQConfig
 from adagen_env.zoo.training import LossFn, TrainConfig, train
