@@ -3,7 +3,7 @@
 The feature vector of an image (D = 352) is two blocks of the encoder (`SSLEncoder.multi_depth`): the channel
 statistics of its three depths (224) and its 128-d embedding, each block scaled so that its total variance over a
 fixed real set is `BLOCK_VARIANCE`. The embedding alone separates images well but its Frechet distance carries
-much sampling noise (std 8% of the real-vs-real value at 2000 images); the statistics see blur, noise and colour
+much sampling noise; the statistics see blur, noise and colour
 with little noise but barely see where the shape is; the two together see both
 (`benchmarks/results/sensitivity`).
 

@@ -140,7 +140,7 @@ ZOO: dict[str, ZooEntry] = {
         TrainConfig(steps=600, batch_size=128, lr=2e-3, warmup=50, weight_decay=5e-4, resolution=32, seed=1),
     ),
     # The oracle metrics' factor network (`adagen_env.metrics.oracle`): regresses each image's generating factors.
-    # 3000 steps at 0.13 s/step on the idle 2-core CPU (2 threads): about 7 minutes.
+    # `adagen zoo train shapes-factors` took about 7 minutes on the 2-core CPU (shapes-ssl: 10).
     "shapes-factors": ZooEntry(
         "measure",
         FactorNet,
