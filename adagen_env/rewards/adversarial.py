@@ -93,6 +93,8 @@ class AdversarialReward(RewardModel):
         seed: seeds the discriminator's init and the real-data stream.
     """
 
+    online = True
+
     def __init__(
         self,
         num_classes: int,
@@ -146,8 +148,8 @@ class AdversarialReward(RewardModel):
             reals, seen_fakes = reals.to(self.device), fakes
             if self.augment:
                 reals, seen_fakes = diff_augment(reals, self.augment_rng), diff_augment(fakes, self.augment_rng)
-            logit_real = self.discriminator(reals, labels)
-            logit_fake = self.discriminator(seen_fakes, labels)
+            logits = self.discriminator(torch.cat([reals, seen_fakes]), torch.cat([labels, labels]))  # one pass
+            logit_real, logit_fake = logits.chunk(2)
             loss = F.softplus(-logit_real).mean() + F.softplus(logit_fake).mean()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -19,6 +19,8 @@ from adagen_env.errors import InvalidArgument
 class RewardModel(abc.ABC):
     """Scores final images; subclasses that learn online override `update` and the state methods."""
 
+    online: bool = False
+    """Whether `update` learns from the images it is given (the adversarial discriminators); frozen models: False."""
     training: bool = True
     """Whether `update` learns (online reward models); set False to freeze, e.g. for evaluation."""
 

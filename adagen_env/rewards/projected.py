@@ -92,8 +92,11 @@ class ProjectedDiscriminator(nn.Module):
         self.backbone.eval()  # frozen: its normalisation statistics never move
         return self
 
+    @torch.no_grad()
     def depth_features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """The backbone's feature map after each stage (gradients flow to the images, not to its weights)."""
+        """The backbone's (B, C, h, w) feature map after each stage. No gradients: only the heads train, and the
+        reward never needs the gradient of an image (the policy learns from the scalar), so the frozen backbone
+        runs forward only."""
         net = self.backbone
         size = net.config.input_size
         x = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
