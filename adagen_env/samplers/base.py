@@ -15,6 +15,7 @@ Letters: B lanes, K knobs, H horizon (policy calls per episode), C/h/w feature g
 from __future__ import annotations
 
 import abc
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -126,6 +127,29 @@ def gumbel_noise(shape: tuple[int, ...], generator: torch.Generator | None, devi
     return -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
 
 
+@dataclass(frozen=True)
+class LaneNoise:
+    """An episode's sampling noise, one stream per (step, draw), so that a lane's draws depend only on the episode
+    seed and the lane's index, never on how many lanes run beside it: lane i of a (B, ...) draw reads the i-th
+    slice of its stream (torch's CPU and CUDA generators fill a tensor in order, so a prefix never depends on the
+    length). Token samplers draw through it; `start` takes its seed from the episode's generator."""
+
+    seed: int
+    device: torch.device
+
+    @classmethod
+    def start(cls, generator: torch.Generator | None, device: torch.device) -> LaneNoise:
+        """Seed from one draw of `generator` (a random seed when None); draws happen on the generator's device."""
+        where = generator.device if generator is not None else torch.device(device)
+        seed = torch.randint(2**62, (1,), generator=generator, device=where)
+        return cls(int(seed), where)
+
+    def gumbel(self, shape: tuple[int, ...], step: int, draw: int, device: torch.device) -> torch.Tensor:
+        """Gumbel(0, 1) noise of `shape` (B first) for the `draw`-th draw of step `step`."""
+        generator = make_generator((self.seed * 1_000_003 + step * 64 + draw) % 2**63, self.device)
+        return gumbel_noise(shape, generator, device)
+
+
 def cfg_mix(cond: torch.Tensor, uncond: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Classifier-free guidance of logits: cond + w (cond - uncond), w broadcast from the left (B, 1, ...)."""
     return cond + w * (cond - uncond)
@@ -152,8 +176,9 @@ class Sampler(abc.ABC, Generic[StateT]):
     """A paradigm's batched transition function; subclasses set the attributes below in `__init__`.
 
     Contract every sampler keeps (the env layer relies on it):
-      * the generator given to `reset` is kept in the state and is the only source of randomness of
-        `step`, so a seeded episode reproduces bit for bit (stepping one state twice draws new noise);
+      * the generator given to `reset` is the only source of an episode's randomness, so a seeded episode
+        reproduces bit for bit; a lane's draws depend on the seed and its lane index only, never on the batch
+        size (the ODE samplers draw all noise at `reset`; the token samplers draw through `LaneNoise`);
       * `project` is idempotent, `project(s, project(s, k)) == project(s, k)`: the env projects to
         report the applied knobs, and `step` projects again;
       * `features` also answers on a finished state (the terminal observation).
@@ -257,3 +282,13 @@ class Sampler(abc.ABC, Generic[StateT]):
     def config(self) -> dict[str, Any]:
         """Constructor arguments that define this sampler (for checkpoints and mismatch errors)."""
         return {}
+
+    @staticmethod
+    def repeat_lanes(state: StateT, repeats: int) -> StateT:
+        """Each lane of `state` `repeats` times in a row, B -> B * repeats lanes (group rollouts: the copies share
+        their label, noise and everything drawn so far). States are dataclasses whose tensors have B first."""
+        return dataclasses.replace(state, **{
+            f.name: value.repeat_interleave(repeats, dim=0)
+            for f in dataclasses.fields(state)
+            if torch.is_tensor(value := getattr(state, f.name))
+        })

@@ -32,6 +32,7 @@ from adagen_env.samplers.base import (
     MAX_CFG,
     TEMPERATURE_RANGE,
     KnobSpec,
+    LaneNoise,
     Sampler,
     cfg_mix,
     check_knobs,
@@ -61,8 +62,8 @@ class MaskGITState:
     """(B, N, V) float32 conditional logits on `ids` (None once the episode is over)."""
     feats: torch.Tensor | None = None
     """(B, D, g, g) hidden states of that conditional pass (kept on a finished state)."""
-    generator: torch.Generator | None = None
-    """Source of the episode's sampling noise, given to `reset` (`step` takes no generator of its own)."""
+    noise: LaneNoise | None = None
+    """The episode's sampling noise, seeded from the generator given to `reset` (per lane, per step)."""
 
 
 class MaskGITSampler(Sampler[MaskGITState]):
@@ -155,7 +156,8 @@ class MaskGITSampler(Sampler[MaskGITState]):
         ids = torch.full(
             (labels.shape[0], self.model.num_tokens), self.model.mask_id, dtype=torch.long, device=self.device
         )
-        return self._evaluate(MaskGITState(ids=ids, labels=labels, step=0, generator=generator))
+        noise = LaneNoise.start(generator, self.device)
+        return self._evaluate(MaskGITState(ids=ids, labels=labels, step=0, noise=noise))
 
     def features(self, state: MaskGITState) -> torch.Tensor:
         """(B, D, g, g) hidden states of the conditional pass on the current grid (on a finished state,
@@ -190,12 +192,12 @@ class MaskGITSampler(Sampler[MaskGITState]):
             uncond = self.model(state.ids, null)[0].float()
             logits = cfg_mix(state.cond, uncond, knobs[:, 3][:, None, None])
         # 2. Draw a token at every position by Gumbel-max at temperature tau_1; decoded ones stay.
-        sampled = gumbel_max(logits, knobs[:, 2], gumbel_noise((b, n, v), state.generator, self.device))
+        sampled = gumbel_max(logits, knobs[:, 2], state.noise.gumbel((b, n, v), state.step, 0, self.device))
         sampled = torch.where(masked, sampled, state.ids)
         # 3. Confidence: log-probability of the drawn token under L (temperature 1) + tau_2 * Gumbel;
         #    +inf on decoded positions, which can therefore never be re-masked.
         confidence = torch.log_softmax(logits, dim=-1).gather(-1, sampled[..., None])[..., 0]
-        noise = gumbel_noise((b, n), state.generator, self.device)
+        noise = state.noise.gumbel((b, n), state.step, 1, self.device)
         confidence = torch.where(masked, confidence + knobs[:, 1][:, None] * noise, torch.inf)
         # 4. Keep the mask_len least confident masked positions masked (rank-based: exact even with ties).
         mask_len = torch.round(knobs[:, 0] * n).long()  # (B,), already projected to [0, #masked - 1]

@@ -34,11 +34,11 @@ from adagen_env.samplers.base import (
     MAX_CFG,
     TEMPERATURE_RANGE,
     KnobSpec,
+    LaneNoise,
     Sampler,
     cfg_mix,
     check_knobs,
     gumbel_max,
-    gumbel_noise,
 )
 
 CFG_KNOB = "cfg"
@@ -89,8 +89,8 @@ class VARState:
     """(B, n, V) float32 conditional logits of scale `step` (None once the episode is over)."""
     feats: torch.Tensor | None = None
     """(B, D, g, g) hidden states of that pass's queries, resized to the token grid (kept on a finished state)."""
-    generator: torch.Generator | None = None
-    """Source of the episode's sampling noise, given to `reset` (`step` takes no generator of its own)."""
+    noise: LaneNoise | None = None
+    """The episode's sampling noise, seeded from the generator given to `reset` (per lane, per step)."""
 
 
 class VARSampler(Sampler[VARState]):
@@ -187,7 +187,8 @@ class VARSampler(Sampler[VARState]):
         f_hat = torch.zeros(b, tok.code_dim, tok.grid, tok.grid, device=self.device)
         inputs = torch.zeros(b, 0, tok.code_dim, device=self.device)
         ids = torch.zeros(b, 0, dtype=torch.long, device=self.device)
-        return self._evaluate(VARState(f_hat=f_hat, inputs=inputs, ids=ids, labels=labels, step=0, generator=generator))
+        noise = LaneNoise.start(generator, self.device)
+        return self._evaluate(VARState(f_hat=f_hat, inputs=inputs, ids=ids, labels=labels, step=0, noise=noise))
 
     def features(self, state: VARState) -> torch.Tensor:
         """(B, D, g, g) hidden states of the current scale's queries, resized to the token grid (on a
@@ -220,7 +221,7 @@ class VARSampler(Sampler[VARState]):
         # 2. Top-k, then top-p on the guided distribution at temperature 1 (the argmax always survives).
         keep = top_k_top_p_keep(logits, knobs[:, i[TOP_K_KNOB]].long(), knobs[:, i[TOP_P_KNOB]])
         # 3. Gumbel-max at temperature tau over the kept tokens.
-        noise = gumbel_noise(tuple(logits.shape), state.generator, self.device)
+        noise = state.noise.gumbel(tuple(logits.shape), si, 0, self.device)
         ids = gumbel_max(logits.masked_fill(~keep, -torch.inf), knobs[:, i[TEMPERATURE_KNOB]], noise)  # (B, n)
         # 4. Add the map to f_hat; the next scale's queries are f_hat area-downsampled
         #    (VAR's `get_next_autoregressive_input`).
