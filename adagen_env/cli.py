@@ -111,6 +111,8 @@ def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--feature-dtype", default="float32", choices=["float32", "float16"])
     train.add_argument("--observation", default="features", choices=["features", "image", "step-only"],
                        help="what the policy sees: generator features, the raw intermediate image, or only the step")
+    train.add_argument("--group-size", type=int, default=1,
+                       help="group rollouts: lanes per group sharing label and noise, rewards relative to the group")
     train.add_argument("--total-updates", type=int, default=1000, help="updates in total, resumed ones included")
     train.add_argument("--budget-minutes", type=float, default=None, help="total wall-time budget across resumes")
     train.add_argument("--logdir", default="runs")

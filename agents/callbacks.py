@@ -126,7 +126,8 @@ class StdSchedule(UpdateCallback):
 
 
 class TrainingLogger(BaseCallback):
-    """Terminal rewards, discriminator statistics and per-step knob means from the env's infos, per rollout.
+    """Terminal rewards (the reward model's, before any group baseline), discriminator statistics and per-step
+    knob means from the env's infos, per rollout.
 
     The step index of each transition is read from the observation the action was taken on
     (`model._last_obs["step"]`, before SB3 moves it on), so lanes need not be in lock step.
@@ -157,8 +158,8 @@ class TrainingLogger(BaseCallback):
                 self._knob_sum[int(k)] = self._knob_sum.get(int(k), 0) + knobs[lanes].sum(axis=0)
                 self._knob_count[int(k)] = self._knob_count.get(int(k), 0) + int(lanes.sum())
         rewards = np.asarray(self.locals["rewards"])
-        for i in np.flatnonzero(dones):
-            self._rewards.append(float(rewards[i]))
+        for i in np.flatnonzero(dones):  # group rollouts train on centred rewards: log the reward model's own
+            self._rewards.append(float(infos[i].get("raw_reward", rewards[i])))
             for key in ("disc/loss", "disc/acc_real", "disc/acc_fake"):
                 if key in infos[i]:
                     self._disc.setdefault(key, []).append(float(infos[i][key]))

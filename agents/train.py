@@ -7,8 +7,9 @@ hyperparameter table, the callbacks, `learn`.
     adagen train --env AdaGen/SiT-v0                       # PPO, 64 lanes, the paradigm's defaults
     adagen train --env AdaGen/SiT-v0 --budget-minutes 30 --logdir runs/ --resume
 
-Wrapper stack: `gym.make_vec(env)` (the native batch) -> `VectorActionSmoothing(beta)` when beta > 0 (beta =
-the env class's `default_smoothing` unless given) -> `SB3VecEnv` -> `VecMonitor`.
+Wrapper stack: `gym.make_vec(env)` (the native batch) -> `GroupRelativeReward` when `group_size` > 1 ->
+`VectorActionSmoothing(beta)` when beta > 0 (beta = the env class's `default_smoothing` unless given) ->
+`SB3VecEnv` -> `VecMonitor`.
 Run directory: `<logdir>/<env>__<algo>__<seed>__<stamp>`, holding tensorboard and CSV logs, `args.json`,
 `hyperparameters.md` and the checkpoint pair. `--resume` picks the newest such directory with a checkpoint
 (or `--run-name`, or `<logdir>` itself when it holds one) and continues from its step counters; tensorboard
@@ -37,7 +38,7 @@ from stable_baselines3.common.vec_env import VecMonitor
 import adagen_env
 from adagen_env.errors import InvalidArgument
 from adagen_env.metrics import balanced_labels
-from adagen_env.wrappers import VectorActionSmoothing
+from adagen_env.wrappers import GroupRelativeReward, VectorActionSmoothing
 from agents.callbacks import AlignmentProbe, Checkpointer, PolicyEvaluation, ProgressBar, StdSchedule, TrainingLogger
 from agents.checkpoint import (
     BEST_MODEL,
@@ -53,7 +54,8 @@ from agents.presets import get_algorithm, make_model, resolve_hyperparameters, t
 from agents.vec_env import SB3VecEnv
 
 EnvFn = Callable[..., VectorEnv]
-"""(num_envs=, reward_model=, return_images=, generator=None) -> a Gymnasium vector env of AdaGen (unwrapped)."""
+"""(num_envs=, reward_model=, return_images=, generator=None, group_size=1) -> a Gymnasium vector env of AdaGen
+(unwrapped)."""
 
 
 @dataclass
@@ -80,6 +82,9 @@ class Args:
     """Dtype of the features observation ("float32" or "float16")."""
     observation: str = "features"
     """What the policy observes: "features" (the generator's), "image" (raw intermediate) or "step-only"."""
+    group_size: int = 1
+    """Group rollouts: G lanes in a row share a label and an initial noise and their rewards are taken relative to
+    the group's leave-one-out mean (`adagen_env.wrappers.GroupRelativeReward`); 1: off."""
     total_updates: int = 1000
     """Updates to train for in total (a resumed run counts the ones already done)."""
     budget_minutes: float | None = None
@@ -124,9 +129,10 @@ class Args:
 def default_env_fn(args: Args) -> EnvFn:
     """Builds `args.env` through `gym.make_vec` with the run's env arguments."""
 
-    def make(num_envs: int, reward_model: Any, return_images: bool, generator: Any = None) -> VectorEnv:
+    def make(num_envs: int, reward_model: Any, return_images: bool, generator: Any = None, group_size: int = 1) -> VectorEnv:
         kwargs: dict[str, Any] = {
             "num_envs": num_envs,
+            "group_size": group_size,
             "device": args.device,
             "knobs": args.knobs,
             "reward_model": reward_model,
@@ -178,7 +184,7 @@ def find_run_dir(args: Args) -> tuple[Path, bool]:
 def validate(args: Args) -> None:
     """Check the arguments a user can get wrong, before anything is built."""
     get_algorithm(args.algo)
-    for name in ("num_envs", "total_updates", "checkpoint_every", "eval_samples"):
+    for name in ("num_envs", "total_updates", "checkpoint_every", "eval_samples", "group_size"):
         if getattr(args, name) < 1:
             raise InvalidArgument(f"{name} must be >= 1, got {getattr(args, name)}")
     if args.eval_every < 0:
@@ -187,6 +193,8 @@ def validate(args: Args) -> None:
         raise InvalidArgument(f"budget_minutes must be a finite number > 0, got {args.budget_minutes}")
     if args.smoothing is not None and not 0 <= args.smoothing < 1:
         raise InvalidArgument(f"smoothing must be an EMA beta in [0, 1), got {args.smoothing}")
+    if args.num_envs % args.group_size:
+        raise InvalidArgument(f"group_size ({args.group_size}) must divide num_envs ({args.num_envs})")
 
 
 def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
@@ -212,7 +220,9 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
     torch.manual_seed(args.seed)
 
     # 2. The wrapper stack.
-    base = env_fn(num_envs=args.num_envs, reward_model=args.reward_model, return_images=False)
+    base = env_fn(num_envs=args.num_envs, reward_model=args.reward_model, return_images=False, group_size=args.group_size)
+    if args.group_size > 1:
+        base = GroupRelativeReward(base)
     beta = type(base.unwrapped).default_smoothing if args.smoothing is None else args.smoothing
     args.smoothing = beta
     env = smooth(base, beta)
@@ -240,6 +250,7 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
             "feature_dtype": args.feature_dtype,
             "observation": args.observation,
         },
+        "group_size": args.group_size,
         "reward_model": args.reward_model,
         "adagen_env_version": adagen_env.__version__,
     }
@@ -333,7 +344,7 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
             evaluation.load_state_dict(callback_state["evaluation"])
         stateful["evaluation"] = evaluation
         callbacks.append(evaluation)
-        if unwrapped.reward_model is not None and unwrapped.reward_model.training:  # an online reward: watch it
+        if unwrapped.reward_model is not None and unwrapped.reward_model.online:  # an online reward: watch it
             probe = AlignmentProbe(unwrapped.reward_model, eval_env, labels, args.eval_seed, args.eval_every, tpu)
             callbacks.append(probe)
     budget = None if args.budget_minutes is None else args.budget_minutes * 60

@@ -62,6 +62,9 @@ class AdaGenVectorEnv(VectorEnv):
             (3, R, R), for the policy-input ablation) or "step-only" (zero features of the usual shape: the policy
             can only learn a per-step schedule, not adapt to the sample).
         return_images: put the final images (B, 3, R, R) float32 in `info["final_images"]` at the last step.
+        group_size: G lanes in a row form a group that shares one label and one initial noise, so they differ
+            only by their actions (and, in the token paradigms, by their later sampling draws); 1 (default): every
+            lane is its own. Pair it with `adagen_env.wrappers.GroupRelativeReward` for a group baseline.
         sampler_kwargs: extra keyword arguments of the paradigm's sampler (e.g. `solver`, `cfg_scale`).
     """
 
@@ -89,6 +92,7 @@ class AdaGenVectorEnv(VectorEnv):
         feature_dtype: str = "float32",
         observation: str = "features",
         return_images: bool = False,
+        group_size: int = 1,
         sampler_kwargs: dict[str, Any] | None = None,
         render_mode: str | None = None,
         **unknown: Any,
@@ -97,10 +101,12 @@ class AdaGenVectorEnv(VectorEnv):
             raise UnknownArgument(
                 f"unknown argument(s) {sorted(unknown)} for {type(self).__name__}; valid: "
                 "num_envs, generator, num_steps, device, knobs, reward_model, feature_pool, feature_dtype, "
-                "observation, return_images, sampler_kwargs, render_mode"
+                "observation, return_images, group_size, sampler_kwargs, render_mode"
             )
         if not isinstance(num_envs, int) or num_envs < 1:
             raise InvalidArgument(f"num_envs must be an int >= 1, got {num_envs!r}")
+        if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1 or num_envs % group_size:
+            raise InvalidArgument(f"group_size must be an int >= 1 that divides num_envs ({num_envs}), got {group_size!r}")
         if not isinstance(feature_pool, int) or feature_pool < 1:
             raise InvalidArgument(f"feature_pool must be an int >= 1, got {feature_pool!r}")
         if feature_dtype not in FEATURE_DTYPES:
@@ -111,7 +117,7 @@ class AdaGenVectorEnv(VectorEnv):
             raise InvalidArgument(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         if isinstance(knobs, str):
             raise InvalidArgument(f"knobs must be a list of knob names, got the string {knobs!r}; use [{knobs!r}]")
-        self.num_envs = num_envs
+        self.num_envs, self.group_size = num_envs, group_size
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise InvalidArgument(f"device {str(device)!r} requested but CUDA is not available; use device='cpu'")
@@ -222,7 +228,8 @@ class AdaGenVectorEnv(VectorEnv):
 
     # -- gymnasium API ---------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
-        """Start every lane. `options={"labels": (B,) ints}` fixes the classes; random otherwise."""
+        """Start every lane. `options={"labels": (B,) ints}` fixes the classes (equal within each group of
+        `group_size` lanes); random otherwise."""
         super().reset(seed=seed)
         if seed is not None and not 0 <= seed < 2**63:
             raise InvalidArgument(f"seed must be an int in [0, 2**63), got {seed}")
@@ -231,8 +238,9 @@ class AdaGenVectorEnv(VectorEnv):
                 seed = int(self.np_random.integers(2**31))
             self._generator = make_generator(seed, self.device if self.device.type == "cuda" else "cpu")
         labels = (options or {}).get("labels")
+        groups = self.num_envs // self.group_size
         if labels is None:
-            labels = torch.randint(self.sampler.num_classes, (self.num_envs,), generator=self._generator, device=self._generator.device)
+            labels = torch.randint(self.sampler.num_classes, (groups,), generator=self._generator, device=self._generator.device)
         else:
             given = np.asarray(labels)
             if given.dtype.kind not in "iu" and not (given.dtype.kind == "f" and np.all(given == np.round(given))):
@@ -240,7 +248,15 @@ class AdaGenVectorEnv(VectorEnv):
             labels = torch.as_tensor(given.astype(np.int64)).reshape(-1)
             if labels.shape != (self.num_envs,):
                 raise InvalidArgument(f"options['labels'] must have {self.num_envs} entries, got shape {tuple(labels.shape)}")
+            grouped = labels.reshape(groups, self.group_size)
+            if not bool((grouped == grouped[:, :1]).all()):
+                raise InvalidArgument(f"options['labels'] must be equal within each group of {self.group_size} lanes "
+                                      f"(group_size), got {labels.tolist()[:16]}")
+            labels = grouped[:, 0]
+        # One start per group (its label and noise), repeated to the group's lanes.
         self._state = self.sampler.reset(labels.to(self.device), self._generator)
+        if self.group_size > 1:
+            self._state = self.sampler.repeat_lanes(self._state, self.group_size)
         self._needs_reset = False
         return self._observe(), {}
 
@@ -360,6 +376,13 @@ class AdaGenEnv(gym.Env):
         if "num_envs" in kwargs:
             raise InvalidArgument("num_envs is not an argument of the single-lane env; use gym.make_vec(id, num_envs=N)")
         self.vector_env = self.vector_cls(num_envs=1, render_mode=render_mode, **kwargs)
+        reward_model = self.vector_env.reward_model
+        if isinstance(kwargs.get("reward_model", "adversarial"), str) and reward_model is not None and reward_model.online:
+            gym.logger.warn(
+                "this single-lane env trains its own online discriminator on batches of one image; to train, use "
+                "the native batched env (gym.make_vec(id, num_envs=N): one discriminator for every lane), or build one "
+                "RewardModel and pass it as reward_model= so that the envs of a sync vector env share it"
+            )
         self.render_mode = render_mode
         self.observation_space = self.vector_env.single_observation_space
         self.action_space = self.vector_env.single_action_space

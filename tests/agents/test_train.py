@@ -37,13 +37,14 @@ def env_fn(paradigm: str = "dit", knobs: tuple[str, ...] | None = None, generato
     env_cls, sampler_cls = {"dit": (DiTVectorEnv, DiffusionSampler), "sit": (SiTVectorEnv, FlowSampler)}[paradigm]
     sampler = sampler_cls(tiny_dit(generator_seed), num_steps=2)
 
-    def make(num_envs: int, reward_model, return_images: bool, generator=None):
+    def make(num_envs: int, reward_model, return_images: bool, generator=None, group_size: int = 1):
         return env_cls(
             num_envs=num_envs,
             generator=generator or sampler,
             reward_model=reward_model,
             return_images=return_images,
             knobs=knobs,
+            group_size=group_size,
         )
 
     return make
@@ -108,8 +109,8 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path) -> None:
     make = env_fn()
     horizon = 3  # num_steps 2; one update = one episode = 3 env steps (+ the hidden autoreset step)
 
-    def killing(num_envs, reward_model, return_images, generator=None):
-        env = make(num_envs, reward_model, return_images, generator)
+    def killing(num_envs, reward_model, return_images, generator=None, group_size=1):
+        env = make(num_envs, reward_model, return_images, generator, group_size)
         return env if return_images else _KillAfter(env, 3 * (horizon + 1) + 2)  # in the 4th update
 
     with pytest.raises(KeyboardInterrupt):
@@ -323,7 +324,18 @@ def test_observation_mode_is_saved_and_rebuilt_for_evaluation(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(("override", "match"), [({"budget_minutes": float("nan")}, "budget_minutes must be a finite"),
-                                                  ({"smoothing": -0.1}, r"smoothing must be an EMA beta in \[0, 1\)")])
+                                                  ({"smoothing": -0.1}, r"smoothing must be an EMA beta in \[0, 1\)"),
+                                                  ({"group_size": 3}, r"group_size \(3\) must divide num_envs")])
 def test_arguments_that_meant_nothing_are_refused(tmp_path, override, match) -> None:
     with pytest.raises(InvalidArgument, match=match):
         train(tiny_args(tmp_path, **override), env_fn())
+
+
+def test_group_rollouts_train_on_centred_rewards_and_log_the_raw_ones(tmp_path) -> None:
+    out = train(tiny_args(tmp_path, total_updates=2, group_size=2, eval_every=0), env_fn())
+    run_dir = Path(out["run_dir"])
+    assert read_meta(run_dir / CHECKPOINT)["group_size"] == 2
+    rows = (run_dir / "progress.csv").read_text().splitlines()
+    header, last = rows[0].split(","), rows[-1].split(",")
+    mean = float(last[header.index("reward/terminal_mean")])
+    assert 0 < mean < 1  # the discriminator's sigmoid reward, not the centred one (whose mean is 0)

@@ -250,3 +250,82 @@ def test_float_labels_that_are_whole_numbers_are_accepted() -> None:
     envs = gym.make_vec("AdaGen/SiT-v0", num_envs=2, reward_model=None)
     envs.reset(seed=0, options={"labels": [3.0, 5.0]})
     assert envs.unwrapped.labels.tolist() == [3, 5]
+
+
+def test_group_lanes_share_label_and_noise_and_differ_only_by_their_actions(tiny_case) -> None:
+    env_cls, sampler = tiny_case
+    envs = env_cls(num_envs=6, generator=sampler, reward_model=None, return_images=True, group_size=3)
+    envs.reset(seed=5)
+    labels = envs.labels
+    assert (labels[:3] == labels[0]).all() and (labels[3:] == labels[3]).all()
+    zeros = np.zeros((6, len(sampler.knob_specs)), np.float32)
+    for _ in range(sampler.horizon):
+        *_, info = envs.step(zeros)
+    images = info["final_images"]
+    if env_cls.paradigm in ("diffusion", "flow"):  # deterministic given the noise: the group's images are equal
+        assert np.array_equal(images[0], images[1]) and np.array_equal(images[0], images[2])
+        assert not np.array_equal(images[0], images[3])
+    envs.reset(seed=5)
+    nudged = zeros.copy()
+    nudged[1] = 0.5
+    for _ in range(sampler.horizon):
+        *_, info = envs.step(nudged)
+    assert not np.array_equal(info["final_images"][1], info["final_images"][0])
+
+
+def test_group_size_must_divide_the_lanes_and_fixed_labels_must_agree_in_a_group(tiny_ode_sampler) -> None:
+    with pytest.raises(InvalidArgument, match="group_size must be an int >= 1 that divides num_envs"):
+        SiTVectorEnv(num_envs=6, generator=tiny_ode_sampler, reward_model=None, group_size=4)
+    envs = SiTVectorEnv(num_envs=4, generator=tiny_ode_sampler, reward_model=None, group_size=2)
+    envs.reset(seed=0, options={"labels": [3, 3, 1, 1]})
+    assert envs.labels.tolist() == [3, 3, 1, 1]
+    with pytest.raises(InvalidArgument, match="equal within each group of 2 lanes"):
+        envs.reset(seed=0, options={"labels": [3, 1, 1, 1]})
+
+
+def test_single_lane_env_warns_that_its_own_discriminator_sees_one_image(tiny_ode_sampler) -> None:
+    single = type("Single", (AdaGenEnv,), {"vector_cls": SiTVectorEnv})
+    with pytest.warns(UserWarning, match="trains its own online discriminator on batches of one image"):
+        single(generator=tiny_ode_sampler)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        single(generator=tiny_ode_sampler, reward_model=None)
+        single(generator=tiny_ode_sampler, reward_model="classifier")
+
+
+def test_sync_vector_env_lanes_share_one_given_reward_model() -> None:
+    from adagen_env.rewards import AdversarialReward
+
+    shared = AdversarialReward(8, 16, architecture="conv")
+    envs = gym.make_vec("AdaGen/SiT-v0", num_envs=3, vectorization_mode="sync", num_steps=1, reward_model=shared)
+    assert all(env.unwrapped.vector_env.reward_model is shared for env in envs.envs)
+    envs.reset(seed=0)
+    for _ in range(2):
+        envs.step(np.zeros(envs.action_space.shape, np.float32))
+    assert shared.num_updates == 3 * 2  # every lane's final image trained the one discriminator
+
+
+def test_module_prefixed_id_works_in_a_fresh_process() -> None:
+    import subprocess
+    import sys
+
+    code = ("import gymnasium as gym; env = gym.make('adagen_env:AdaGen/SiT-v0', num_steps=1, reward_model=None); "
+            "obs, _ = env.reset(seed=0); print(sorted(obs))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.strip() == "['features', 'step']"
+
+
+def test_a_lanes_episode_does_not_depend_on_how_many_lanes_run_beside_it(tiny_case) -> None:
+    env_cls, sampler = tiny_case
+    images = {}
+    for lanes in (2, 5):
+        envs = env_cls(num_envs=lanes, generator=sampler, reward_model=None, return_images=True)
+        envs.reset(seed=11, options={"labels": np.arange(lanes) % sampler.num_classes})
+        for _ in range(sampler.horizon):
+            *_, info = envs.step(np.zeros((lanes, len(sampler.knob_specs)), np.float32))
+        images[lanes] = info["final_images"]
+    if env_cls.paradigm in ("maskgit", "var"):  # the sampling draws themselves: exactly equal
+        assert np.array_equal(images[2], images[5][:2])
+    else:  # the same noise; batched kernels may round differently at another batch size
+        np.testing.assert_allclose(images[2], images[5][:2], atol=1e-4)
+    assert not np.array_equal(images[5][0], images[5][2])

@@ -15,14 +15,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from adagen_env.data import ShapesDataset
 from adagen_env.errors import CheckpointError, InvalidArgument
 from adagen_env.models.maskgit import MaskGIT, MaskGITConfig, maskgit_loss
 from adagen_env.models.var import VAR, VARConfig, var_loss
 from adagen_env.models.vq import Codebook, MultiScaleVQTokenizer, VQConfig, VQTokenizer
-from adagen_env.data import ShapesDataset
 from adagen_env.zoo import ZOO, load_state
-
-
 
 TINY = VQConfig(resolution=16, base_channels=8, codebook_size=16, code_dim=4)
 TINY_MS = VQConfig(resolution=16, base_channels=8, codebook_size=16, code_dim=4, scales=(1, 2, 4))
