@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from adagen_env.errors import InvalidArgument
+from agents.checkpoint import CHECKPOINT
 from agents.evaluate import evaluate, generators_line
 from agents.reporting import COLUMNS, agreed_verdict, stat_cells
 from agents.train import Args, EnvFn, train
@@ -115,7 +116,8 @@ def run_ablation(
     for label, overrides in ablation.variants.items():
         values = {"env": ablation.env, "num_steps": ablation.num_steps, "num_envs": num_envs, "device": device,
                   "budget_minutes": budget_minutes, "total_updates": 100_000, "eval_every": 0,
-                  "logdir": str(logdir), "run_name": run_name(ablation, overrides), "resume": True,
+                  "logdir": str(logdir), "run_name": run_name(ablation, overrides),
+                  "resume": (Path(logdir) / run_name(ablation, overrides) / CHECKPOINT).is_file(),
                   **(train_overrides or {}), **overrides}
         if "algo_kwargs" in overrides and train_overrides and "algo_kwargs" in train_overrides:
             values["algo_kwargs"] = {**train_overrides["algo_kwargs"], **overrides["algo_kwargs"]}

@@ -45,8 +45,8 @@ from adagen_env.metrics import METRICS, balanced_labels, compute_metrics
 from adagen_env.samplers import Sampler
 from adagen_env.samplers.base import activate_all
 from adagen_env.samplers.schedules import HAND_MADE, family_key, search_space, search_start, static_schedule
-from agents.checkpoint import check_meta, generator_expectation
-from agents.evaluate import eval_env, generators_line, load_policy, score_seeds
+from agents.checkpoint import check_meta, generator_expectation, load_model
+from agents.evaluate import eval_env, generators_line, score_seeds
 from agents.reporting import COLUMNS, SELECTION_METRIC, SHORT, agreed_verdict, change_cell, headline, stat_cells
 from agents.rollout import Generation, generate, generate_static
 
@@ -254,7 +254,7 @@ def bench(
     config = config or BenchConfig()
     labels = balanced_labels(config.num_samples)
     search_labels = balanced_labels(config.search_samples)
-    loaded = [(str(path), *load_policy(path, device=device)) for path in policies]
+    loaded = [(str(path), *load_model(path, device=device)) for path in policies]
     grid = {env_id: list(steps) for env_id, steps in config.step_grid.items()}
     for path, _, meta in loaded:
         if meta["env_id"] not in grid:

@@ -1,20 +1,28 @@
-"""Training checkpoints: `checkpoint.zip` (SB3: policy, optimiser, counters, run metadata) + a state side file.
+"""Training checkpoints in one file: `checkpoint.zip`, SB3's zip with the run's metadata and state inside, loaded
+without unpickling anything.
 
-A run directory holds
+`checkpoint.zip` holds
 
-* `checkpoint.zip`: `model.save()` of the SB3 algorithm (weights of both trunks, the optimiser, `num_timesteps`,
-  `_n_updates`, hyperparameters) with the run's metadata (`adagen_meta`: env id, knobs, horizon, features, ...);
-* `checkpoint_state.pt`: what SB3 does not save: the reward model's state (discriminator and its optimiser),
-  RNG states (Python, NumPy, torch, CUDA, the env's generator), the wall time spent, callback counters;
-* `replay_buffer.pkl` for off-policy algorithms.
+* what `model.save()` writes: the policy's weights and optimiser (`*.pth`), counters and hyperparameters (`data`),
+  with the run's metadata (`adagen_meta`: env id, knobs, horizon, features, ...) in `data`;
+* `adagen_state.pt`, what SB3 does not save: the reward model's state (discriminator and its optimiser), RNG states
+  (Python, NumPy, torch, CUDA, the env's streams at the start of its current episodes), the wall time spent,
+  callback counters. Tensors, numbers and strings only (`torch.load(weights_only=True)`).
 
-Both files carry `num_timesteps`; they are written to temporary names and renamed, the zip last, so a run killed
-while saving keeps its previous pair. Loading checks the metadata against what the caller expects and raises
-`CheckpointError` naming the file and every mismatch.
+It is written under a temporary name and renamed, so a kill while saving leaves the previous checkpoint whole.
+Off-policy algorithms also keep `replay_buffer-<timesteps>.npz` (plain arrays), written before the zip; the one
+whose timesteps match the zip is used, older ones are removed after the rename.
+
+Loading never unpickles: SB3 stores some fields (spaces, the policy class, schedules) as pickles in `data`; `load_model`
+rebuilds each of them from the metadata and the algorithm's preset and hands them to SB3 as `custom_objects`, which
+SB3 then does not deserialise, and SB3 reads the weights with `weights_only=True`. A pickled field this loader does
+not know is refused. Loading checks the metadata against what the caller expects and raises `CheckpointError` naming
+the file and every mismatch.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -24,14 +32,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from gymnasium import spaces
 
 from adagen_env.errors import CheckpointError
 
 CHECKPOINT = "checkpoint.zip"
 BEST_MODEL = "best_model.zip"
 """The policy at its best periodic evaluation FID so far (SB3 `EvalCallback`'s name); loads like a checkpoint."""
-STATE = "checkpoint_state.pt"
-REPLAY_BUFFER = "replay_buffer.pkl"
+STATE = "adagen_state.pt"
+"""The zip entry with the run's state (SB3 reads only `data` and `*.pth` entries)."""
 META_FORMAT = 1
 """Version of the `adagen_meta` layout."""
 IDENTITY_KEYS = ("env_id", "knobs", "horizon", "observation_keys", "feature_shape")
@@ -84,10 +93,12 @@ def _plain(value: Any) -> Any:
 
 
 def rng_state() -> dict[str, Any]:
-    """Global RNG states of Python, NumPy and torch (CPU and CUDA)."""
+    """Global RNG states of Python, NumPy and torch (CPU and CUDA), as tensors, numbers and strings."""
+    numpy_state = np.random.get_state(legacy=False)
     return {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": {**numpy_state, "state": {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+                                           "pos": int(numpy_state["state"]["pos"])}},
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -96,38 +107,76 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what `rng_state` returned."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    numpy_state = state["numpy"]
+    np.random.set_state({**numpy_state, "state": {"key": numpy_state["state"]["key"].numpy().astype(np.uint32),
+                                                  "pos": numpy_state["state"]["pos"]}})
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def env_rng_state(env: Any) -> dict[str, Any]:
-    """The random streams of an AdaGen vector env, through any wrappers."""
+    """The random streams of an AdaGen vector env (through any wrappers) at the start of its current episodes."""
     return env.unwrapped.get_rng_state()
 
 
 def set_env_rng_state(env: Any, state: dict[str, Any]) -> None:
-    """Restore what `env_rng_state` returned."""
+    """Restore what `env_rng_state` returned: the next unseeded reset starts those episodes again."""
     env.unwrapped.set_rng_state(state)
 
 
+def replay_buffer_path(run_dir: str | Path, num_timesteps: int) -> Path:
+    return Path(run_dir) / f"replay_buffer-{num_timesteps}.npz"
+
+
+def save_replay_buffer(buffer: Any, path: Path) -> None:
+    """An SB3 (Dict)ReplayBuffer's arrays and write position as a plain `.npz` (no pickles), atomically."""
+    arrays: dict[str, np.ndarray] = {"pos": np.array(buffer.pos), "full": np.array(buffer.full)}
+    for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
+        value = getattr(buffer, name, None)
+        if isinstance(value, dict):
+            arrays.update({f"{name}/{key}": array for key, array in value.items()})
+        elif value is not None:
+            arrays[name] = value
+    tmp = path.with_name(f"{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
+    os.replace(tmp, path)
+
+
+def load_replay_buffer(buffer: Any, path: Path) -> None:
+    """Fill `buffer` from `save_replay_buffer`'s file (`allow_pickle=False`)."""
+    with np.load(path, allow_pickle=False) as data:
+        for key in data.files:
+            if key in ("pos", "full"):
+                setattr(buffer, key, data[key].item())
+            elif "/" in key:
+                name, sub = key.split("/", 1)
+                getattr(buffer, name)[sub][...] = data[key]
+            else:
+                getattr(buffer, key)[...] = data[key]
+
+
 def save_checkpoint(model: Any, run_dir: str | Path, meta: dict[str, Any], state: dict[str, Any]) -> Path:
-    """Write `checkpoint_state.pt` then `checkpoint.zip` (and the replay buffer) atomically into `run_dir`."""
+    """Write `checkpoint.zip` (SB3's zip + the state entry) into `run_dir` with one atomic rename."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    meta = {**meta, "format": META_FORMAT, "num_timesteps": int(model.num_timesteps)}
-    state = {**state, "num_timesteps": int(model.num_timesteps)}
+    timesteps = int(model.num_timesteps)
+    meta = {**meta, "format": META_FORMAT, "num_timesteps": timesteps}
+    state = {**state, "num_timesteps": timesteps}
     model.adagen_meta = meta
-    if getattr(model, "replay_buffer", None) is not None:
-        tmp = run_dir / f"{REPLAY_BUFFER}.tmp"
-        model.save_replay_buffer(tmp)
-        os.replace(tmp, run_dir / REPLAY_BUFFER)
-    tmp_state = run_dir / f"{STATE}.tmp"
-    torch.save(state, tmp_state)
-    tmp_zip = _save_zip(model, run_dir / CHECKPOINT)
-    os.replace(tmp_state, run_dir / STATE)
-    os.replace(tmp_zip, run_dir / CHECKPOINT)
+    buffer = getattr(model, "replay_buffer", None)
+    if buffer is not None:
+        save_replay_buffer(buffer, replay_buffer_path(run_dir, timesteps))
+    tmp = _save_zip(model, run_dir / CHECKPOINT)
+    payload = io.BytesIO()
+    torch.save(state, payload)
+    with zipfile.ZipFile(tmp, "a") as archive:
+        archive.writestr(STATE, payload.getvalue())
+    os.replace(tmp, run_dir / CHECKPOINT)
+    for old in run_dir.glob("replay_buffer-*.npz"):
+        if old != replay_buffer_path(run_dir, timesteps):
+            old.unlink()
     return run_dir / CHECKPOINT
 
 
@@ -140,7 +189,7 @@ def _save_zip(model: Any, path: Path) -> Path:
 
 
 def save_model(model: Any, path: str | Path, meta: dict[str, Any]) -> Path:
-    """Write the policy alone (no side file: it is for evaluation, not resuming) with its metadata, atomically."""
+    """Write the policy alone (no state entry: it is for evaluation, not resuming) with its metadata, atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model.adagen_meta = {**meta, "format": META_FORMAT, "num_timesteps": int(model.num_timesteps)}
@@ -153,43 +202,117 @@ EXPORT_EXCLUDES = ("_last_obs", "_last_original_obs", "_last_episode_starts", "_
 
 
 def export_policy(checkpoint: str | Path, out: str | Path) -> Path:
-    """Write a small copy of a checkpoint for shipping: same weights and metadata, fresh optimiser, no rollout leftovers.
-
-    The copy loads like any checkpoint (`adagen eval --policy`); training from it starts a new optimiser.
+    """Write a small copy of a checkpoint for shipping: same weights and metadata, fresh optimiser, no rollout
+    leftovers and no run state. The copy loads like any checkpoint (`adagen eval --policy`); training from it starts a
+    new optimiser.
 
     Raises:
         CheckpointError: `checkpoint` is missing, corrupt or not written by `adagen train`.
     """
-    from agents.evaluate import load_policy
-
-    model, meta = load_policy(checkpoint)
+    model, meta = load_model(checkpoint)
     optimizer = model.policy.optimizer
     groups = [dict(group) for group in optimizer.param_groups]  # same parameters and settings, no moments
     model.policy.optimizer = type(optimizer)(groups, **optimizer.defaults)
     model.adagen_meta = {**meta, "exported_from": str(checkpoint)}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    model.save(out, exclude=list(EXPORT_EXCLUDES))
+    tmp = out.with_name(f"{out.name}.tmp")
+    with open(tmp, "wb") as handle:
+        model.save(handle, exclude=list(EXPORT_EXCLUDES))
+    os.replace(tmp, out)
     return out
 
 
-def load_state(run_dir: str | Path, num_timesteps: int) -> dict[str, Any]:
-    """The side file of a checkpoint, checked to belong to the zip saved at `num_timesteps`.
+ROLLOUT_LEFTOVERS = (*EXPORT_EXCLUDES, "rollout_buffer_class", "replay_buffer_class", "lr_schedule")
+"""Pickled fields of an SB3 zip that loading rebuilds itself: None (SB3 starts them afresh; a resumed env replays
+its current episodes) or, for `lr_schedule`, a placeholder that SB3 recomputes from `learning_rate`."""
+
+
+def spaces_from_meta(meta: dict[str, Any]) -> tuple[spaces.Dict, spaces.Box]:
+    """(observation space, action space) of the env a checkpoint was trained on, from its metadata."""
+    from adagen_env.envs.base import ACTION_LIMIT, FEATURE_DTYPES
+
+    dtype = FEATURE_DTYPES[meta.get("env_kwargs", {}).get("feature_dtype") or "float32"]
+    action = spaces.Box(-ACTION_LIMIT, ACTION_LIMIT, (len(meta["knobs"]),), dtype=np.float32)
+    observation = {"features": spaces.Box(-np.inf, np.inf, tuple(meta["feature_shape"]), dtype=dtype),
+                   "step": spaces.Discrete(meta["horizon"])}
+    if "prev_action" in meta["observation_keys"]:
+        observation["prev_action"] = action
+    return spaces.Dict(observation), action
+
+
+def _rebuilt_fields(path: Path, data: dict[str, Any], meta: dict[str, Any], env: Any) -> dict[str, Any]:
+    """A value for every pickled field of `data`, built here (SB3 then unpickles none of them)."""
+    from agents.presets import get_algorithm, resolve_hyperparameters
+
+    spec = get_algorithm(meta["algo"])
+    observation_space, action_space = (env.observation_space, env.action_space) if env is not None else spaces_from_meta(meta)
+    preset = resolve_hyperparameters(meta["algo"], meta["horizon"], meta.get("num_envs", 1), len(meta["knobs"]),
+                                     meta.get("algo_kwargs"))
+    blank = spec.load_cls()(spec.policy, env=None, _init_setup_model=False, **preset)  # the fields as SB3 sets them
+    known = {**vars(blank), "observation_space": observation_space,
+             "action_space": action_space, **{key: None for key in ROLLOUT_LEFTOVERS}, "lr_schedule": 0.0}
+    fields = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and ":serialized:" in value:
+            if key not in known:
+                raise CheckpointError(f"checkpoint {str(path)!r} has a pickled field {key!r} that this loader does not "
+                                      "rebuild; it never unpickles a checkpoint's fields")
+            fields[key] = known[key]
+    return fields
+
+
+def load_model(path: str | Path, env: Any = None, device: str = "cpu",
+               expected: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    """(SB3 model, metadata) of a checkpoint written by `adagen train`, loaded without unpickling anything.
+
+    Args:
+        path: `checkpoint.zip`, `best_model.zip` or an exported policy.
+        env: the SB3 VecEnv to continue training on; None to act only (the spaces come from the metadata).
+        device: where the policy goes.
+        expected: metadata values the checkpoint must have (`check_meta`).
 
     Raises:
-        CheckpointError: missing, unreadable, or from another save than the zip.
+        CheckpointError: missing, corrupt, not written by `adagen train`, not matching `expected`, or carrying a
+            pickled field that cannot be rebuilt.
     """
-    path = Path(run_dir) / STATE
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint state {str(path)!r} does not exist (it is written beside {CHECKPOINT})")
+    from agents.presets import get_algorithm
+
+    path = Path(path)
+    meta = read_meta(path)
+    check_meta(path, meta, expected or {})
+    with zipfile.ZipFile(path) as archive:
+        data = json.loads(archive.read("data"))
+    custom = _rebuilt_fields(path, data, meta, env)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: RNG states are not tensors
+        model = get_algorithm(meta["algo"]).load_cls().load(path, env=env, device=device, custom_objects=custom)
     except Exception as exc:
-        raise CheckpointError(f"checkpoint state {str(path)!r} is corrupt: {exc}") from exc
+        raise CheckpointError(f"checkpoint {str(path)!r} could not be loaded as {meta['algo']}: {exc}") from exc
+    return model, meta
+
+
+def load_state(path: str | Path, num_timesteps: int) -> dict[str, Any]:
+    """The run state inside `checkpoint.zip`, checked to belong to the model saved at `num_timesteps`.
+
+    Raises:
+        CheckpointError: no state entry (a policy file, not a training checkpoint), unreadable, or another save's.
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            payload = archive.read(STATE)
+    except KeyError as exc:
+        raise CheckpointError(f"{str(path)!r} holds no run state ({STATE}): it is a policy file, not a training "
+                              "checkpoint, and cannot be resumed") from exc
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: {exc}") from exc
+    try:
+        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"run state of {str(path)!r} is corrupt or holds more than tensors and numbers: {exc}") from exc
     if not isinstance(state, dict) or state.get("num_timesteps") != num_timesteps:
         got = state.get("num_timesteps") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(
-            f"checkpoint state {str(path)!r} is from timestep {got}, but {CHECKPOINT} from timestep {num_timesteps}; "
-            "the pair was not saved together"
+            f"run state of {str(path)!r} is from timestep {got}, but its model from timestep {num_timesteps}"
         )
     return state

@@ -19,10 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from adagen_env.errors import CheckpointError, InvalidArgument
+from adagen_env.errors import InvalidArgument
 from adagen_env.metrics import METRICS, balanced_labels, compute_metrics
-from agents.checkpoint import IDENTITY_KEYS, check_meta, generator_expectation, read_meta
-from agents.presets import get_algorithm
+from agents.checkpoint import IDENTITY_KEYS, check_meta, generator_expectation, load_model
 from agents.reporting import COLUMNS, change_cell, stat_cells
 from agents.rollout import Generation, ZeroPolicy, generate
 from agents.train import Args, EnvFn, default_env_fn, smooth
@@ -47,23 +46,6 @@ def _env_meta(env: Any, env_id: str) -> dict[str, Any]:
         "observation_keys": sorted(env.single_observation_space.spaces),
         "feature_shape": list(env.single_observation_space["features"].shape),
     }
-
-
-def load_policy(
-    path: str | Path, device: str = "cpu", expected: dict[str, Any] | None = None
-) -> tuple[Any, dict[str, Any]]:
-    """(SB3 model, metadata) of a checkpoint, after checking `expected` metadata values.
-
-    Raises:
-        CheckpointError: missing, corrupt, or not matching `expected`.
-    """
-    meta = read_meta(path)
-    check_meta(path, meta, expected or {})
-    try:
-        model = get_algorithm(meta["algo"]).load_cls().load(path, device=device)
-    except Exception as exc:
-        raise CheckpointError(f"checkpoint {str(path)!r} could not be loaded as {meta['algo']}: {exc}") from exc
-    return model, meta
 
 
 def summarise(per_seed: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
@@ -146,7 +128,7 @@ def evaluate(
     rows: list[dict[str, Any]] = []
     baseline_envs: dict[str, Any] = {}
     for path in policies:
-        model, meta = load_policy(path, device=device, expected=expected)
+        model, meta = load_model(path, device=device, expected=expected)
         env = eval_env(meta["env_id"], meta["env_kwargs"], meta["smoothing"], batch_size, device, env_fn)
         check_meta(
             path, meta, {key: value for key, value in _env_meta(env, meta["env_id"]).items() if key in IDENTITY_KEYS}
@@ -218,4 +200,4 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["eval_env", "evaluate", "generators_line", "load_policy", "markdown", "score_seeds", "summarise"]
+__all__ = ["eval_env", "evaluate", "generators_line", "markdown", "score_seeds", "summarise"]

@@ -36,7 +36,7 @@ from stable_baselines3.common.logger import TensorBoardOutputFormat, configure
 from stable_baselines3.common.vec_env import VecMonitor
 
 import adagen_env
-from adagen_env.errors import InvalidArgument
+from adagen_env.errors import CheckpointError, InvalidArgument
 from adagen_env.metrics import balanced_labels
 from adagen_env.wrappers import GroupRelativeReward, VectorActionSmoothing
 from agents.callbacks import AlignmentProbe, Checkpointer, PolicyEvaluation, ProgressBar, StdSchedule, TrainingLogger
@@ -45,8 +45,11 @@ from agents.checkpoint import (
     CHECKPOINT,
     check_meta,
     generator_expectation,
+    load_model,
+    load_replay_buffer,
     load_state,
     read_meta,
+    replay_buffer_path,
     set_env_rng_state,
     set_rng_state,
 )
@@ -164,11 +167,23 @@ def smooth(env: VectorEnv, beta: float) -> VectorEnv:
 
 
 def find_run_dir(args: Args) -> tuple[Path, bool]:
-    """(run directory, whether it holds a checkpoint to resume)."""
+    """(run directory, whether it holds a checkpoint to resume).
+
+    Raises:
+        CheckpointError: `--resume` found no checkpoint to continue.
+        InvalidArgument: a new run would overwrite a run directory that already holds a run's files.
+    """
     logdir = Path(args.logdir)
     if args.run_name:
         run_dir = logdir / args.run_name
-        return run_dir, args.resume and (run_dir / CHECKPOINT).is_file()
+        found = (run_dir / CHECKPOINT).is_file()
+        if args.resume and not found:
+            raise CheckpointError(f"--resume: {str(run_dir / CHECKPOINT)!r} does not exist, so there is nothing to "
+                                  "resume; start the run without --resume")
+        if not args.resume and (found or (run_dir / "progress.csv").is_file()):
+            raise InvalidArgument(f"{str(run_dir)!r} already holds a run; pass --resume to continue it, or choose "
+                                  "another --run-name (or delete the directory) to start afresh")
+        return run_dir, found
     if args.resume:
         if (logdir / CHECKPOINT).is_file():
             return logdir, True
@@ -176,7 +191,8 @@ def find_run_dir(args: Args) -> tuple[Path, bool]:
         candidates = sorted(p for p in logdir.glob(f"{prefix}*") if (p / CHECKPOINT).is_file())
         if candidates:
             return candidates[-1], True
-        print(f"--resume: no checkpoint in {str(logdir)!r} or its {prefix}* runs; starting a new run")
+        raise CheckpointError(f"--resume: no {CHECKPOINT} in {str(logdir)!r} or its {prefix}* runs, so there is "
+                              "nothing to resume; start the run without --resume")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return logdir / f"{args.env.replace('/', '-')}__{args.algo}__{args.seed}__{stamp}", False
 
@@ -252,6 +268,7 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
         },
         "group_size": args.group_size,
         "reward_model": args.reward_model,
+        "algo_kwargs": args.algo_kwargs,
         "adagen_env_version": adagen_env.__version__,
     }
 
@@ -274,15 +291,16 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
         check_meta(path, saved, {**{key: meta[key] for key in identity}, **generator_expectation(saved, unwrapped)})
         saved_observation = saved.get("env_kwargs", {}).get("observation", "features")  # older runs: features
         check_meta(path, {"observation": saved_observation}, {"observation": args.observation})
-        model = get_algorithm(args.algo).load_cls().load(path, env=venv, device=args.device)
-        state = load_state(run_dir, model.num_timesteps)
+        model, _ = load_model(path, env=venv, device=args.device)
+        state = load_state(path, model.num_timesteps)
         if unwrapped.reward_model is not None and state["reward_model"] is not None:
             unwrapped.reward_model.load_state_dict(state["reward_model"])
         set_rng_state(state["rng"])
-        set_env_rng_state(env, state["env_rng"])
+        set_env_rng_state(env, state["env_rng"])  # SB3's first reset replays the episodes the run stopped at
         adapter.clear_seed()  # loading seeded the env again; continue its restored stream instead
-        if getattr(model, "replay_buffer", None) is not None and (run_dir / "replay_buffer.pkl").is_file():
-            model.load_replay_buffer(run_dir / "replay_buffer.pkl")
+        buffer_file = replay_buffer_path(run_dir, model.num_timesteps)
+        if getattr(model, "replay_buffer", None) is not None and buffer_file.is_file():
+            load_replay_buffer(model.replay_buffer, buffer_file)
         elapsed_before, callback_state = state["elapsed_seconds"], state["callbacks"]
         hyperparameters = {"(resumed from)": str(path)}
     else:

@@ -167,6 +167,7 @@ class AdaGenVectorEnv(VectorEnv):
         self._state = None
         self._needs_reset = False
         self._generator: torch.Generator | None = None
+        self._episode_rng: dict[str, Any] | None = None
         self._last_images: torch.Tensor | None = None
 
     # -- construction helpers -----------------------------------------------------------------
@@ -237,6 +238,7 @@ class AdaGenVectorEnv(VectorEnv):
             if seed is None:
                 seed = int(self.np_random.integers(2**31))
             self._generator = make_generator(seed, self.device if self.device.type == "cuda" else "cpu")
+        self._episode_rng = self._streams()  # what `get_rng_state` returns until the next reset
         labels = (options or {}).get("labels")
         groups = self.num_envs // self.group_size
         if labels is None:
@@ -343,15 +345,22 @@ class AdaGenVectorEnv(VectorEnv):
         frames = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         return tuple(frames)
 
-    def get_rng_state(self) -> dict[str, Any]:
-        """The env's random streams (episode generator and `np_random`), to checkpoint a run."""
+    def _streams(self) -> dict[str, Any]:
         return {
             "generator": None if self._generator is None else self._generator.get_state(),
             "np_random": self.np_random.bit_generator.state,
         }
 
+    def get_rng_state(self) -> dict[str, Any]:
+        """The env's random streams (episode generator and `np_random`) as they were when the current episodes were
+        reset (the current ones before any reset), to checkpoint a run: after `set_rng_state`, an unseeded `reset()`
+        with the same options starts those same episodes again, so a run resumed at an update boundary (every lane
+        at its first step) continues exactly as if it had never stopped."""
+        return self._episode_rng if self._episode_rng is not None else self._streams()
+
     def set_rng_state(self, state: dict[str, Any]) -> None:
-        """Restore what `get_rng_state` returned; the next `reset()` continues those streams."""
+        """Restore what `get_rng_state` returned; the next unseeded `reset()` draws from those streams."""
+        self._episode_rng = state
         self.np_random.bit_generator.state = state["np_random"]
         if state["generator"] is not None:
             self._generator = make_generator(0, self.device if self.device.type == "cuda" else "cpu")

@@ -159,7 +159,7 @@ def test_ablation_trains_each_variant_and_writes_its_section(tmp_path) -> None:
     from test_train import TINY_ALGO_KWARGS, env_fn
 
     from agents.ablation import ABLATIONS, NO_STEP_CONDITIONING, run_ablation, run_name
-    from agents.evaluate import load_policy
+    from agents.checkpoint import load_model
 
     tiny = {"num_envs": 2, "total_updates": 1, "progress_bar": False, "algo_kwargs": TINY_ALGO_KWARGS["ppo"]}
     report = run_ablation("step-conditioning", num_samples=4, seeds=(0, 1), logdir=tmp_path / "runs", out=tmp_path,
@@ -168,7 +168,7 @@ def test_ablation_trains_each_variant_and_writes_its_section(tmp_path) -> None:
     assert len({r["nfe"] for r in report["rows"]}) == 1
     off_run = run_name(ABLATIONS["step-conditioning"], NO_STEP_CONDITIONING)
     assert off_run.startswith("dit-v0-4-") and run_name(ABLATIONS["reward"], {}) == "dit-v0-4-reference"
-    model, _ = load_policy(tmp_path / "runs" / off_run / "checkpoint.zip")
+    model, _ = load_model(tmp_path / "runs" / off_run / "checkpoint.zip")
     assert model.policy.pi_features_extractor.step_conditioning is False
     text = (tmp_path / "ablations.md").read_text()
     assert text.count("<!-- ablation:step-conditioning -->") == 1 and "Measured here: off " in text

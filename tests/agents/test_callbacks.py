@@ -99,8 +99,7 @@ def test_evaluation_of_the_untrained_policy_equals_the_baseline(tmp_path) -> Non
 
 def test_evaluation_saves_the_best_model_with_its_metadata(tmp_path) -> None:
     from adagen_env.envs import DiTVectorEnv
-    from agents.checkpoint import read_meta
-    from agents.evaluate import load_policy
+    from agents.checkpoint import load_model, read_meta
 
     model, _, sampler = _tiny_model(tmp_path, reward_model=None)
     eval_env = DiTVectorEnv(num_envs=4, generator=sampler, reward_model=None, return_images=True)
@@ -108,7 +107,10 @@ def test_evaluation_saves_the_best_model_with_its_metadata(tmp_path) -> None:
     best = tmp_path / "best_model.zip"
     evaluation = PolicyEvaluation(eval_env, labels=np.arange(8) % 4, seed=3, every=1, timesteps_per_update=tpu,
                                   metrics=("ssl",), grid_size=0, best_model_path=best,
-                                  meta={"env_id": "AdaGen/DiT-v0", "algo": "ppo"})
+                                  meta={"env_id": "AdaGen/DiT-v0", "algo": "ppo", "knobs": ["time", "cfg"],
+                                        "horizon": sampler.horizon, "num_envs": 4,
+                                        "observation_keys": sorted(eval_env.single_observation_space.spaces),
+                                        "feature_shape": list(eval_env.single_observation_space["features"].shape)})
     evaluation.init_callback(model)
     first = evaluation.evaluate()["fd_ssl"]
     meta = read_meta(best)
@@ -117,7 +119,7 @@ def test_evaluation_saves_the_best_model_with_its_metadata(tmp_path) -> None:
     evaluation.best_score = -1.0  # nothing can beat it now: the file must stay as it is
     evaluation.evaluate()
     assert best.stat().st_mtime_ns == saved
-    loaded, _ = load_policy(best)
+    loaded, _ = load_model(best)
     obs = eval_env.reset(seed=0)[0]
     np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import io
 import json
-import shutil
 import zipfile
 from dataclasses import fields
 from pathlib import Path
@@ -19,8 +19,8 @@ from adagen_env.cli import build_parser, main
 from adagen_env.envs import DiTVectorEnv, SiTVectorEnv
 from adagen_env.errors import CheckpointError, InvalidArgument
 from adagen_env.samplers import DiffusionSampler, FlowSampler
-from agents.checkpoint import CHECKPOINT, STATE, export_policy, generator_expectation, read_meta
-from agents.evaluate import evaluate, load_policy
+from agents.checkpoint import CHECKPOINT, STATE, export_policy, generator_expectation, load_model, load_state, read_meta
+from agents.evaluate import evaluate
 from agents.train import Args, smooth, train
 
 TINY_ALGO_KWARGS = {
@@ -75,7 +75,7 @@ def test_resume_continues_the_step_counters(tmp_path, algo: str) -> None:
     assert first["updates"] == 2 and not first["stopped_by_budget"]
     meta = read_meta(first["checkpoint"])
     assert meta["updates"] == 2 and meta["env_id"] == "AdaGen/DiT-v0" and meta["knobs"] == ["time", "cfg"]
-    state = torch.load(Path(first["run_dir"]) / STATE, weights_only=False)
+    state = load_state(first["checkpoint"], first["num_timesteps"])
     disc_updates, n_updates = state["reward_model"]["num_updates"], _data(first["checkpoint"])["_n_updates"]
     # "Kill" (the process ends), then resume with a larger target: it continues from update 2.
     second = train(tiny_args(tmp_path, algo=algo, total_updates=4, resume=True), env_fn())
@@ -83,7 +83,7 @@ def test_resume_continues_the_step_counters(tmp_path, algo: str) -> None:
     assert second["updates"] == 4 and second["num_timesteps"] == 2 * first["num_timesteps"]
     assert read_meta(second["checkpoint"])["updates"] == 4
     assert _data(second["checkpoint"])["_n_updates"] > n_updates > 0
-    state = torch.load(Path(second["run_dir"]) / STATE, weights_only=False)
+    state = load_state(second["checkpoint"], second["num_timesteps"])
     assert state["reward_model"]["num_updates"] > disc_updates  # the discriminator continued too
     assert state["elapsed_seconds"] >= first["elapsed_seconds"]
     # A resumed run that has reached its target does nothing.
@@ -171,12 +171,64 @@ def test_mismatched_or_corrupt_checkpoints_are_refused(tmp_path) -> None:
         archive.writestr("data", json.dumps({"policy_class": "x"}))
     with pytest.raises(CheckpointError, match="no adagen metadata"):
         evaluate([foreign], num_samples=2, seeds=[0], out_dir=None, env_fn=env_fn())
-    # A checkpoint whose state side file is from another save is refused on resume.
-    shutil.copy(Path(out["run_dir"]) / STATE, tmp_path / "state.pt")
-    state = torch.load(tmp_path / "state.pt", weights_only=False)
-    torch.save({**state, "num_timesteps": 1}, Path(out["run_dir"]) / STATE)
-    with pytest.raises(CheckpointError, match="not saved together"):
+    # A checkpoint whose run state is from another save is refused on resume.
+    state = load_state(path, out["num_timesteps"])
+    _rewrite_entry(path, STATE, _saved({**state, "num_timesteps": 1}))
+    with pytest.raises(CheckpointError, match="from timestep 1, but its model from timestep"):
         train(tiny_args(tmp_path, total_updates=2, resume=True, logdir=out["run_dir"]), env_fn())
+
+
+def _saved(obj) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _rewrite_entry(path, name: str, payload: bytes) -> None:
+    """Replace one entry of a zip file."""
+    with zipfile.ZipFile(path) as archive:
+        entries = {item: archive.read(item) for item in archive.namelist() if item != name}
+    with zipfile.ZipFile(path, "w") as archive:
+        for item, content in {**entries, name: payload}.items():
+            archive.writestr(item, content)
+
+
+class _Payload:
+    """Unpickling this runs code (here: it only flips a flag): what a crafted checkpoint would do."""
+
+    ran = False
+
+    def __reduce__(self):
+        return (_Payload._run, ())
+
+    @staticmethod
+    def _run():
+        _Payload.ran = True
+        return "pwned"
+
+
+def test_checkpoints_load_without_unpickling_anything(tmp_path) -> None:
+    import base64
+    import pickle
+
+    out = train(tiny_args(tmp_path, total_updates=1), env_fn())
+    path = Path(out["checkpoint"])
+    with zipfile.ZipFile(path) as archive:
+        data = json.loads(archive.read("data"))
+    crafted = base64.b64encode(pickle.dumps(_Payload())).decode()
+    for key in ("observation_space", "clip_range", "policy_class"):  # fields SB3 keeps pickled: rebuilt, never read
+        data[key] = {":type:": "<class 'object'>", ":serialized:": crafted}
+    _rewrite_entry(path, "data", json.dumps(data).encode())
+    model, _ = load_model(path)
+    assert not _Payload.ran and model.num_timesteps == out["num_timesteps"]
+    data["surprise"] = {":type:": "<class 'object'>", ":serialized:": crafted}
+    _rewrite_entry(path, "data", json.dumps(data).encode())
+    with pytest.raises(CheckpointError, match="pickled field 'surprise'"):
+        load_model(path)
+    _rewrite_entry(path, STATE, pickle.dumps({"num_timesteps": _Payload()}))
+    with pytest.raises(CheckpointError, match="holds more than tensors and numbers"):
+        load_state(path, out["num_timesteps"])
+    assert not _Payload.ran
 
 
 def test_a_policy_is_refused_on_other_generator_weights(tmp_path) -> None:
@@ -297,7 +349,7 @@ def test_exported_policy_is_smaller_and_acts_the_same(tmp_path) -> None:
     out = train(tiny_args(tmp_path, total_updates=1), env_fn())
     shipped = export_policy(out["checkpoint"], tmp_path / "shipped" / "policy.zip")
     assert shipped.stat().st_size < Path(out["checkpoint"]).stat().st_size
-    (original, meta), (exported, exported_meta) = load_policy(out["checkpoint"]), load_policy(shipped)
+    (original, meta), (exported, exported_meta) = load_model(out["checkpoint"]), load_model(shipped)
     assert exported_meta["exported_from"] == str(out["checkpoint"])
     assert {k: v for k, v in exported_meta.items() if k != "exported_from"} == meta
     env = smooth(env_fn()(num_envs=2, reward_model=None, return_images=False), meta["smoothing"])
@@ -339,3 +391,35 @@ def test_group_rollouts_train_on_centred_rewards_and_log_the_raw_ones(tmp_path) 
     header, last = rows[0].split(","), rows[-1].split(",")
     mean = float(last[header.index("reward/terminal_mean")])
     assert 0 < mean < 1  # the discriminator's sigmoid reward, not the centred one (whose mean is 0)
+
+
+def _final_weights(out: dict) -> dict[str, torch.Tensor]:
+    """Policy and discriminator weights of a run's last checkpoint, read pickle-free."""
+    with zipfile.ZipFile(out["checkpoint"]) as archive:
+        policy = torch.load(io.BytesIO(archive.read("policy.pth")), weights_only=True)
+    state = load_state(out["checkpoint"], _data(out["checkpoint"])["num_timesteps"])
+    return {**{f"policy.{k}": v for k, v in policy.items()},
+            **{f"disc.{k}": v for k, v in state["reward_model"]["discriminator"].items()}}
+
+
+@pytest.mark.parametrize("algo", ["ppo", "sac"])
+def test_a_resumed_run_equals_an_uninterrupted_one_bit_for_bit(tmp_path, algo: str) -> None:
+    whole = train(tiny_args(tmp_path / "whole", algo=algo, total_updates=4, checkpoint_every=2), env_fn())
+    train(tiny_args(tmp_path / "split", algo=algo, total_updates=2, checkpoint_every=2), env_fn())
+    split = train(tiny_args(tmp_path / "split", algo=algo, total_updates=4, checkpoint_every=2, resume=True), env_fn())
+    a, b = _final_weights(whole), _final_weights(split)
+    assert a.keys() == b.keys()
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+
+
+def test_resume_with_nothing_to_resume_and_a_new_run_over_an_old_one_are_refused(tmp_path) -> None:
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train(tiny_args(tmp_path, resume=True), env_fn())
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train(tiny_args(tmp_path, resume=True, run_name="named"), env_fn())
+    out = train(tiny_args(tmp_path, total_updates=1, run_name="named"), env_fn())
+    with pytest.raises(InvalidArgument, match="already holds a run; pass --resume"):
+        train(tiny_args(tmp_path, total_updates=2, run_name="named"), env_fn())
+    (Path(out["run_dir"]) / CHECKPOINT).unlink()  # as if killed while writing its first checkpoint
+    with pytest.raises(InvalidArgument, match="already holds a run"):
+        train(tiny_args(tmp_path, total_updates=2, run_name="named"), env_fn())
