@@ -423,3 +423,33 @@ def test_resume_with_nothing_to_resume_and_a_new_run_over_an_old_one_are_refused
     (Path(out["run_dir"]) / CHECKPOINT).unlink()  # as if killed while writing its first checkpoint
     with pytest.raises(InvalidArgument, match="already holds a run"):
         train(tiny_args(tmp_path, total_updates=2, run_name="named"), env_fn())
+
+
+def test_a_run_killed_with_sigkill_at_a_random_point_resumes_to_the_same_weights(tmp_path) -> None:
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    if not zoo.weights_path("flow").exists():
+        pytest.skip("the shipped flow generator is not present")
+    command = [sys.executable, "-m", "adagen_env.cli", "train", "--env", "AdaGen/SiT-v0", "--num-steps", "1",
+               "--num-envs", "2", "--total-updates", "16", "--checkpoint-every", "2", "--eval-every", "0",
+               "--algo-kwargs", '{"n_epochs": 1, "episodes_per_update": 1}', "--no-progress-bar"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([*command, "--logdir", str(tmp_path), "--run-name", "whole"], check=True, env=env, timeout=300)
+    killed = subprocess.Popen([*command, "--logdir", str(tmp_path), "--run-name", "killed"], env=env)
+    checkpoint = tmp_path / "killed" / CHECKPOINT
+    while not checkpoint.is_file() and killed.poll() is None:
+        time.sleep(0.05)
+    time.sleep(random.Random().uniform(0.0, 1.0))  # somewhere in updates 2..16, maybe inside a save
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    subprocess.run([*command, "--logdir", str(tmp_path), "--run-name", "killed", "--resume"], check=True, env=env,
+                   timeout=300)
+    runs = {name: {"checkpoint": tmp_path / name / CHECKPOINT} for name in ("whole", "killed")}
+    a, b = _final_weights(runs["whole"]), _final_weights(runs["killed"])
+    assert read_meta(runs["killed"]["checkpoint"])["updates"] == 16
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
