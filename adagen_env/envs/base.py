@@ -66,6 +66,10 @@ class AdaGenVectorEnv(VectorEnv):
             only by their actions (and, in the token paradigms, by their later sampling draws); 1 (default): every
             lane is its own. Pair it with `adagen_env.wrappers.GroupRelativeReward` for a group baseline.
         sampler_kwargs: extra keyword arguments of the paradigm's sampler (e.g. `solver`, `cfg_scale`).
+        autoreset_mode: Gymnasium's `AutoresetMode` (or its value): "next_step" (default: the call after the last
+            step resets every lane and ignores its actions), "same_step" (the last step already returns the new
+            episodes' first observation, the terminal one in `info["final_obs"]`) or "disabled" (call `reset`; a
+            `reset_mask` option must select every lane, since lanes run in lock step).
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["rgb_array"], "render_fps": 4}
@@ -95,13 +99,16 @@ class AdaGenVectorEnv(VectorEnv):
         group_size: int = 1,
         sampler_kwargs: dict[str, Any] | None = None,
         render_mode: str | None = None,
+        autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
         **unknown: Any,
     ) -> None:
         if unknown:
-            raise UnknownArgument(
-                f"unknown argument(s) {sorted(unknown)} for {type(self).__name__}; valid: "
+            names = ", ".join(repr(name) for name in sorted(unknown))
+            plural = f"unexpected keyword arguments {names}" if len(unknown) > 1 else f"an unexpected keyword argument {names}"
+            raise UnknownArgument(  # worded as Python's own TypeError, which wrappers such as TorchRL's GymEnv parse
+                f"{type(self).__name__}.__init__() got {plural} (unknown arguments of this env); valid: "
                 "num_envs, generator, num_steps, device, knobs, reward_model, feature_pool, feature_dtype, "
-                "observation, return_images, group_size, sampler_kwargs, render_mode"
+                "observation, return_images, group_size, sampler_kwargs, render_mode, autoreset_mode"
             )
         if not isinstance(num_envs, int) or num_envs < 1:
             raise InvalidArgument(f"num_envs must be an int >= 1, got {num_envs!r}")
@@ -115,6 +122,13 @@ class AdaGenVectorEnv(VectorEnv):
             raise InvalidArgument(f"observation must be one of {OBSERVATIONS}, got {observation!r}")
         if render_mode not in (None, "rgb_array"):
             raise InvalidArgument(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        modes = {m.value.lower(): m for m in AutoresetMode}  # "NextStep", "next_step" and NEXT_STEP all name one
+        key = autoreset_mode.value if isinstance(autoreset_mode, AutoresetMode) else str(autoreset_mode)
+        if key.lower().replace("_", "") not in modes:
+            raise InvalidArgument(f"autoreset_mode must be one of {[m.value for m in AutoresetMode]} (or "
+                                  f"'next_step', 'same_step', 'disabled'), got {autoreset_mode!r}")
+        self.autoreset_mode = modes[key.lower().replace("_", "")]
+        self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         if isinstance(knobs, str):
             raise InvalidArgument(f"knobs must be a list of knob names, got the string {knobs!r}; use [{knobs!r}]")
         self.num_envs, self.group_size = num_envs, group_size
@@ -230,7 +244,13 @@ class AdaGenVectorEnv(VectorEnv):
     # -- gymnasium API ---------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
         """Start every lane. `options={"labels": (B,) ints}` fixes the classes (equal within each group of
-        `group_size` lanes); random otherwise."""
+        `group_size` lanes); random otherwise. A `reset_mask` option (Gymnasium's, for `autoreset_mode="disabled"`)
+        must select every lane."""
+        options = dict(options or {})
+        mask = options.pop("reset_mask", None)
+        if mask is not None and not np.asarray(mask, dtype=bool).all():
+            raise InvalidArgument("reset_mask must select every lane: the lanes of this env run in lock step and "
+                                  "end together, so they reset together")
         super().reset(seed=seed)
         if seed is not None and not 0 <= seed < 2**63:
             raise InvalidArgument(f"seed must be an int in [0, 2**63), got {seed}")
@@ -239,7 +259,7 @@ class AdaGenVectorEnv(VectorEnv):
                 seed = int(self.np_random.integers(2**31))
             self._generator = make_generator(seed, self.device if self.device.type == "cuda" else "cpu")
         self._episode_rng = self._streams()  # what `get_rng_state` returns until the next reset
-        labels = (options or {}).get("labels")
+        labels = options.get("labels")
         groups = self.num_envs // self.group_size
         if labels is None:
             labels = torch.randint(self.sampler.num_classes, (groups,), generator=self._generator, device=self._generator.device)
@@ -265,8 +285,10 @@ class AdaGenVectorEnv(VectorEnv):
     def step(self, actions: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, dict]:
         if self._state is None:
             raise gym.error.ResetNeeded("call reset() before step()")
-        if self._needs_reset:  # next-step autoreset: this call's actions are ignored
-            obs, info = self.reset()
+        if self._needs_reset:
+            if self.autoreset_mode == AutoresetMode.DISABLED:
+                raise gym.error.ResetNeeded("the episodes have ended; call reset() (autoreset_mode is disabled)")
+            obs, info = self.reset()  # next-step autoreset: this call's actions are ignored
             zeros = np.zeros(self.num_envs, dtype=bool)
             return obs, np.zeros(self.num_envs, dtype=np.float32), zeros, zeros.copy(), info
         knobs = self.knob_values(actions)
@@ -300,7 +322,14 @@ class AdaGenVectorEnv(VectorEnv):
             self._needs_reset = True
         infos.update({f"_{key}": np.ones(self.num_envs, dtype=bool) for key in list(infos)})
         terminations = np.full(self.num_envs, terminal, dtype=bool)
-        return self._observe(), rewards, terminations, np.zeros(self.num_envs, dtype=bool), infos
+        obs = self._observe()
+        if terminal and self.autoreset_mode == AutoresetMode.SAME_STEP:  # Gymnasium's layout of the terminal step
+            final_obs = np.empty(self.num_envs, dtype=object)
+            final_obs[:] = [{key: value[i] for key, value in obs.items()} for i in range(self.num_envs)]
+            obs, reset_info = self.reset()
+            every = np.ones(self.num_envs, dtype=bool)
+            infos = {**reset_info, "final_obs": final_obs, "_final_obs": every, "final_info": infos, "_final_info": every}
+        return obs, rewards, terminations, np.zeros(self.num_envs, dtype=bool), infos
 
     def knob_values(self, actions: np.ndarray | torch.Tensor) -> torch.Tensor:
         """(B, A) raw residuals -> (B, K) knob values of the current step (before projection)."""

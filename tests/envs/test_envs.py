@@ -122,7 +122,7 @@ def test_controlled_knobs_pool_and_dtype(tiny_ode_sampler) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"bogus": 1}, InvalidArgument, "unknown argument.*bogus.*valid"),
+        ({"bogus": 1}, InvalidArgument, "unexpected keyword argument 'bogus'.*valid"),
         ({"knobs": ["tiem"]}, InvalidArgument, "'tiem'.*valid.*time.*Did you mean 'time'"),
         ({"num_steps": 0}, InvalidArgument, "num_steps must be an int >= 1, got 0"),
         ({"generator": "/nowhere/model.safetensors"}, CheckpointError, "/nowhere/model.safetensors"),
@@ -179,7 +179,7 @@ def test_package_registers_every_paradigm() -> None:
 def test_unknown_keywords_raise_a_type_error_as_python_does() -> None:
     from adagen_env.errors import UnknownArgument
 
-    with pytest.raises(TypeError, match="unknown argument.*frameskip"):  # what TorchRL's GymEnv probe catches
+    with pytest.raises(TypeError, match="unexpected keyword argument 'frameskip'"):  # what TorchRL's GymEnv probe catches
         gym.make("AdaGen/SiT-v0", frameskip=1)
     with pytest.raises(UnknownArgument):
         gym.make_vec("AdaGen/SiT-v0", num_envs=2, bogus=1)
@@ -329,3 +329,26 @@ def test_a_lanes_episode_does_not_depend_on_how_many_lanes_run_beside_it(tiny_ca
     else:  # the same noise; batched kernels may round differently at another batch size
         np.testing.assert_allclose(images[2], images[5][:2], atol=1e-4)
     assert not np.array_equal(images[5][0], images[5][2])
+
+
+def test_autoreset_modes_follow_gymnasium(tiny_ode_sampler) -> None:
+    zeros = np.zeros((2, 2), np.float32)
+    same = SiTVectorEnv(num_envs=2, generator=tiny_ode_sampler, reward_model=None, autoreset_mode="same_step")
+    assert same.metadata["autoreset_mode"] == gym.vector.AutoresetMode.SAME_STEP
+    same.reset(seed=0)
+    for _ in range(tiny_ode_sampler.horizon):
+        obs, _, terminated, _, info = same.step(zeros)
+    assert terminated.all() and (obs["step"] == 0).all()  # already the next episodes
+    assert info["_final_obs"].all() and info["final_obs"][1]["step"] == tiny_ode_sampler.horizon - 1
+    disabled = SiTVectorEnv(num_envs=2, generator=tiny_ode_sampler, reward_model=None, autoreset_mode="Disabled")
+    disabled.reset(seed=0)
+    for _ in range(tiny_ode_sampler.horizon):
+        disabled.step(zeros)
+    with pytest.raises(gym.error.ResetNeeded):
+        disabled.step(zeros)
+    with pytest.raises(InvalidArgument, match="reset_mask must select every lane"):
+        disabled.reset(options={"reset_mask": np.array([True, False])})
+    obs, _ = disabled.reset(options={"reset_mask": np.array([True, True])})
+    assert (obs["step"] == 0).all()
+    with pytest.raises(InvalidArgument, match="autoreset_mode must be one of"):
+        SiTVectorEnv(num_envs=2, generator=tiny_ode_sampler, reward_model=None, autoreset_mode="sometimes")
