@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from adagen_env.errors import InvalidArgument
+from adagen_env.outputs import writable_dir, write_text
 from agents.checkpoint import CHECKPOINT
 from agents.evaluate import evaluate, generators_line
 from agents.reporting import COLUMNS, agreed_verdict, stat_cells
@@ -112,6 +113,7 @@ def run_ablation(
     if name not in ABLATIONS:
         raise InvalidArgument(f"unknown ablation {name!r}; ablations: {sorted(ABLATIONS)}")
     ablation = ABLATIONS[name]
+    out_dir = None if out is None else writable_dir(Path(out) / "ablations" / name)  # before any training
     checkpoints, training = {}, {}
     for label, overrides in ablation.variants.items():
         values = {"env": ablation.env, "num_steps": ablation.num_steps, "num_envs": num_envs, "device": device,
@@ -124,7 +126,6 @@ def run_ablation(
         summary = train(Args(**values), env_fn)
         checkpoints[label] = summary["checkpoint"]
         training[label] = {"updates": summary["updates"], "minutes": summary["elapsed_seconds"] / 60}
-    out_dir = None if out is None else Path(out) / "ablations" / name
     results = evaluate(list(checkpoints.values()), baseline=True, num_samples=num_samples, seeds=seeds,
                        out_dir=out_dir, device=device, env_fn=env_fn)
     labels = {path: label for label, path in checkpoints.items()}
@@ -133,7 +134,7 @@ def run_ablation(
               "num_steps": ablation.num_steps, "budget_minutes": budget_minutes, "num_samples": num_samples,
               "seeds": list(seeds), "training": training, "rows": rows}
     if out is not None:
-        (out_dir / "ablation.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+        write_text(out_dir / "ablation.json", json.dumps(report, indent=2, default=str) + "\n")
         write_section(Path(out) / "ablations.md", name, section(report))
     return report
 
@@ -190,8 +191,7 @@ def write_section(path: Path, name: str, text: str) -> None:
         current = re.sub(re.escape(start) + r".*?" + re.escape(end) + r"\n", lambda _: block, current, flags=re.S)
     else:
         current += ("\n" if not current.endswith("\n\n") else "") + block
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(current)
+    write_text(writable_dir(path.parent) / path.name, current)
 
 
 __all__ = ["ABLATIONS", "Ablation", "finding", "run_ablation", "run_name", "section", "write_section"]

@@ -26,6 +26,7 @@ Letters: N images per seed, H horizon, K knobs.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import time
@@ -42,6 +43,7 @@ from tqdm.auto import tqdm
 import adagen_env
 from adagen_env.errors import InvalidArgument
 from adagen_env.metrics import METRICS, balanced_labels, compute_metrics
+from adagen_env.outputs import save_figure, writable_dir, write_text
 from adagen_env.samplers import Sampler
 from adagen_env.samplers.base import activate_all
 from adagen_env.samplers.schedules import HAND_MADE, family_key, search_space, search_start, static_schedule
@@ -252,6 +254,7 @@ def bench(
         CheckpointError: a corrupt policy checkpoint.
     """
     config = config or BenchConfig()
+    out = None if out_dir is None else writable_dir(out_dir)  # before any work
     labels = balanced_labels(config.num_samples)
     search_labels = balanced_labels(config.search_samples)
     loaded = [(str(path), *load_model(path, device=device)) for path in policies]
@@ -321,8 +324,8 @@ def bench(
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "rows": rows,
     }
-    if out_dir is not None:
-        write_outputs(results, Path(out_dir), knob_plots)
+    if out is not None:
+        write_outputs(results, out, knob_plots)
     return results
 
 
@@ -447,22 +450,22 @@ def class_knob_figure(generation: Generation, baseline: np.ndarray, knob_names: 
 
 
 def write_outputs(results: dict[str, Any], out: Path, knob_plots: Sequence[tuple[str, Generation, np.ndarray, tuple[str, ...]]] = ()) -> None:
-    """bench.json, bench.csv, bench.md, bench_fid_vs_nfe.png and the policies' knob figures."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "bench.md").write_text(markdown(results))
-    with (out / "bench.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["env_id", "steps", "method", "kind", "nfe", "seconds_per_image",
-                         *[f"{k}_{s}" for k in COLUMNS for s in ("mean", "std")], "params"])
-        for row in results["rows"]:
-            stats = [row[s].get(k, "") for k in COLUMNS for s in ("mean", "std")]
-            writer.writerow([row["env_id"], row["steps"], row["method"], row["kind"], row["nfe"],
-                             row["seconds_per_image"], *stats, json.dumps(row["params"])])
-    fid_figure(results["rows"]).savefig(out / "bench_fid_vs_nfe.png", dpi=110)
+    """bench.json, bench.csv, bench.md, bench_fid_vs_nfe.png and the policies' knob figures, each written whole."""
+    write_text(out / "bench.json", json.dumps(results, indent=2) + "\n")
+    write_text(out / "bench.md", markdown(results))
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(["env_id", "steps", "method", "kind", "nfe", "seconds_per_image",
+                     *[f"{k}_{s}" for k in COLUMNS for s in ("mean", "std")], "params"])
+    for row in results["rows"]:
+        stats = [row[s].get(k, "") for k in COLUMNS for s in ("mean", "std")]
+        writer.writerow([row["env_id"], row["steps"], row["method"], row["kind"], row["nfe"],
+                         row["seconds_per_image"], *stats, json.dumps(row["params"])])
+    write_text(out / "bench.csv", table.getvalue())
+    save_figure(fid_figure(results["rows"]), out / "bench_fid_vs_nfe.png", dpi=110)
     for name, generation, baseline, knob_names in knob_plots:
         safe = name.replace("/", "-")
-        class_knob_figure(generation, baseline, knob_names).savefig(out / f"bench_knobs_{safe}.png", dpi=110)
+        save_figure(class_knob_figure(generation, baseline, knob_names), out / f"bench_knobs_{safe}.png", dpi=110)
 
 
 __all__ = ["BenchConfig", "bench", "markdown", "matching_nfe", "tune", "tune_cma"]

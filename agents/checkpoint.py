@@ -288,6 +288,10 @@ def load_model(path: str | Path, env: Any = None, device: str = "cpu",
         model = get_algorithm(meta["algo"]).load_cls().load(path, env=env, device=device, custom_objects=custom)
     except Exception as exc:
         raise CheckpointError(f"checkpoint {str(path)!r} could not be loaded as {meta['algo']}: {exc}") from exc
+    for name, tensor in model.policy.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"checkpoint {str(path)!r}: policy tensor {name!r} has NaN or infinite values "
+                                  "(the file is damaged, or training diverged before it was saved)")
     return model, meta
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from adagen_env.errors import InvalidArgument
 from adagen_env.metrics import METRICS, balanced_labels, compute_metrics
+from adagen_env.outputs import writable_dir, write_text
 from agents.checkpoint import IDENTITY_KEYS, check_meta, generator_expectation, load_model
 from agents.reporting import COLUMNS, change_cell, stat_cells
 from agents.rollout import Generation, ZeroPolicy, generate
@@ -107,7 +108,8 @@ def evaluate(
         num_steps: step count of the baseline-only env (the env's default when None); a policy's env takes its
             checkpoint's.
         knobs: the knob set every policy must control (checked), and the baseline-only env's.
-        out_dir: where `eval.json` and `eval.md` go; nothing is written when None.
+        out_dir: where `eval.json` and `eval.md` go (checked first; an earlier eval's files there are removed when
+            this one starts); nothing is written when None.
         device: where generation and the metric network run.
         metrics: `compute_metrics` switches.
         env_fn: builds the unwrapped env instead of `gym.make_vec` (tests).
@@ -120,6 +122,10 @@ def evaluate(
         raise InvalidArgument("nothing to evaluate: give --policy PATH and/or --schedule baseline")
     if num_samples < 2 or not seeds:
         raise InvalidArgument(f"need num_samples >= 2 and at least one seed, got {num_samples} and {list(seeds)}")
+    if out_dir is not None:  # before any work; an earlier eval's results there must not look like this one's
+        out = writable_dir(out_dir)
+        for name in ("eval.json", "eval.md"):
+            (out / name).unlink(missing_ok=True)
     expected: dict[str, Any] = {}
     if env_id is not None:
         expected["env_id"] = env_id
@@ -160,10 +166,8 @@ def evaluate(
             )
     results = {"num_samples": num_samples, "seeds": list(seeds), "labels": "class-balanced", "rows": rows}
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "eval.json").write_text(json.dumps(results, indent=2))
-        (out / "eval.md").write_text(markdown(results))
+        write_text(out / "eval.json", json.dumps(results, indent=2))
+        write_text(out / "eval.md", markdown(results))
     return results
 
 

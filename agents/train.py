@@ -38,6 +38,7 @@ from stable_baselines3.common.vec_env import VecMonitor
 import adagen_env
 from adagen_env.errors import CheckpointError, InvalidArgument
 from adagen_env.metrics import balanced_labels
+from adagen_env.outputs import write_text
 from adagen_env.wrappers import GroupRelativeReward, VectorActionSmoothing
 from agents.callbacks import AlignmentProbe, Checkpointer, PolicyEvaluation, ProgressBar, StdSchedule, TrainingLogger
 from agents.checkpoint import (
@@ -327,11 +328,11 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
         progress.rename(run_dir / f"progress.until-update-{model.num_timesteps // tpu}.csv")  # (an empty one has none)
     logger = configure(str(run_dir), ["tensorboard", "csv", *(["stdout"] if args.verbose else [])])
     model.set_logger(logger)
-    (run_dir / "args.json").write_text(json.dumps(asdict(args), indent=2, default=str))
+    write_text(run_dir / "args.json", json.dumps(asdict(args), indent=2, default=str))
     table = "| parameter | value |\n|---|---|\n" + "\n".join(
         f"| {key} | {value} |" for key, value in {**asdict(args), **hyperparameters}.items()
     )
-    (run_dir / "hyperparameters.md").write_text(table + "\n")
+    write_text(run_dir / "hyperparameters.md", table + "\n")
     for fmt in logger.output_formats:
         if isinstance(fmt, TensorBoardOutputFormat):
             fmt.writer.add_text("hyperparameters", table, global_step=model.num_timesteps)

@@ -15,6 +15,7 @@ import torch
 import adagen_env
 from adagen_env import zoo
 from adagen_env.envs import ENVIRONMENTS
+from adagen_env.outputs import writable_dir, write_text
 
 
 def parse_args(description: str, default_out: str) -> argparse.Namespace:
@@ -41,7 +42,7 @@ def write_results(args: argparse.Namespace, rows: list[dict[str, Any]], markdown
     meta = {"batch": args.batch, "repeats": args.repeats, "threads": torch.get_num_threads(),
             "version": adagen_env.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    out.with_suffix(".md").write_text("\n".join(line.format(**meta) for line in markdown) + "\n")
+    writable_dir(out.parent)
+    write_text(out.with_suffix(".json"), json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    write_text(out.with_suffix(".md"), "\n".join(line.format(**meta) for line in markdown) + "\n")
     return meta

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from adagen_env.errors import InvalidArgument
+from adagen_env.outputs import writable_dir, write_text
 from adagen_env.samplers import DiffusionSampler, FlowSampler, Sampler, make_generator
 from adagen_env.samplers.maskgit import MaskGITSampler
 from adagen_env.samplers.schedules import static_schedule
@@ -399,7 +400,7 @@ def evaluate_zoo(
     specs = {name: paradigm_eval(name) for name in names}
     models = {name: zoo.load(name, device=device) for name in names}
     zoo.load(SHAPES_EXTRACTOR)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    writable_dir(out_dir)
 
     # 2. Total work, in images x network evaluations, for the progress bar.
     plans = {
@@ -503,8 +504,8 @@ def evaluate_zoo(
         "generators": dict(sorted({**kept, **generators}.items(), key=lambda item: list(zoo.ZOO).index(item[0]))),
         "skipped": {k: v for k, v in skipped.items() if k not in kept},
     }
-    json_path.write_text(json.dumps(results, indent=2) + "\n")
-    (out_dir / f"{stem}.md").write_text(results_markdown(results))
+    write_text(json_path, json.dumps(results, indent=2) + "\n")
+    write_text(out_dir / f"{stem}.md", results_markdown(results))
     return results
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import zipfile
 from dataclasses import fields
 from pathlib import Path
@@ -453,3 +454,42 @@ def test_a_run_killed_with_sigkill_at_a_random_point_resumes_to_the_same_weights
     a, b = _final_weights(runs["whole"]), _final_weights(runs["killed"])
     assert read_meta(runs["killed"]["checkpoint"])["updates"] == 16
     assert [k for k in a if not torch.equal(a[k], b[k])] == []
+
+
+def test_eval_checks_its_output_folder_before_any_work_and_clears_old_results(tmp_path) -> None:
+    import time
+
+    out = train(tiny_args(tmp_path, total_updates=1), env_fn())
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    start = time.perf_counter()
+    with pytest.raises(InvalidArgument, match="is an existing file, not a folder"):
+        evaluate([out["checkpoint"]], num_samples=512, seeds=[0, 1, 2], out_dir=a_file, env_fn=env_fn())
+    assert time.perf_counter() - start < 5  # refused before generating 1536 images
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if not os.access(locked, os.W_OK):  # (root can write anywhere: then only the file case is checked)
+            with pytest.raises(InvalidArgument, match="cannot write results to"):
+                evaluate([out["checkpoint"]], num_samples=4, seeds=[0], out_dir=locked, env_fn=env_fn())
+    finally:
+        locked.chmod(0o700)
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "eval.json").write_text('{"rows": "an older policy"}')
+    with pytest.raises(CheckpointError):
+        evaluate([tmp_path / "missing.zip"], num_samples=4, seeds=[0], out_dir=results, env_fn=env_fn())
+    assert not (results / "eval.json").exists()  # the failed eval left no older results looking current
+
+
+def test_a_policy_with_nan_weights_is_refused_naming_the_file_and_tensor(tmp_path) -> None:
+    out = train(tiny_args(tmp_path, total_updates=1), env_fn())
+    path = Path(out["checkpoint"])
+    with zipfile.ZipFile(path) as archive:
+        weights = torch.load(io.BytesIO(archive.read("policy.pth")), weights_only=True)
+    name = next(k for k in weights if k.startswith("action_net") and k.endswith("weight"))
+    weights[name][0, 0] = float("nan")
+    _rewrite_entry(path, "policy.pth", _saved(weights))
+    with pytest.raises(CheckpointError, match=rf"checkpoint\.zip.*policy tensor '{name}' has NaN"):
+        evaluate([path], num_samples=4, seeds=[0], out_dir=None, env_fn=env_fn())
