@@ -35,6 +35,7 @@ import torch
 from gymnasium import spaces
 
 from adagen_env.errors import CheckpointError
+from agents.presets import get_algorithm, resolve_hyperparameters
 
 CHECKPOINT = "checkpoint.zip"
 BEST_MODEL = "best_model.zip"
@@ -243,8 +244,6 @@ def spaces_from_meta(meta: dict[str, Any]) -> tuple[spaces.Dict, spaces.Box]:
 
 def _rebuilt_fields(path: Path, data: dict[str, Any], meta: dict[str, Any], env: Any) -> dict[str, Any]:
     """A value for every pickled field of `data`, built here (SB3 then unpickles none of them)."""
-    from agents.presets import get_algorithm, resolve_hyperparameters
-
     spec = get_algorithm(meta["algo"])
     observation_space, action_space = (env.observation_space, env.action_space) if env is not None else spaces_from_meta(meta)
     preset = resolve_hyperparameters(meta["algo"], meta["horizon"], meta.get("num_envs", 1), len(meta["knobs"]),
@@ -276,8 +275,6 @@ def load_model(path: str | Path, env: Any = None, device: str = "cpu",
         CheckpointError: missing, corrupt, not written by `adagen train`, not matching `expected`, or carrying a
             pickled field that cannot be rebuilt.
     """
-    from agents.presets import get_algorithm
-
     path = Path(path)
     meta = read_meta(path)
     check_meta(path, meta, expected or {})

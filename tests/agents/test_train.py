@@ -16,11 +16,11 @@ from conftest import tiny_dit  # tests/conftest.py
 from gymnasium.vector import VectorWrapper
 
 from adagen_env import zoo
-from adagen_env.cli import build_parser, main
 from adagen_env.envs import DiTVectorEnv, SiTVectorEnv
 from adagen_env.errors import CheckpointError, InvalidArgument
 from adagen_env.samplers import DiffusionSampler, FlowSampler
 from agents.checkpoint import CHECKPOINT, STATE, export_policy, generator_expectation, load_model, load_state, read_meta
+from agents.cli import build_parser, main
 from agents.evaluate import evaluate
 from agents.train import Args, smooth, train
 
@@ -436,7 +436,7 @@ def test_a_run_killed_with_sigkill_at_a_random_point_resumes_to_the_same_weights
 
     if not zoo.weights_path("flow").exists():
         pytest.skip("the shipped flow generator is not present")
-    command = [sys.executable, "-m", "adagen_env.cli", "train", "--env", "AdaGen/SiT-v0", "--num-steps", "1",
+    command = [sys.executable, "-m", "agents.cli", "train", "--env", "AdaGen/SiT-v0", "--num-steps", "1",
                "--num-envs", "2", "--total-updates", "16", "--checkpoint-every", "2", "--eval-every", "0",
                "--algo-kwargs", '{"n_epochs": 1, "episodes_per_update": 1}', "--no-progress-bar"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

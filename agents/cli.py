@@ -1,6 +1,7 @@
 """The `adagen` command line: `adagen zoo train NAME`, `adagen zoo eval`, `adagen train`, `adagen eval`, `adagen export`, `adagen bench`.
 
-`train` and `eval` live in the `agents` package (Stable-Baselines3); it is imported only when they run.
+It sits on the RL side (`agents`), the top floor: the library (`adagen_env`) never imports it. Each command
+imports what it runs when it runs.
 """
 
 from __future__ import annotations
