@@ -188,7 +188,7 @@ def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from adagen_env.zoo import GENERATORS, ZOO
 
-    parser = argparse.ArgumentParser(prog="adagen", description=__doc__)
+    parser = argparse.ArgumentParser(prog="adagen", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     zoo_parser = commands.add_parser("zoo", help="train or evaluate the shipped generators")
