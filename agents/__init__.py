@@ -1,4 +1,4 @@
-"""The Stable-Baselines3 side of adagen-env (DESIGN.md 2.8, 5): VecEnv adapter, policy network, presets,
+"""The Stable-Baselines3 side of adagen-env (docs/design.md 6): VecEnv adapter, policy network, presets,
 callbacks, training and evaluation. `adagen_env` never imports this package; it needs SB3 and sb3-contrib.
 """
 

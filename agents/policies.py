@@ -1,7 +1,7 @@
 """The AdaGen policy network as an SB3 features extractor, and policies whose untrained output is the baseline.
 
 Paper: "AdaGen: Learning Adaptive Policy for Image Synthesis" (arXiv 2603.06993); network from AdaNAT
-`libs/policy.py` / AdaGen `core/policy_backbone.py` (ANCHOR.md 2.2), scaled to our feature sizes:
+`libs/policy.py` / AdaGen `core/policy_backbone.py`, scaled to our feature sizes:
 
     features (B, C, h, w) -> tokens (B, N, C) -> Linear C->D per token -> AdaLN(c)     # (B, N, D)
     -> (B, D, h, w) -> depthwise Conv3x3 stride 2 -> GELU -> Conv1x1 D->D/4 -> GELU -> flatten

@@ -1,6 +1,6 @@
 """Algorithm table and default hyperparameters: PPO from the anchor (AdaNAT), and the other SB3 algorithms.
 
-Default PPO preset, against AdaNAT's `scripts/run_zh.sh` / `PPO.py` (ANCHOR.md 4, 9):
+Default PPO preset, against AdaNAT's `scripts/run_zh.sh` / `PPO.py`:
 
 | setting | here | anchor | note |
 |---|---|---|---|

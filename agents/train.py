@@ -75,7 +75,7 @@ class Args:
     num_steps: int | None = None
     """Steps: NFE for DiT/SiT, decoding steps for MaskGIT (VAR has one per scale); the env's default (8) when None."""
     smoothing: float | None = None
-    """EMA beta of the action smoothing (DESIGN.md 4); the env class's `default_smoothing` when None."""
+    """EMA beta of the action smoothing (docs/design.md 4); the env class's `default_smoothing` when None."""
     knobs: list[str] | None = None
     """Knobs the policy controls (the rest follow the baseline); all when None."""
     reward_model: str = "adversarial"

@@ -1,4 +1,4 @@
-"""An SB3 `VecEnv` over a natively batched Gymnasium `VectorEnv` (DESIGN.md 5).
+"""An SB3 `VecEnv` over a natively batched Gymnasium `VectorEnv` (docs/design.md 6).
 
 Stable-Baselines3 does not take Gymnasium vector envs, and wrapping B single-lane envs in a `DummyVecEnv`
 would run B generator forwards per step instead of one. `SB3VecEnv` hands the native batch to SB3:

@@ -8,7 +8,7 @@ vs every network evaluation of the sampler. Time: the median of `--repeats` epis
 
     python benchmarks/policy_compute.py --out benchmarks/results/policy_compute
 
-The anchor reports 0.07% to 0.4% for its policies on DiT-XL, VAR-d16..d30 and MaskGIT (ANCHOR.md).
+AdaGen reports 0.07% to 0.4% for its policies on DiT-XL, VAR-d16..d30 and MaskGIT.
 """
 
 from __future__ import annotations

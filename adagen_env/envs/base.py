@@ -1,7 +1,7 @@
 """The schedule MDP over any paradigm sampler: a native batched VectorEnv and its single-lane view.
 
 Each paradigm module (`adagen_env/envs/{diffusion,flow,maskgit,var}.py`) subclasses these two with its
-sampler and defaults; the transition is written once, here, over the `Sampler` interface (DESIGN.md 1):
+sampler and defaults; the transition is written once, here, over the `Sampler` interface (docs/design.md 2):
 
 * observation: `features` (C, h, w) of the generator at this step, `step` k (Discrete(H));
 * action: raw residuals u, one per controlled knob; knob values = activation(u + prior[k]) then the
@@ -82,7 +82,7 @@ class AdaGenVectorEnv(VectorEnv):
     default_num_steps: int | None
     """Step count used when `num_steps` is not given (None: the sampler decides)."""
     default_smoothing: float
-    """Anchor's EMA beta for this paradigm (DESIGN.md 4): the default of the trainers' smoothing wrapper."""
+    """Anchor's EMA beta for this paradigm (docs/design.md 4): the default of the trainers' smoothing wrapper."""
 
     def __init__(
         self,

@@ -11,7 +11,7 @@ class DiTVectorEnv(AdaGenVectorEnv):
 
     ## Description
     Each episode generates one image per lane with the zoo's `diffusion` DiT (16x16 shapes). At every
-    network evaluation the policy picks the next time point and the CFG weight (ANCHOR.md 1.3).
+    network evaluation the policy picks the next time point and the CFG weight, as in AdaGen's public code.
 
     ## Action Space
     `Box(-10, 10, (A,), float32)`: raw residuals added to the baseline's pre-activation values.

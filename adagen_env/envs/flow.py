@@ -12,7 +12,7 @@ class SiTVectorEnv(AdaGenVectorEnv):
     ## Description
     Each episode generates one image per lane with the zoo's `flow` DiT (16x16 shapes, linear path,
     velocity prediction). At every network evaluation the policy picks the next time point and the
-    CFG weight (ANCHOR.md 1.4).
+    CFG weight, as in AdaGen's public code.
 
     ## Action Space
     `Box(-10, 10, (A,), float32)`: raw residuals added to the baseline's pre-activation values.

@@ -11,7 +11,7 @@ class MaskGITVectorEnv(AdaGenVectorEnv):
 
     ## Description
     Each episode decodes one 8x8 token grid per lane with the zoo's `maskgit` transformer and VQ
-    tokenizer (32x32 shapes). At every step the policy picks the step's knobs (ANCHOR.md 1.1).
+    tokenizer (32x32 shapes). At every step the policy picks the step's knobs, as in AdaGen's public code.
 
     ## Action Space
     `Box(-10, 10, (A,), float32)`: raw residuals added to the baseline's pre-activation values.

@@ -12,7 +12,7 @@ class VARVectorEnv(AdaGenVectorEnv):
     ## Description
     Each episode generates one image per lane with the zoo's `var` transformer and multi-scale
     residual VQ tokenizer (32x32 shapes, scales 1, 2, 3, 4, 6, 8). At every scale the policy picks
-    that scale's sampling knobs (ANCHOR.md 1.2).
+    that scale's sampling knobs, as in AdaGen's public code.
 
     ## Action Space
     `Box(-10, 10, (A,), float32)`: raw residuals added to the baseline's pre-activation values.

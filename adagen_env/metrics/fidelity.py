@@ -4,9 +4,9 @@ On the embedded shapes data the feature network is the zoo's `ShapesClassifier`,
 torch-fidelity as the feature extractor ``"shapes-classifier"``: its pooled features stand in for
 Inception's pool3 (FID, KID, precision/recall), its bias-free logits for Inception's `logits_unbiased`
 (Inception Score). On real data the standard ``"inception-v3-compat"`` extractor stays selectable, with
-its weights read from a file on disk; nothing is ever downloaded (DESIGN.md 6).
+its weights read from a file on disk; nothing is ever downloaded (docs/design.md 7).
 
-The feature network must never be part of a reward (DESIGN.md 3): nothing in `adagen_env.rewards`
+The feature network must never be part of a reward (docs/design.md 5): nothing in `adagen_env.rewards`
 imports this module's classifier.
 
     >>> from adagen_env.metrics import compute_metrics

@@ -3,7 +3,7 @@
 Its 128-d pooled features (4 x width) play the role Inception's pool3 plays for FID on ImageNet, its logits the
 role of Inception's logits for the Inception Score. It is trained with noise, blur, resolution and
 colour augmentation, so that FID computed on its features rises with the damage a person sees.
-It must never be part of a reward (DESIGN.md 3).
+It must never be part of a reward (docs/design.md 5).
 
 Letters: B batch; images (B, 3, R, R) in [0, 1] at any R, resized to 32 inside.
 """

@@ -4,7 +4,7 @@ Chang et al., "MaskGIT: Masked Generative Image Transformer" (arXiv 2202.04200).
 reads the g x g grid of token ids (id V is [MASK]) after a class token (id `num_classes` is the null
 class of classifier-free guidance) and predicts every position's token. Its hidden states after the
 final LayerNorm, before the logits head, are the feature grid the schedule policy observes (as
-AdaGen's U-ViT features, ANCHOR.md 2.1).
+AdaGen's U-ViT features are in its public code).
 
 Training (`maskgit_loss`) has two stages in one run of the zoo's training loop: the tokenizer first,
 then the transformer on the frozen tokenizer's tokens with a cosine-distributed mask ratio and label

@@ -8,7 +8,7 @@ the coarser scales, area-downsampled to pn_s x pn_s and embedded linearly. A blo
 every position attend to its own scale and all coarser ones, so one pass over the prefix up to
 scale s predicts the whole map of scale s. The class embedding is also added to every position,
 a light stand-in for VAR's AdaLN conditioning. The hidden states after the final LayerNorm of the
-current scale's queries are what the schedule policy observes (ANCHOR.md 2.1).
+current scale's queries are what the schedule policy observes, as in AdaGen's public code.
 
 Training (`var_loss`) has two stages in one run of the zoo's training loop, like `maskgit_loss`:
 the tokenizer first, then the transformer with teacher forcing on the frozen tokenizer's maps.

@@ -1,6 +1,6 @@
 """The adversarial reward: a class-conditional discriminator trained online against real images.
 
-AdaNAT's reward (ANCHOR.md 3): final images of finished episodes are the discriminator's fakes, fresh
+AdaNAT's reward, as in its public code: final images of finished episodes are the discriminator's fakes, fresh
 real images with the same labels its reals; non-saturating BCE, Adam (lr 1e-4, betas 0.5 / 0.999),
 a few updates per batch; the reward of an image is sigmoid of the discriminator's mean logit.
 Because the discriminator keeps moving, the policy cannot overfit a fixed target.

@@ -1,7 +1,7 @@
 """Rewards from frozen networks, which the paper shows get hacked: batch FID and a classifier's log-probability.
 
 Both use the zoo's `reward-classifier`, a network trained apart from the benchmark's feature network
-(`shapes-classifier`), so a policy is never graded by the network that rewards it (DESIGN.md 3).
+(`shapes-classifier`), so a policy is never graded by the network that rewards it (docs/design.md 5).
 
 Letters: B images, F feature width.
 """

@@ -1,6 +1,6 @@
 """What every paradigm sampler shares: knob specs, activations, validation and the lifecycle.
 
-A sampler is the transition function of the MDP over a batch of lanes (DESIGN.md 2.4):
+A sampler is the transition function of the MDP over a batch of lanes (docs/design.md 3):
 `reset(labels, generator) -> state`, `features(state)`, `step(state, knobs) -> state`, `decode(state)`.
 Knob values are per sample, (B, K) in `knob_specs` order, already activated; `step` applies the
 paradigm's validity projection itself, so no knob value can break the generator.

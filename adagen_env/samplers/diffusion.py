@@ -1,6 +1,6 @@
 """The diffusion (DiT) paradigm: a VP-path DiT sampled by DDIM or DPM-Solver++(2M) with per-sample times and CFG.
 
-Knobs per step (ANCHOR.md 1.3): the next time point (sigmoid, projected to strictly decrease with a
+Knobs per step (as in AdaGen's public code): the next time point (sigmoid, projected to strictly decrease with a
 minimum gap) and the CFG weight (softplus). Baseline: a uniform time grid from t = 1 to t = 0 and a
 constant CFG weight. Horizon H = NFE + 1 (the first call picks the start time).
 """

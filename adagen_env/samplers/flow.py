@@ -1,6 +1,6 @@
 """The rectified-flow (SiT) paradigm: a linear-path DiT sampled by Euler or a second-order multistep solver.
 
-Knobs per step (ANCHOR.md 1.4): the next time point (sigmoid, projected to strictly increase with a
+Knobs per step (as in AdaGen's public code): the next time point (sigmoid, projected to strictly increase with a
 minimum gap) and the CFG weight (softplus). On the linear path the first-order DPM-Solver++ update is
 exactly Euler's step on the velocity, and the second-order one is DPM-Solver++(2M). Baseline: a uniform
 time grid from t = 0 to t = 1 and a constant CFG weight. Horizon H = NFE + 1.

@@ -1,6 +1,6 @@
 """The masked-token (MaskGIT) paradigm: parallel decoding of a token grid with per-sample, per-step knobs.
 
-One policy call per decoding step, as in AdaGen's MaskGIT generator (ANCHOR.md 1.1):
+One policy call per decoding step, as in AdaGen's public MaskGIT generator:
 
 | code | paper / anchor |
 |---|---|
@@ -10,7 +10,7 @@ One policy call per decoding step, as in AdaGen's MaskGIT generator (ANCHOR.md 1
 | `remask_temp` | tau_2: confidence = log softmax(L)[token] + tau_2 * Gumbel |
 | `ratio` (knob "mask_ratio") | r_k: fraction of the N tokens left masked after the step |
 
-Validity, whatever the knobs (DESIGN.md 1): decoded tokens are never re-masked; while masked tokens
+Validity, whatever the knobs (docs/design.md 2): decoded tokens are never re-masked; while masked tokens
 remain each step decodes at least one; the last step decodes every remaining token; the image is
 decoded from a complete grid. The conditional pass that produces step k's logits runs at the end of
 step k - 1 (at `reset` for k = 0) and its hidden states are the features the policy sees for step k,
@@ -118,7 +118,7 @@ class MaskGITSampler(Sampler[MaskGITState]):
 
     # -- schedule ---------------------------------------------------------------------------------
     def baseline_values(self) -> torch.Tensor:
-        """AdaGen's heuristic (ANCHOR.md 1.1) with ratio_k = (k + 1 - 1e-3) / H: cosine mask ratio
+        """AdaGen's public heuristic, with ratio_k = (k + 1 - 1e-3) / H: cosine mask ratio
         cos(pi/2 ratio_k), re-mask temperature (1 - ratio_k) * remask_temp, temperature 1, and CFG
         (k + 1e-3) / H * cfg_scale."""
         k = torch.arange(self.horizon, dtype=torch.float32, device=self.device)

@@ -1,6 +1,6 @@
 """The probability-flow ODE sampler shared by the diffusion (DiT) and rectified-flow (SiT) paradigms.
 
-One policy call per network evaluation, as in AdaGen's DiT/SiT generators (ANCHOR.md 1.3, 1.4):
+One policy call per network evaluation, as in AdaGen's public DiT/SiT generators:
 
 | step k | policy sees | knob "time" means | work done |
 |---|---|---|---|

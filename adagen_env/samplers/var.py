@@ -1,6 +1,6 @@
 """The next-scale autoregressive (VAR) paradigm: one token map per step, coarse to fine, with per-sample knobs.
 
-One policy call per scale, as in AdaGen's VAR generator (ANCHOR.md 1.2) and VAR's
+One policy call per scale, as in AdaGen's public VAR generator and VAR's
 `autoregressive_infer_cfg`:
 
 | code | paper / anchor |

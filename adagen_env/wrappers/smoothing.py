@@ -1,7 +1,7 @@
 """Action smoothing: an EMA over the raw residuals, with the previous smoothed action observed.
 
-DESIGN.md 4: `s_k = beta * s_{k-1} + (1 - beta) * u_k`, a causal low-pass filter that keeps knob
-trajectories smooth under per-step Gaussian exploration. As in AdaGen (ANCHOR.md 1.0) the first
+docs/design.md 4: `s_k = beta * s_{k-1} + (1 - beta) * u_k`, a causal low-pass filter that keeps knob
+trajectories smooth under per-step Gaussian exploration. As in AdaGen's public code, the first
 step is not attenuated, `s_0 = u_0`. Since the env adds its prior after the filter, u = 0 still
 means the baseline schedule. `prev_action` (s_{k-1}, zeros at k = 0) joins the observation so the
 wrapped env stays Markov. With beta = 0 the wrapper passes actions through unchanged.

@@ -1,6 +1,6 @@
 """The MaskGIT sampler on a tiny random MaskGIT.
 
-Checks the MDP's invariants (DESIGN.md 1) whatever the knob values: decoded tokens are never re-masked,
+Checks the MDP's invariants (docs/design.md 2) whatever the knob values: decoded tokens are never re-masked,
 each step decodes at least one token while any are masked, the last step decodes them all, and the
 number left masked is exactly the projected ratio's. Also: Gumbel-max sampling and confidence ranking,
 the cosine baseline, CFG wiring, per-lane knobs, bit-for-bit seeds, the NFE accounting, features, and

@@ -1,6 +1,6 @@
 """The ODE samplers (diffusion on the VP path, rectified flow on the linear path) on a tiny random DiT.
 
-Checks the MDP's invariants (DESIGN.md 1): projected times strictly monotone with a minimum gap whatever
+Checks the MDP's invariants (docs/design.md 2): projected times strictly monotone with a minimum gap whatever
 the knob values, the last time exactly the data end, per-lane knobs acting per lane, bit-for-bit seeds,
 clear errors on NaN/inf knobs and wrong shapes, and the NFE accounting of guided and unguided episodes.
 """
