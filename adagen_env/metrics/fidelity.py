@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
-from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
+from adagen_env.checks import check_images, check_labels
 from adagen_env.data.shapes import ShapesDataset
 from adagen_env.errors import InvalidArgument
+from adagen_env.metrics.base import ImageTensorDataset, ShapesExtractorBase, kid_subset_size, to_uint8
 
 SHAPES_EXTRACTOR = "shapes-classifier"
 """torch-fidelity name of the shapes classifier feature extractor (also its zoo name)."""
@@ -56,8 +56,6 @@ REFERENCE_SEED = 20_240_601
 """Seed of the real shapes reference set."""
 FLOOR_SEED = REFERENCE_SEED + 1
 """Seed of the second, disjoint real set that measures the real-vs-real floor."""
-KID_SUBSET_SIZE = 1000
-"""torch-fidelity's default KID subset size; lowered for small sets (see `kid_subset_size`)."""
 
 _REFERENCE_CACHE: dict[tuple[int, int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 """(resolution, N, seed, num_classes) -> (uint8 images (N, 3, R, R), labels (N,)), per process."""
@@ -90,24 +88,6 @@ def load_classifier(weights_path: str | Path | None = None, device: torch.device
     model = ShapesClassifier(config)
     zoo.load_state(model, path)
     return model.to(device).eval().requires_grad_(False)
-
-
-class ShapesExtractorBase(FeatureExtractorBase):
-    """What the shapes data's torch-fidelity extractors share: uint8 (B, 3, R, R) input at any R, no compilation."""
-
-    @staticmethod
-    def can_be_compiled() -> bool:
-        return False
-
-    @staticmethod
-    def get_dummy_input_for_compile() -> torch.Tensor:
-        return (torch.rand([1, 3, 16, 16]) * 255).to(torch.uint8)
-
-    def check_input(self, x: Any) -> None:
-        """Raise `ValueError` (torch-fidelity's convention) unless `x` is a (B, 3, H, W) uint8 tensor."""
-        if not (torch.is_tensor(x) and x.dtype == torch.uint8 and x.ndim == 4 and x.shape[1] == 3):
-            got = f"{tuple(x.shape)} {x.dtype}" if torch.is_tensor(x) else type(x).__name__
-            raise ValueError(f"{self.name}: expected (B, 3, H, W) torch.uint8 images, got {got}")
 
 
 class ShapesFeatureExtractor(ShapesExtractorBase):
@@ -211,60 +191,6 @@ register()
 
 
 # -- inputs ------------------------------------------------------------------------------------------
-class ImageTensorDataset(Dataset):
-    """(N, 3, H, W) uint8 images as a map-style Dataset, the input torch-fidelity takes."""
-
-    def __init__(self, images: torch.Tensor) -> None:
-        self.images = images.cpu()
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return self.images[index]
-
-
-def check_images(images: Any, what: str = "images") -> torch.Tensor:
-    """Raise `InvalidArgument` unless `images` is a float (B, 3, H, W) tensor with finite values in [0, 1]."""
-    if not torch.is_tensor(images):
-        raise InvalidArgument(f"{what} must be a torch.Tensor (B, 3, H, W) in [0, 1], got {type(images).__name__}")
-    if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] == 0:
-        raise InvalidArgument(f"{what} must have shape (B, 3, H, W) with B >= 1, got {tuple(images.shape)}")
-    if not images.is_floating_point():
-        raise InvalidArgument(
-            f"{what} must be floating point in [0, 1], got dtype {images.dtype}; for uint8 images pass images / 255"
-        )
-    if not bool(torch.isfinite(images).all()):
-        raise InvalidArgument(f"{what} has NaN or infinite values; images must be finite, in [0, 1]")
-    low, high = float(images.min()), float(images.max())
-    if low < 0.0 or high > 1.0:
-        raise InvalidArgument(
-            f"{what} must be in [0, 1], got values in [{low:.4g}, {high:.4g}]; "
-            "map [-1, 1] outputs with (x + 1) / 2 and clamp"
-        )
-    return images
-
-
-def check_labels(labels: Any, batch: int, num_classes: int | None = None) -> torch.Tensor:
-    """Raise `InvalidArgument` unless `labels` is a (B,) integer tensor (in [0, num_classes) when given)."""
-    labels = torch.as_tensor(labels)
-    if labels.is_floating_point() or labels.dtype == torch.bool:
-        raise InvalidArgument(f"labels must be integer class ids, got dtype {labels.dtype}")
-    if tuple(labels.shape) != (batch,):
-        raise InvalidArgument(f"labels must have shape ({batch},), one per image, got {tuple(labels.shape)}")
-    labels = labels.long()
-    if num_classes is not None and batch and (labels.min() < 0 or labels.max() >= num_classes):
-        raise InvalidArgument(
-            f"labels must be in [0, {num_classes}), got range [{int(labels.min())}, {int(labels.max())}]"
-        )
-    return labels
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) float in [0, 1] -> uint8 on the CPU, rounded as `torchvision.utils.save_image` does."""
-    return images.detach().float().cpu().mul(255).add(0.5).clamp(0, 255).to(torch.uint8)
-
-
 def balanced_labels(n: int, num_classes: int = 8) -> torch.Tensor:
     """(n,) labels 0, 1, ..., num_classes - 1, 0, 1, ...: every class equally often (to within one)."""
     return torch.arange(n) % num_classes
@@ -285,15 +211,6 @@ def shapes_reference(
 def clear_reference_cache() -> None:
     """Forget the in-memory real reference sets."""
     _REFERENCE_CACHE.clear()
-
-
-def kid_subset_size(n: int) -> int:
-    """KID subset size for sets of at least `n` images: 1000, or n // 2 (>= 2) when that is smaller.
-
-    Half the set, not all of it, so that the subsets differ and the reported standard deviation measures
-    something (subsets of the whole set are all the same set); the estimator is unbiased at any size.
-    """
-    return min(KID_SUBSET_SIZE, max(2, n // 2))
 
 
 def _resolve_device(device: torch.device | str) -> bool:

@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
+from adagen_env.checks import check_images, check_labels
 from adagen_env.data.shapes import SHAPE_CLASSES, ShapesDataset, render_shapes
-from adagen_env.metrics.fidelity import check_images, check_labels
 from adagen_env.models.factors import factors_to_vector, vector_to_factors
 
 COVERAGE_FACTORS: tuple[str, ...] = (

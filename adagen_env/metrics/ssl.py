@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from adagen_env.errors import InvalidArgument
-from adagen_env.metrics import fidelity
-from adagen_env.metrics.fidelity import ShapesExtractorBase
+from adagen_env.metrics import base
+from adagen_env.metrics.base import ShapesExtractorBase
 
 SSL_EXTRACTOR = "shapes-ssl"
 """torch-fidelity name of the self-supervised shapes encoder (also its zoo name)."""
@@ -170,7 +170,7 @@ def ssl_scores(
 
     fake, real = ssl_features(images_u8, device), ssl_features(reference_u8, device)
     if kid_subset_size is None:
-        kid_subset_size = fidelity.kid_subset_size(min(len(fake), len(real)))
+        kid_subset_size = base.kid_subset_size(min(len(fake), len(real)))
     out = {"fd_ssl": frechet_distance(fake, real)}
     kid = kid_features_to_metric(fake, real, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
                                  verbose=False, rng_seed=2020)

@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from adagen_env.checks import check_images, check_labels
 from adagen_env.data import ShapesDataset
 from adagen_env.errors import InvalidArgument
-from adagen_env.rewards.base import RewardModel, check_images
+from adagen_env.rewards.base import RewardModel
 from adagen_env.rewards.projected import ProjectedDiscriminator, diff_augment
 
 
@@ -132,7 +133,7 @@ class AdversarialReward(RewardModel):
 
     @torch.no_grad()
     def score(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        check_images(images, labels)
+        check_images(images), check_labels(labels, images.shape[0])
         self.discriminator.eval()
         return self.reward_function(self.discriminator(images.to(self.device), labels.to(self.device))).float()
 
@@ -140,7 +141,7 @@ class AdversarialReward(RewardModel):
         """Non-saturating BCE steps: reals (same labels, fresh) vs these fakes; returns loss and accuracies."""
         if not self.training:
             return {}
-        check_images(images, labels)
+        check_images(images), check_labels(labels, images.shape[0])
         fakes, labels = images.detach().to(self.device), labels.to(self.device)
         self.discriminator.train()
         for _ in range(self.updates_per_batch):

@@ -13,8 +13,6 @@ import abc
 
 import torch
 
-from adagen_env.errors import InvalidArgument
-
 
 class RewardModel(abc.ABC):
     """Scores final images; subclasses that learn online override `update` and the state methods."""
@@ -41,17 +39,3 @@ class RewardModel(abc.ABC):
 
     def to(self, device: torch.device | str) -> "RewardModel":
         return self
-
-
-def check_images(images: torch.Tensor, labels: torch.Tensor) -> None:
-    """Raise `InvalidArgument` unless images are (B, 3, R, R), finite and in [0, 1], and labels (B,): a reward
-    model never scores or learns from broken images."""
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise InvalidArgument(f"images must have shape (B, 3, R, R), got {tuple(images.shape)}")
-    finite = torch.isfinite(images).flatten(1).all(dim=1)
-    if not bool(finite.all()):
-        raise InvalidArgument(f"images of lanes {(~finite).nonzero().flatten().tolist()[:8]} have NaN or infinite values")
-    if images.numel() and (float(images.min()) < 0.0 or float(images.max()) > 1.0):
-        raise InvalidArgument(f"images must be in [0, 1], got values in [{float(images.min()):.4g}, {float(images.max()):.4g}]")
-    if labels.shape != (images.shape[0],):
-        raise InvalidArgument(f"labels must have shape ({images.shape[0]},) to match the images, got {tuple(labels.shape)}")

@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from adagen_env.checks import check_images, check_labels
 from adagen_env.data import ShapesDataset
-from adagen_env.rewards.base import RewardModel, check_images
+from adagen_env.rewards.base import RewardModel
 
 REWARD_NETWORK = "reward-classifier"
 
@@ -56,7 +57,7 @@ class BatchFIDReward(RewardModel):
         return features.mean(0), torch.cov(features.T)
 
     def score(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        check_images(images, labels)
+        check_images(images), check_labels(labels, images.shape[0])
         mu, cov = self._stats(self._features(images))
         fid = frechet_distance(mu, cov, self.mu, self.cov).float()
         return (-fid).expand(images.shape[0]).clone()
@@ -71,6 +72,6 @@ class ClassifierReward(RewardModel):
 
     @torch.no_grad()
     def score(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        check_images(images, labels)
+        check_images(images), check_labels(labels, images.shape[0])
         _, logits = self.network(images.to(self.device))
         return F.log_softmax(logits.float(), dim=-1).gather(1, labels.to(self.device)[:, None]).squeeze(1)

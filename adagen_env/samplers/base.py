@@ -22,6 +22,7 @@ from typing import Any, Generic, TypeVar
 import torch
 import torch.nn.functional as F
 
+from adagen_env.checks import check_labels
 from adagen_env.errors import InvalidArgument, InvalidKnobValue
 
 ACTIVATIONS = ("sigmoid", "softplus", "scaled_sigmoid")
@@ -247,15 +248,8 @@ class Sampler(abc.ABC, Generic[StateT]):
         return sum(self.step_nfe(k) for k in range(self.horizon))
 
     def check_labels(self, labels: torch.Tensor) -> torch.Tensor:
-        """Validate (B,) labels and move them to the sampler's device."""
-        labels = torch.as_tensor(labels, dtype=torch.long)
-        if labels.ndim != 1 or labels.numel() == 0:
-            raise InvalidArgument(f"labels must be a non-empty 1-D tensor (B,), got shape {tuple(labels.shape)}")
-        if labels.min() < 0 or labels.max() >= self.num_classes:
-            raise InvalidArgument(
-                f"labels must be in [0, {self.num_classes}), got range [{int(labels.min())}, {int(labels.max())}]"
-            )
-        return labels.to(self.device)
+        """Validate (B,) labels (`adagen_env.checks.check_labels`) and move them to the sampler's device."""
+        return check_labels(labels, num_classes=self.num_classes).to(self.device)
 
     @torch.no_grad()
     def sample(

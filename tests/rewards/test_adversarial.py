@@ -57,7 +57,7 @@ def test_state_round_trip_and_frozen_mode() -> None:
 
 def test_bad_inputs() -> None:
     reward = AdversarialReward(8, 16)
-    with pytest.raises(InvalidArgument, match=r"shape \(B, 3, R, R\)"):
+    with pytest.raises(InvalidArgument, match=r"shape \(B, 3, H, W\)"):
         reward.score(torch.rand(4, 16, 16), torch.arange(4))
     with pytest.raises(InvalidArgument, match=r"labels must have shape \(4,\)"):
         reward.score(torch.rand(4, 3, 16, 16), torch.arange(3))

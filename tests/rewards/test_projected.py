@@ -84,7 +84,7 @@ def test_broken_images_never_reach_the_discriminator() -> None:
     before = {k: v.clone() for k, v in reward.discriminator.state_dict().items()}
     images, labels = torch.rand(4, 3, 16, 16), torch.arange(4)
     images[2, 0, 0, 0] = float("nan")
-    with pytest.raises(InvalidArgument, match=r"lanes \[2\].*NaN"):
+    with pytest.raises(InvalidArgument, match=r"images \[2\] .*NaN"):
         reward.update(images, labels)
     with pytest.raises(InvalidArgument, match=r"\[0, 1\]"):
         reward.score(torch.full((2, 3, 16, 16), 1.5), torch.arange(2))
