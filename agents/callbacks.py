@@ -308,9 +308,10 @@ class PolicyEvaluation(UpdateCallback):
 
 
 class AlignmentProbe(UpdateCallback):
-    """Every `every` updates: the AUC with which the training reward ranks fixed better images above fixed worse
-    ones (`adagen_env.rewards.probe`), logged as `reward/alignment_auc`; a warning when it falls below `warn_below`,
-    because a reward near 0.5 no longer knows good from bad.
+    """Every `every` updates: the AUC and the paired AUC with which the training reward ranks fixed better images
+    above fixed worse ones (`adagen_env.rewards.probe`), logged as `reward/alignment_auc` and
+    `reward/alignment_paired`; a warning when the paired one falls below `warn_below`, because a reward near 0.5 no
+    longer knows good from bad.
 
     The default probe pair is the baseline schedule's images on `eval_env` (better) and the same images blurred
     with a Gaussian of 1 pixel (worse), which every yardstick of the sensitivity table ranks the same way.
@@ -334,13 +335,14 @@ class AlignmentProbe(UpdateCallback):
         self.better: torch.Tensor | None = None
         self.worse: torch.Tensor | None = None
         self.last_auc: float | None = None
+        self.last_paired: float | None = None
 
     def _on_update(self, updates: int) -> None:
         if updates % self.every == 0:
             self.probe()
 
-    def probe(self) -> float:
-        """Score the probe pair with the current reward; log and return the AUC."""
+    def probe(self) -> tuple[float, float]:
+        """Score the probe pair with the current reward; log and return (AUC, paired AUC)."""
         from torchvision.transforms.functional import gaussian_blur
 
         from adagen_env.rewards.probe import alignment_auc
@@ -349,15 +351,17 @@ class AlignmentProbe(UpdateCallback):
             action_dim = self.eval_env.single_action_space.shape[0]
             self.better = generate(ZeroPolicy(action_dim), self.eval_env, self.labels, self.seed).images
             self.worse = gaussian_blur(self.better, [7, 7], [1.0, 1.0])
-        self.last_auc = alignment_auc(self.reward_model, self.better, self.labels, self.worse, self.labels)
+        self.last_auc, self.last_paired = alignment_auc(self.reward_model, self.better, self.labels, self.worse,
+                                                        self.labels)
         self.logger.record("reward/alignment_auc", self.last_auc)
-        if self.last_auc < self.warn_below:
+        self.logger.record("reward/alignment_paired", self.last_paired)
+        if self.last_paired < self.warn_below:
             import warnings
 
-            warnings.warn(f"update {self.updates}: the reward ranks sharp baseline images above blurred ones with "
-                          f"AUC {self.last_auc:.3f} (< {self.warn_below}): it is losing track of image quality",
-                          stacklevel=2)
-        return self.last_auc
+            warnings.warn(f"update {self.updates}: the reward prefers a sharp baseline image to its blurred copy "
+                          f"with probability {self.last_paired:.3f} (< {self.warn_below}): it is losing track of "
+                          "image quality", stacklevel=2)
+        return self.last_auc, self.last_paired
 
 
 class Checkpointer(UpdateCallback):

@@ -2,8 +2,14 @@
 
 An online discriminator can stop ranking images by quality once it wins. The probe asks the current reward to
 rank fixed images of known better quality (for example the baseline schedule at a large NFE, or real images)
-above fixed worse ones (the baseline at a small NFE, or blurred copies): its AUC is the probability that a
-random better image scores above a random worse one. 1 is perfect, 0.5 is no signal.
+above fixed worse ones (the baseline at a small NFE, or blurred copies). Two scores, 1 perfect and 0.5 no signal:
+
+* the AUC, the probability that a random better image scores above a random worse one (content differs between
+  the two, so a reward that varies more with content than with quality scores low even when it always prefers
+  the better version of an image);
+* the paired AUC, for pairs that share their content (the same label and noise, or an image and its blurred
+  copy): the probability that the better one of a pair scores higher. This is the comparison PPO's advantage
+  makes within a group rollout, where label and noise are shared.
 
 Letters: N better images, M worse images.
 """
@@ -21,6 +27,14 @@ def rank_auc(better: torch.Tensor, worse: torch.Tensor) -> float:
     return float(((b > w).double() + 0.5 * (b == w).double()).mean())
 
 
+def paired_auc(better: torch.Tensor, worse: torch.Tensor) -> float:
+    """P(b_i > w_i) + P(b_i = w_i) / 2 over the pairs of (N,) scores (N pairs of the same content)."""
+    if better.shape != worse.shape:
+        raise ValueError(f"paired scores need equal shapes, got {tuple(better.shape)} and {tuple(worse.shape)}")
+    b, w = better.flatten().double(), worse.flatten().double()
+    return float(((b > w).double() + 0.5 * (b == w).double()).mean())
+
+
 @torch.no_grad()
 def alignment_auc(
     reward_model: RewardModel,
@@ -29,8 +43,10 @@ def alignment_auc(
     worse: torch.Tensor,
     worse_labels: torch.Tensor,
 ) -> float:
-    """AUC with which `reward_model` scores (N, 3, R, R) `better` images above (M, 3, R, R) `worse` ones."""
-    return rank_auc(reward_model.score(better, better_labels), reward_model.score(worse, worse_labels))
+    """(AUC, paired AUC) with which `reward_model` scores (N, 3, R, R) `better` images above (N, 3, R, R) `worse`
+    ones, image i of each being of the same content."""
+    good, bad = reward_model.score(better, better_labels), reward_model.score(worse, worse_labels)
+    return rank_auc(good, bad), paired_auc(good, bad)
 
 
-__all__ = ["alignment_auc", "rank_auc"]
+__all__ = ["alignment_auc", "paired_auc", "rank_auc"]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torchvision.transforms.functional import gaussian_blur
 
 from adagen_env.data import ShapesDataset
 from adagen_env.rewards.base import RewardModel
-from adagen_env.rewards.probe import alignment_auc, rank_auc
+from adagen_env.rewards.probe import alignment_auc, paired_auc, rank_auc
 
 
 class SharpnessReward(RewardModel):
@@ -34,8 +35,19 @@ def test_rank_auc_counts_pairs_and_ties() -> None:
     assert rank_auc(torch.tensor([1.0, 1.0]), torch.tensor([1.0])) == 0.5
 
 
+def test_paired_auc_compares_within_pairs_only() -> None:
+    content = torch.arange(10.0)  # content moves the score far more than quality does
+    better, worse = content + 0.1, content
+    assert paired_auc(better, worse) == 1.0 and rank_auc(better, worse) < 0.6
+    assert paired_auc(torch.tensor([1.0, 0.0]), torch.tensor([1.0, 1.0])) == 0.25
+    with pytest.raises(ValueError, match="equal shapes"):
+        paired_auc(torch.zeros(2), torch.zeros(3))
+
+
 def test_probe_tells_a_quality_reward_from_a_random_one() -> None:
     images, labels = ShapesDataset(16).sample(200, seed=0)
     blurred = gaussian_blur(images, [5, 5], [1.0, 1.0])
-    assert alignment_auc(SharpnessReward(images), images, labels, blurred, labels) > 0.99
-    assert abs(alignment_auc(RandomReward(), images, labels, blurred, labels) - 0.5) < 0.1
+    auc, paired = alignment_auc(SharpnessReward(images), images, labels, blurred, labels)
+    assert auc > 0.99 and paired > 0.99
+    auc, paired = alignment_auc(RandomReward(), images, labels, blurred, labels)
+    assert abs(auc - 0.5) < 0.1 and abs(paired - 0.5) < 0.1
