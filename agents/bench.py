@@ -70,6 +70,10 @@ QUICK_STEP_GRID: dict[str, tuple[int | None, ...]] = {
 }
 
 
+HELDOUT_OFFSETS = (1, 2)
+"""The CMA-ES winner is scored again on `search_seed + k` for these k (never evaluation seeds)."""
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     """What `bench` runs; `BenchConfig.quick()` is `adagen bench --quick`."""
@@ -103,8 +107,9 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if self.num_samples < 2 or self.search_samples < 2 or not self.seeds:
             raise InvalidArgument("need num_samples >= 2, search_samples >= 2 and at least one seed")
-        if self.search_seed in self.seeds:
-            raise InvalidArgument(f"search_seed {self.search_seed} must not be an evaluation seed {list(self.seeds)}")
+        if {self.search_seed, *(self.search_seed + k for k in HELDOUT_OFFSETS)} & set(self.seeds):
+            raise InvalidArgument(f"search_seed {self.search_seed} and its held-out seeds (+{list(HELDOUT_OFFSETS)}) "
+                                  f"must not be evaluation seeds {list(self.seeds)}")
         if self.cma_evaluations < 0 or self.cma_evaluations == 1:
             raise InvalidArgument(f"cma_evaluations must be 0 (off) or >= 2, got {self.cma_evaluations}")
         if self.search_rounds < 0 or self.batch_size < 1:
@@ -282,8 +287,8 @@ def bench(
         if not compare:
             continue
 
-        def table_score(schedule: torch.Tensor) -> float:
-            gen = generate_static(sampler, schedule, search_labels, config.search_seed, config.batch_size)
+        def table_score(schedule: torch.Tensor, seed: int = config.search_seed) -> float:
+            gen = generate_static(sampler, schedule, search_labels, seed, config.batch_size)
             return compute_metrics(gen.images, gen.labels, metrics=("ssl",), device=device)[SELECTION_METRIC]
 
         search = {"samples": config.search_samples, "seed": config.search_seed, "metric": SELECTION_METRIC}
@@ -294,7 +299,9 @@ def bench(
             table, cma_trace = tune_cma(sampler, table_score, config.cma_evaluations)
             row = _static_row(env_id, steps, "CMA-ES static", "tuned", {"search": "cma-es"}, sampler, labels, config,
                               device, schedule=table)
-            rows.append({**row, **measured_on, "search": {**search, "trace": cma_trace,
+            # The winner again on other seeds of the search's size: a best score far below these fitted noise.
+            heldout = [table_score(table, config.search_seed + k) for k in HELDOUT_OFFSETS]
+            rows.append({**row, **measured_on, "search": {**search, "trace": cma_trace, "heldout_scores": heldout,
                                                          "best_score": min(t["score"] for t in cma_trace)}})
 
         for path, model, meta in loaded:
@@ -390,10 +397,12 @@ def markdown(results: dict[str, Any]) -> str:
                           f"({len(coordinate['search']['trace'])} candidates)."]
             if tuned is not coordinate:
                 metric = tuned["search"]["metric"]
+                heldout = np.asarray(tuned["search"]["heldout_scores"])
                 lines.append(f"CMA-ES: {len(tuned['search']['trace'])} candidates over the whole (H, K) table; best "
                              f"{COLUMNS[metric]} {tuned['search']['best_score']:.4g} on the search seed, "
-                             f"{tuned['mean'][metric]:.4g} ± {tuned['std'][metric]:.2g} on the evaluation seeds "
-                             "(a search score far below its evaluation means the search fitted its seed's noise).")
+                             f"{heldout.mean():.4g} ± {heldout.std(ddof=1) if len(heldout) > 1 else 0:.2g} on "
+                             f"{len(heldout)} held-out seeds of the same size (a search score far below the held-out "
+                             "ones means the search fitted its seed's noise).")
     lines += ["", "## NFE to match the baseline at its largest NFE", "",
               "| env | baseline at its largest NFE | method | smallest NFE that matches |", "|---|---|---|---|"]
     for env_id in dict.fromkeys(r["env_id"] for r in results["rows"]):

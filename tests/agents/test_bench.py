@@ -128,13 +128,17 @@ def test_bench_adds_a_cma_es_row_that_becomes_the_static_bar(tmp_path) -> None:
     assert [r["kind"] for r in rows] == ["baseline", "tuned", "tuned"] and rows[-1]["method"] == "CMA-ES static"
     cma_row = rows[-1]
     assert len(cma_row["search"]["trace"]) == 4 and cma_row["search"]["metric"] == "fd_ssl"
+    assert len(cma_row["search"]["heldout_scores"]) == 2
     assert len({r["nfe"] for r in rows}) == 1
     assert "CMA-ES: 4 candidates" in (tmp_path / "bench.md").read_text()
+    assert "on 2 held-out seeds of the same size" in (tmp_path / "bench.md").read_text()
 
 
 def test_bench_config_refuses_a_search_seed_that_is_also_an_eval_seed() -> None:
     with pytest.raises(InvalidArgument, match="search_seed"):
         BenchConfig(seeds=(0, 1000), search_seed=1000)
+    with pytest.raises(InvalidArgument, match="held-out seeds"):
+        BenchConfig(seeds=(0, 1002), search_seed=1000)
 
 
 def test_cli_bench_with_a_policy_adds_an_adaptive_row(tmp_path, capsys) -> None:
