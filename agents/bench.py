@@ -235,9 +235,8 @@ def _static_row(env_id: str, steps: int | None, method: str, kind: str, params: 
     # The baseline row runs the env's own baseline values (activated prior), so it equals the env's zero-action run.
     if schedule is None:
         schedule = sampler.baseline_schedule() if kind == "baseline" else static_schedule(sampler, **params)
-    result = score_seeds(
-        lambda seed: generate_static(sampler, schedule, labels, seed, config.batch_size), config.seeds, METRICS, device
-    )
+    result = score_seeds(lambda seed: generate_static(sampler, schedule, labels, seed, config.batch_size),
+                         config.seeds, METRICS, device, desc=f"{env_id} {steps} {method}")
     result.pop("generation")
     return {"env_id": env_id, "steps": steps, "method": method, "kind": kind, "params": params,
             "schedule": schedule.cpu().tolist(), **result}
@@ -314,7 +313,8 @@ def bench(
                     f"rows with {sampler.config()}: they would not be at equal settings"
                 )
             check_meta(path, meta, generator_expectation(meta, policy_env.unwrapped))
-            result = score_seeds(lambda seed: generate(model, policy_env, labels, seed), config.seeds, METRICS, device)
+            result = score_seeds(lambda seed: generate(model, policy_env, labels, seed), config.seeds, METRICS, device,
+                                 desc=f"{env_id} {steps} policy")
             generation = result.pop("generation")
             rows.append({"env_id": env_id, "steps": steps, "method": f"policy {Path(path).parent.name or path}",
                          "kind": "adaptive", "params": {"checkpoint": path, "algo": meta["algo"]},

@@ -58,15 +58,22 @@ def summarise(per_seed: list[dict[str, float]]) -> tuple[dict[str, float], dict[
 
 
 def score_seeds(
-    make: Callable[[int], Generation], seeds: Sequence[int], metrics: tuple[str, ...] = METRICS, device: str = "cpu"
+    make: Callable[[int], Generation], seeds: Sequence[int], metrics: tuple[str, ...] = METRICS, device: str = "cpu",
+    desc: str = "seeds",
 ) -> dict[str, Any]:
     """Generate with `make(seed)` for each seed and score it: per-seed metrics, mean and std over seeds, NFE per image,
-    generation wall time per image, and the last seed's `Generation` (under "generation")."""
+    generation wall time per image, and the last seed's `Generation` (under "generation"). A progress bar (ETA per
+    seed) is labelled `desc`."""
+    from tqdm.auto import tqdm
+
     per_seed, seconds, last = [], 0.0, None
-    for seed in seeds:
+    bar = tqdm(seeds, desc=desc, unit="seed", dynamic_ncols=True)
+    for seed in bar:
+        bar.set_postfix_str(f"seed {seed}: generating")
         start = time.perf_counter()
         last = make(seed)
         seconds += time.perf_counter() - start
+        bar.set_postfix_str(f"seed {seed}: scoring")
         per_seed.append({**compute_metrics(last.images, last.labels, metrics=metrics, device=device), "seed": seed})
     mean, std = summarise([{k: v for k, v in s.items() if k != "seed"} for s in per_seed])
     return {"nfe": last.nfe, "per_seed": per_seed, "mean": mean, "std": std,
@@ -77,7 +84,7 @@ def _run(
     name: str, policy: Any, env: Any, num_samples: int, seeds: Sequence[int], metrics: tuple[str, ...], device: str
 ) -> dict[str, Any]:
     labels = balanced_labels(num_samples, env.unwrapped.sampler.num_classes)
-    result = score_seeds(lambda seed: generate(policy, env, labels, seed), seeds, metrics, device)
+    result = score_seeds(lambda seed: generate(policy, env, labels, seed), seeds, metrics, device, desc=name)
     result.pop("generation")
     return {"name": name, **result}
 
