@@ -86,8 +86,8 @@ def train(
     checkpoint = workdir / "checkpoint.pt"
     if checkpoint.exists():
         try:
-            state = torch.load(checkpoint, map_location=device, weights_only=False)
-        except Exception as exc:  # a file cut short by a kill, or not a checkpoint at all
+            state = torch.load(checkpoint, map_location=device, weights_only=True)  # tensors and numbers only
+        except Exception as exc:  # a file cut short by a kill, not a checkpoint, or one holding pickled objects
             raise CheckpointError(f"cannot read checkpoint {str(checkpoint)!r}: {exc}; delete it to start over") from exc
         if state["config"] != asdict(config):
             raise CheckpointError(
