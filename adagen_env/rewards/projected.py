@@ -94,17 +94,18 @@ class ProjectedDiscriminator(nn.Module):
 
     @torch.no_grad()
     def depth_features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """The backbone's (B, C, h, w) feature map after each stage. No gradients: only the heads train, and the
-        reward never needs the gradient of an image (the policy learns from the scalar), so the frozen backbone
-        runs forward only."""
+        """The backbone's (B, C, h, w) feature map after each stage, average-pooled to at most the images' own
+        R x R grid (the backbone reads images upsampled to its input size; a finer grid holds no more of the image
+        and would only make its head dearer). No gradients: only the heads train, and the reward never needs the
+        gradient of an image (the policy learns from the scalar), so the frozen backbone runs forward only."""
         net = self.backbone
-        size = net.config.input_size
+        side, size = images.shape[-1], net.config.input_size
         x = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         x = (x - 0.5) / 0.25
         out = []
         for i, stage in enumerate(net.stages):
             x = stage(x)
-            out.append(x)
+            out.append(F.adaptive_avg_pool2d(x, side) if x.shape[-1] > side else x)
             if i < len(net.stages) - 1:
                 x = F.max_pool2d(x, 2)
         return out
