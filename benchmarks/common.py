@@ -37,6 +37,27 @@ def shipped_vector_envs(batch: int) -> Iterator[tuple[str, Any, Any]]:
         yield env_id, vector_cls, gym.make_vec(env_id, num_envs=batch, reward_model=None)
 
 
+class CallTimer:
+    """Wraps the named methods of `obj` on the instance and sums the seconds spent in them (`seconds`); None wraps
+    nothing (then `seconds` stays 0)."""
+
+    def __init__(self, obj: Any, methods: tuple[str, ...]) -> None:
+        self.seconds = 0.0
+        if obj is not None:
+            for name in methods:
+                setattr(obj, name, self._timed(getattr(obj, name)))
+
+    def _timed(self, method: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+
+        return timed
+
+
 def write_results(args: argparse.Namespace, rows: list[dict[str, Any]], markdown: list[str]) -> dict[str, Any]:
     """`<out>.json` (run settings + rows) and `<out>.md` (the lines `markdown(meta)` returns); returns the meta."""
     meta = {"batch": args.batch, "repeats": args.repeats, "threads": torch.get_num_threads(),

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 import torch
-from common import parse_args, shipped_vector_envs, write_results
+from common import CallTimer, parse_args, shipped_vector_envs, write_results
 
 from adagen_env.samplers import make_generator
 from adagen_env.wrappers import VectorActionSmoothing
@@ -32,28 +32,7 @@ def raw_episode(sampler, labels: torch.Tensor, seed: int) -> float:
     return time.perf_counter() - start
 
 
-class SamplerCallTimer:
-    """Wraps a sampler's `reset`, `step` and `decode` on the instance and sums the seconds spent in them."""
-
-    METHODS = ("reset", "step", "decode")
-
-    def __init__(self, sampler) -> None:
-        self.seconds = 0.0
-        for name in self.METHODS:
-            setattr(sampler, name, self._timed(getattr(sampler, name)))
-
-    def _timed(self, method):
-        def timed(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return method(*args, **kwargs)
-            finally:
-                self.seconds += time.perf_counter() - start
-
-        return timed
-
-
-def env_episode(envs, labels: np.ndarray, seed: int, timer: SamplerCallTimer) -> tuple[float, float]:
+def env_episode(envs, labels: np.ndarray, seed: int, timer: CallTimer) -> tuple[float, float]:
     """(episode seconds, seconds of it spent outside the sampler's reset/step/decode)."""
     zeros = np.zeros(envs.action_space.shape, np.float32)
     timer.seconds = 0.0
@@ -73,7 +52,7 @@ def main() -> None:
         sampler = envs.sampler
         envs = VectorActionSmoothing(envs, beta=vector_cls.default_smoothing)
         labels = torch.arange(args.batch) % sampler.num_classes
-        timer = SamplerCallTimer(sampler)  # the raw loop goes through the same wrapped calls
+        timer = CallTimer(sampler, ("reset", "step", "decode"))  # the raw loop goes through the same wrapped calls
         raw_episode(sampler, labels, 0)  # warm-up
         env_episode(envs, labels.numpy(), 0, timer)
         raw, wrapped, own = [], [], []

@@ -15,7 +15,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from common import parse_args, write_results
+from common import CallTimer, parse_args, write_results
 from stable_baselines3.common.vec_env import VecMonitor
 
 from agents.presets import make_model, timesteps_per_update
@@ -26,37 +26,17 @@ ENV_ID, NUM_STEPS = "AdaGen/DiT-v0", 4
 REWARDS = (None, "adversarial", "adversarial-projected")
 
 
-class RewardCallTimer:
-    """Wraps a reward model's `score` and `update` on the instance and sums the seconds spent in them."""
-
-    def __init__(self, reward_model) -> None:
-        self.seconds = 0.0
-        if reward_model is not None:
-            for name in ("score", "update"):
-                setattr(reward_model, name, self._timed(getattr(reward_model, name)))
-
-    def _timed(self, method):
-        def timed(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return method(*args, **kwargs)
-            finally:
-                self.seconds += time.perf_counter() - start
-
-        return timed
-
-
 def build(reward: str | None, batch: int):
     """(model, reward timer, timesteps per update) for PPO on the env with `reward`."""
     args = Args(env=ENV_ID, num_steps=NUM_STEPS, num_envs=batch)
     env = default_env_fn(args)(num_envs=batch, reward_model=reward, return_images=False)
-    timer = RewardCallTimer(env.unwrapped.reward_model)
+    timer = CallTimer(env.unwrapped.reward_model, ("score", "update"))
     venv = VecMonitor(SB3VecEnv(smooth(env, type(env.unwrapped).default_smoothing)))
     model = make_model("ppo", venv, env.unwrapped.horizon, seed=0)
     return model, timer, timesteps_per_update(model, env.unwrapped.horizon)
 
 
-def timed_update(model, timer: RewardCallTimer, tpu: int) -> tuple[float, float]:
+def timed_update(model, timer: CallTimer, tpu: int) -> tuple[float, float]:
     """(update seconds, seconds of it spent in the reward model)."""
     timer.seconds = 0.0
     start = time.perf_counter()
