@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 
+from adagen_env.errors import InvalidArgument
 from adagen_env.rewards.base import RewardModel
 
 
@@ -30,7 +31,7 @@ def rank_auc(better: torch.Tensor, worse: torch.Tensor) -> float:
 def paired_auc(better: torch.Tensor, worse: torch.Tensor) -> float:
     """P(b_i > w_i) + P(b_i = w_i) / 2 over the pairs of (N,) scores (N pairs of the same content)."""
     if better.shape != worse.shape:
-        raise ValueError(f"paired scores need equal shapes, got {tuple(better.shape)} and {tuple(worse.shape)}")
+        raise InvalidArgument(f"paired scores need equal shapes, got {tuple(better.shape)} and {tuple(worse.shape)}")
     b, w = better.flatten().double(), worse.flatten().double()
     return float(((b > w).double() + 0.5 * (b == w).double()).mean())
 

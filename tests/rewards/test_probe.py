@@ -7,6 +7,7 @@ import torch
 from torchvision.transforms.functional import gaussian_blur
 
 from adagen_env.data import ShapesDataset
+from adagen_env.errors import InvalidArgument
 from adagen_env.rewards.base import RewardModel
 from adagen_env.rewards.probe import alignment_auc, paired_auc, rank_auc
 
@@ -40,7 +41,7 @@ def test_paired_auc_compares_within_pairs_only() -> None:
     better, worse = content + 0.1, content
     assert paired_auc(better, worse) == 1.0 and rank_auc(better, worse) < 0.6
     assert paired_auc(torch.tensor([1.0, 0.0]), torch.tensor([1.0, 1.0])) == 0.25
-    with pytest.raises(ValueError, match="equal shapes"):
+    with pytest.raises(InvalidArgument, match="equal shapes"):
         paired_auc(torch.zeros(2), torch.zeros(3))
 
 

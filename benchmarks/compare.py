@@ -1,0 +1,80 @@
+"""Compare committed results: policy rows of `eval.json` files against a baseline row, or two training curves.
+
+    python benchmarks/compare.py evals BASELINE_EVAL.json EVAL.json [EVAL.json ...]
+    python benchmarks/compare.py curves RUN_A/train_progress.csv RUN_B/train_progress.csv --until 139
+
+`evals` refuses files of another sample count, seeds or generator digest than the baseline's, then prints each
+policy row's verdict (`agents.reporting.change_cell`: the headline yardsticks must agree beyond the spread).
+`curves` prints, for the updates both runs reached, the periodic evaluations side by side and the medians of
+PPO's explained variance and of the terminal reward's spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+from pathlib import Path
+
+from adagen_env.errors import InvalidArgument
+from agents.reporting import change_cell
+
+
+def compare_evals(baseline_path: Path, paths: list[Path]) -> list[str]:
+    baseline_file = json.loads(baseline_path.read_text())
+    base = next((r for r in baseline_file["rows"] if r["name"] == "baseline"), None)
+    if base is None:
+        raise InvalidArgument(f"{baseline_path} has no baseline row")
+    lines = []
+    for path in paths:
+        other = json.loads(path.read_text())
+        for key in ("num_samples", "seeds"):
+            if other[key] != baseline_file[key]:
+                raise InvalidArgument(f"{path}: {key} {other[key]} differs from the baseline's {baseline_file[key]}")
+        for row in other["rows"]:
+            if row["name"] == "baseline":
+                continue
+            if row["generator_digest"] != base["generator_digest"]:
+                raise InvalidArgument(f"{path}: {row['name']} ran on generator {row['generator_digest']}, the "
+                                      f"baseline on {base['generator_digest']}")
+            lines.append(f"{row['name']}: {change_cell(row, base)}")
+    return lines
+
+
+def _rows(path: Path, until: int | None) -> list[dict[str, str]]:
+    rows = [r for r in csv.DictReader(path.open()) if r.get("charts/updates")]
+    return [r for r in rows if until is None or int(r["charts/updates"]) <= until]
+
+
+def compare_curves(a: Path, b: Path, until: int | None) -> list[str]:
+    runs = {a: _rows(a, until), b: _rows(b, until)}
+    evals = {p: {int(r["charts/updates"]): r for r in rows if r.get("eval/fd_ssl")} for p, rows in runs.items()}
+    lines = ["update | " + " | ".join(f"{p.parent.name}: FD-SSL, coverage, FID" for p in runs)]
+    for update in sorted(set(evals[a]) & set(evals[b])):
+        cells = [", ".join(f"{float(evals[p][update][k]):.4g}" for k in ("eval/fd_ssl", "eval/oracle_coverage", "eval/fid"))
+                 for p in runs]
+        lines.append(f"{update} | " + " | ".join(cells))
+    for key in ("train/explained_variance", "reward/terminal_std"):
+        medians = [statistics.median(float(r[key]) for r in rows if r.get(key)) for rows in runs.values()]
+        lines.append(f"median {key}: " + ", ".join(f"{p.parent.name} {m:.3f}" for p, m in zip(runs, medians)))
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    evals = sub.add_parser("evals")
+    evals.add_argument("baseline", type=Path)
+    evals.add_argument("others", type=Path, nargs="+")
+    curves = sub.add_parser("curves")
+    curves.add_argument("a", type=Path)
+    curves.add_argument("b", type=Path)
+    curves.add_argument("--until", type=int, default=None, help="last update compared")
+    args = parser.parse_args()
+    lines = compare_evals(args.baseline, args.others) if args.what == "evals" else compare_curves(args.a, args.b, args.until)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
