@@ -292,6 +292,7 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
         check_meta(path, saved, {**{key: meta[key] for key in identity}, **generator_expectation(saved, unwrapped)})
         saved_observation = saved.get("env_kwargs", {}).get("observation", "features")  # older runs: features
         check_meta(path, {"observation": saved_observation}, {"observation": args.observation})
+        check_meta(path, {"group_size": saved.get("group_size", 1)}, {"group_size": args.group_size})  # older: 1
         model, _ = load_model(path, env=venv, device=args.device)
         state = load_state(path, model.num_timesteps)
         if unwrapped.reward_model is not None and state["reward_model"] is not None:

@@ -251,9 +251,9 @@ class AdaGenVectorEnv(VectorEnv):
         if mask is not None and not np.asarray(mask, dtype=bool).all():
             raise InvalidArgument("reset_mask must select every lane: the lanes of this env run in lock step and "
                                   "end together, so they reset together")
-        super().reset(seed=seed)
-        if seed is not None and not 0 <= seed < 2**63:
+        if seed is not None and not 0 <= seed < 2**63:  # before Gymnasium seeds np_random with it
             raise InvalidArgument(f"seed must be an int in [0, 2**63), got {seed}")
+        super().reset(seed=seed)
         if seed is not None or self._generator is None:
             if seed is None:
                 seed = int(self.np_random.integers(2**31))
@@ -415,7 +415,8 @@ class AdaGenEnv(gym.Env):
             raise InvalidArgument("num_envs is not an argument of the single-lane env; use gym.make_vec(id, num_envs=N)")
         self.vector_env = self.vector_cls(num_envs=1, render_mode=render_mode, **kwargs)
         reward_model = self.vector_env.reward_model
-        if isinstance(kwargs.get("reward_model", "adversarial"), str) and reward_model is not None and reward_model.online:
+        built_here = not isinstance(kwargs.get("reward_model"), RewardModel)  # a given one may be shared on purpose
+        if built_here and reward_model is not None and reward_model.online:
             gym.logger.warn(
                 "this single-lane env trains its own online discriminator on batches of one image; to train, use "
                 "the native batched env (gym.make_vec(id, num_envs=N): one discriminator for every lane), or build one "

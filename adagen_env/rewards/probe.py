@@ -22,18 +22,21 @@ from adagen_env.errors import InvalidArgument
 from adagen_env.rewards.base import RewardModel
 
 
+def _win_rate(b: torch.Tensor, w: torch.Tensor) -> float:
+    """Mean over broadcast pairs of 1 where b > w, 1/2 where b = w."""
+    return float(((b > w).double() + 0.5 * (b == w).double()).mean())
+
+
 def rank_auc(better: torch.Tensor, worse: torch.Tensor) -> float:
     """P(b > w) + P(b = w) / 2 over all pairs of (N,) and (M,) scores (the Mann-Whitney AUC)."""
-    b, w = better.flatten().double()[:, None], worse.flatten().double()[None, :]
-    return float(((b > w).double() + 0.5 * (b == w).double()).mean())
+    return _win_rate(better.flatten().double()[:, None], worse.flatten().double()[None, :])
 
 
 def paired_auc(better: torch.Tensor, worse: torch.Tensor) -> float:
     """P(b_i > w_i) + P(b_i = w_i) / 2 over the pairs of (N,) scores (N pairs of the same content)."""
     if better.shape != worse.shape:
         raise InvalidArgument(f"paired scores need equal shapes, got {tuple(better.shape)} and {tuple(worse.shape)}")
-    b, w = better.flatten().double(), worse.flatten().double()
-    return float(((b > w).double() + 0.5 * (b == w).double()).mean())
+    return _win_rate(better.flatten().double(), worse.flatten().double())
 
 
 @torch.no_grad()
@@ -43,7 +46,7 @@ def alignment_auc(
     better_labels: torch.Tensor,
     worse: torch.Tensor,
     worse_labels: torch.Tensor,
-) -> float:
+) -> tuple[float, float]:
     """(AUC, paired AUC) with which `reward_model` scores (N, 3, R, R) `better` images above (N, 3, R, R) `worse`
     ones, image i of each being of the same content."""
     good, bad = reward_model.score(better, better_labels), reward_model.score(worse, worse_labels)

@@ -493,3 +493,9 @@ def test_a_policy_with_nan_weights_is_refused_naming_the_file_and_tensor(tmp_pat
     _rewrite_entry(path, "policy.pth", _saved(weights))
     with pytest.raises(CheckpointError, match=rf"checkpoint\.zip.*policy tensor '{name}' has NaN"):
         evaluate([path], num_samples=4, seeds=[0], out_dir=None, env_fn=env_fn())
+
+
+def test_resume_refuses_another_group_size(tmp_path) -> None:
+    out = train(tiny_args(tmp_path, total_updates=1, group_size=2), env_fn())
+    with pytest.raises(CheckpointError, match="group_size: checkpoint has 2, expected 1"):
+        train(tiny_args(tmp_path, total_updates=2, resume=True, logdir=out["run_dir"]), env_fn())
