@@ -10,9 +10,12 @@ learned feature space:
   shapes and wrong classes all raise it.
 * **oracle coverage**: per class and per factor, the 1-Wasserstein distance between the fitted factors of the images
   and the true factor distribution of the data, in units of that factor's standard deviation, averaged. It rises
-  when a set misses sizes, positions, colours or backgrounds that real data has.
+  when a set misses sizes, positions, colours or backgrounds that real data has. One factor is measured rather
+  than fitted: the grain level, the robust standard deviation of the residual's finest diagonal Haar coefficients
+  (every real image has grain of `GRAIN_SIGMA`; noise raises the level, blur and over-smooth samples lower it). Its
+  true value is a constant, so its distance is in units of `GRAIN_SIGMA`.
 
-Letters: B images, R image side, F = 12 coverage factors.
+Letters: B images, C channels, R image side, F = 13 coverage factors.
 """
 
 from __future__ import annotations
@@ -23,14 +26,17 @@ from typing import Any
 import torch
 
 from adagen_env.checks import check_images, check_labels
-from adagen_env.data.shapes import SHAPE_CLASSES, ShapesDataset, render_shapes
+from adagen_env.data.shapes import GRAIN_SIGMA, SHAPE_CLASSES, ShapesDataset, render_shapes
+from adagen_env.errors import InvalidArgument
 from adagen_env.models.factors import factors_to_vector, vector_to_factors
 
 COVERAGE_FACTORS: tuple[str, ...] = (
     "size", "centre_x", "centre_y", "angle_cos", "angle_sin", "fg_r", "fg_g", "fg_b", "bg_r", "bg_g", "bg_b",
-    "bg_contrast",
+    "bg_contrast", "grain",
 )
 """Factors whose distributions oracle coverage compares (the angle's only for classes with a finite symmetry)."""
+_MAD_TO_STD = 0.6745
+"""Median absolute value of a standard normal draw."""
 FIT_STEPS = 60
 """Adam steps of the renderer fit."""
 FIT_LR = 0.02
@@ -61,8 +67,9 @@ def fit_factors(
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Fit clean renderings of the (B,) labels to (B, 3, R, R) images in [0, 1].
 
-    Returns the fitted factors (the dict `render_shapes` takes, without grain) and the (B,) RMSE of each image to
-    its fitted rendering. Each image's factors are fitted independently (Adam is per element), in one batch.
+    Returns the fitted factors (the dict `render_shapes` takes, without grain, plus ``grain_level`` (B,), the
+    `grain_level` of the residual) and the (B,) RMSE of each image to its fitted rendering. Each image's factors
+    are fitted independently (Adam is per element), in one batch.
     """
     device = next(factor_net.parameters()).device
     images, labels = images.to(device).float(), labels.to(device)
@@ -93,9 +100,20 @@ def fit_factors(
             with torch.no_grad():
                 params["size"].clamp_(min=0.05)
     with torch.no_grad():
-        rmse = (render() - images).pow(2).mean(dim=(1, 2, 3)).sqrt()
+        residual = images - render()
         factors = {k: v.detach() for k, v in _render_factors(params).items()}
-    return factors, rmse
+    return {**factors, "grain_level": grain_level(residual)}, residual.pow(2).mean(dim=(1, 2, 3)).sqrt()
+
+
+def grain_level(residual: torch.Tensor) -> torch.Tensor:
+    """(B, C, R, R) -> (B,): median |HH| / 0.6745 over the finest diagonal Haar coefficients of every channel.
+
+    HH = (a - b - c + d) / 2 on each 2x2 block has the standard deviation of iid per-pixel noise, and is near zero on
+    smooth content; the median keeps the few edge blocks out (Donoho's noise estimate)."""
+    r = residual.shape[-1] // 2 * 2
+    x = residual[..., :r, :r]
+    hh = (x[..., 0::2, 0::2] - x[..., 0::2, 1::2] - x[..., 1::2, 0::2] + x[..., 1::2, 1::2]) / 2
+    return hh.flatten(1).abs().median(dim=1).values / _MAD_TO_STD
 
 
 def _render_factors(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -108,23 +126,41 @@ def _render_factors(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def coverage_vectors(labels: torch.Tensor, factors: dict[str, torch.Tensor],
                      class_names: tuple[str, ...] = SHAPE_CLASSES) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, F) coverage factors (`COVERAGE_FACTORS`) and their (B, F) validity mask."""
+    """(B, F) coverage factors (`COVERAGE_FACTORS`) and their (B, F) validity mask.
+
+    The grain level is ``factors["grain_level"]`` (a fit's) or, for drawn factors, that of their ``grain`` field.
+
+    Raises:
+        InvalidArgument: `factors` has neither ``grain_level`` nor ``grain``.
+    """
+    if "grain_level" in factors:
+        grain = factors["grain_level"]
+    elif "grain" in factors:
+        grain = grain_level(factors["grain"])
+    else:
+        raise InvalidArgument("coverage needs the factors' 'grain_level' (from fit_factors) or their 'grain' field")
     vector, mask = factors_to_vector(labels, factors, class_names)
     contrast = vector[:, 11:17].norm(dim=1, keepdim=True)  # |bg_b - bg_a|
-    return torch.cat([vector[:, :11], contrast], dim=1), torch.cat([mask[:, :11], torch.ones_like(contrast)], dim=1)
+    extra = torch.cat([contrast, grain[:, None].to(vector)], dim=1)
+    return torch.cat([vector[:, :11], extra], dim=1), torch.cat([mask[:, :11], torch.ones_like(extra)], dim=1)
 
 
-_TRUE_CACHE: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+_TRUE_CACHE: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
 
-def true_factors(num_classes: int = 8) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(labels (N,), coverage vectors (N, F), mask (N, F)) of a fixed draw of the data's true factors."""
-    if num_classes not in _TRUE_CACHE:
-        data = ShapesDataset(16, num_classes=num_classes)
+def true_factors(num_classes: int = 8, resolution: int = 16) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(labels (N,), coverage vectors (N, F), mask (N, F)) of a fixed draw of the data's true factors at
+    `resolution` (the grain level's, measured on what clamping to [0, 1] leaves of the grain)."""
+    key = (num_classes, resolution)
+    if key not in _TRUE_CACHE:
+        data = ShapesDataset(resolution, num_classes=num_classes)
         labels = torch.arange(TRUE_FACTORS_PER_CLASS * num_classes) % num_classes
         factors = data.draw_factors(labels, torch.Generator().manual_seed(TRUE_FACTOR_SEED))
-        _TRUE_CACHE[num_classes] = (labels, *coverage_vectors(labels, factors, data.class_names))
-    return _TRUE_CACHE[num_classes]
+        clean = render_shapes(labels, {k: v for k, v in factors.items() if k != "grain"}, data.class_names, resolution)
+        real = render_shapes(labels, factors, data.class_names)
+        factors = {**factors, "grain_level": grain_level(real - clean)}
+        _TRUE_CACHE[key] = (labels, *coverage_vectors(labels, factors, data.class_names))
+    return _TRUE_CACHE[key]
 
 
 def wasserstein_1d(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -134,14 +170,17 @@ def wasserstein_1d(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def factor_coverage(
-    labels: torch.Tensor, factors: dict[str, torch.Tensor], class_names: tuple[str, ...] = SHAPE_CLASSES
+    labels: torch.Tensor, factors: dict[str, torch.Tensor], class_names: tuple[str, ...] = SHAPE_CLASSES,
+    resolution: int = 16,
 ) -> dict[str, Any]:
-    """Per class and factor, W1(fitted, true) / std(true); returns ``coverage`` (the mean over classes and factors),
-    ``per_factor`` and ``per_class`` means. A class with fewer than 2 images counts as missed: each of its factors
-    gets the largest distance any class has for that factor, at least 1."""
+    """Per class and factor, W1(fitted, true) / std(true) (the grain level's / `GRAIN_SIGMA`), the truth at the
+    images' `resolution`; returns ``coverage`` (the mean over classes and factors), ``per_factor`` and ``per_class``
+    means. A class with fewer than 2 images counts as missed: each of its factors gets the largest distance any
+    class has for that factor, at least 1."""
     labels = labels.cpu()
     vectors, _ = coverage_vectors(labels, {k: v.cpu() for k, v in factors.items()}, class_names)
-    true_labels, true_vectors, true_mask = true_factors(len(class_names))
+    true_labels, true_vectors, true_mask = true_factors(len(class_names), resolution)
+    grain = COVERAGE_FACTORS.index("grain")
     table = torch.full((len(class_names), len(COVERAGE_FACTORS)), float("nan"))
     for c in range(len(class_names)):
         mine, ref = labels == c, true_labels == c
@@ -150,7 +189,8 @@ def factor_coverage(
                 continue  # the angle of a circle or a ring
             truth = true_vectors[ref, f]
             if int(mine.sum()) >= 2:
-                table[c, f] = wasserstein_1d(vectors[mine, f], truth) / float(truth.std())
+                scale = GRAIN_SIGMA if f == grain else float(truth.std())
+                table[c, f] = wasserstein_1d(vectors[mine, f], truth) / scale
     missing = torch.isnan(table) & true_mask_table(true_labels, true_mask, len(class_names))
     worst = torch.nan_to_num(table, nan=0.0).amax(dim=0).clamp(min=1.0)
     table = torch.where(missing, worst.expand_as(table), table)
@@ -184,7 +224,7 @@ def oracle_scores(
         rmse.append(r.cpu())
     factors = {k: torch.cat([f[k].cpu() for f in fitted]) for k in fitted[0]}
     rmse_all = torch.cat(rmse)
-    coverage = factor_coverage(labels, factors)
+    coverage = factor_coverage(labels, factors, resolution=images.shape[-1])
     return {
         "oracle_fidelity": float(rmse_all.mean()),
         "oracle_coverage": coverage["coverage"],
@@ -195,6 +235,6 @@ def oracle_scores(
 
 
 __all__ = [
-    "COVERAGE_FACTORS", "FACTOR_NET", "coverage_vectors", "load_factor_net", "factor_coverage", "fit_factors", "oracle_scores", "true_factors",
-    "wasserstein_1d",
+    "COVERAGE_FACTORS", "FACTOR_NET", "coverage_vectors", "factor_coverage", "fit_factors", "grain_level",
+    "load_factor_net", "oracle_scores", "true_factors", "wasserstein_1d",
 ]

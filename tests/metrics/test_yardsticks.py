@@ -16,7 +16,14 @@ from adagen_env.data import ShapesDataset
 from adagen_env.data.shapes import GRAIN_SIGMA, render_shapes
 from adagen_env.errors import InvalidArgument
 from adagen_env.metrics import FLOOR_SEED, ImageTensorDataset, balanced_labels, compute_metrics, shapes_reference
-from adagen_env.metrics.oracle import FACTOR_NET, factor_coverage, fit_factors, load_factor_net, oracle_scores
+from adagen_env.metrics.oracle import (
+    FACTOR_NET,
+    factor_coverage,
+    fit_factors,
+    grain_level,
+    load_factor_net,
+    oracle_scores,
+)
 from adagen_env.metrics.ssl import (
     BLOCK_VARIANCE,
     SSL_EXTRACTOR,
@@ -94,8 +101,7 @@ def test_oracle_fidelity_sees_wrong_classes_and_blur():
 
 
 def test_coverage_sees_a_collapsed_position_and_a_missing_class():
-    _, labels, factors = drawn(800, 16)
-    clean = {k: v for k, v in factors.items() if k != "grain"}
+    _, labels, clean = drawn(800, 16)
     base = factor_coverage(labels, clean)
     collapsed = factor_coverage(labels, {**clean, "centre": torch.zeros_like(clean["centre"])})
     assert collapsed["per_factor"]["centre_x"] > 5 * base["per_factor"]["centre_x"]
@@ -103,6 +109,17 @@ def test_coverage_sees_a_collapsed_position_and_a_missing_class():
     keep = labels != 2
     missing = factor_coverage(labels[keep], {k: v[keep] for k, v in clean.items()})
     assert missing["per_class"]["triangle"] >= 1.0 > base["per_class"]["triangle"]
+
+
+def test_coverage_grain_level_sees_noise_and_smoothing_and_is_required():
+    _, labels, factors = drawn(800, 16)
+    base = factor_coverage(labels, factors)["per_factor"]["grain"]
+    noisy = factor_coverage(labels, {**factors, "grain": factors["grain"] * 2})["per_factor"]["grain"]
+    smooth = factor_coverage(labels, {**factors, "grain": factors["grain"] * 0.25})["per_factor"]["grain"]
+    assert base < 0.1 and noisy > 0.8 and smooth > 0.6  # in units of the grain's sigma: ~1 and ~0.75 away
+    assert float(grain_level(factors["grain"]).mean()) == pytest.approx(GRAIN_SIGMA, rel=0.1)
+    with pytest.raises(InvalidArgument, match="grain_level"):
+        factor_coverage(labels, {k: v for k, v in factors.items() if k != "grain"})
 
 
 # -- FD-SSL ----------------------------------------------------------------------------------------------
