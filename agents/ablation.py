@@ -66,10 +66,11 @@ ABLATIONS: dict[str, Ablation] = {
         {"on": {}, "off": NO_STEP_CONDITIONING},
     ),
     "discriminator": Ablation(
-        "transformer vs convolutional discriminator in the adversarial reward",
-        "the transformer discriminator is clearly better (DiT-XL FID 4.54 vs 5.86)",
-        {"transformer": {}, "convolutional": {"reward_model": "adversarial-conv"},
-         "projected": {"reward_model": "adversarial-projected"}},
+        "projected vs pixel transformer vs pixel convolutional discriminator in the adversarial reward",
+        "the transformer discriminator is clearly better than the convolutional one (DiT-XL FID 4.54 vs 5.86); "
+        "the reference code's discriminator is a projected one on frozen DINO ViT features",
+        {"projected": {}, "transformer": {"reward_model": "adversarial"},
+         "convolutional": {"reward_model": "adversarial-conv"}},
     ),
     "learnable-vs-adaptive": Ablation(
         "an adaptive policy (sees the generator's features) vs a learnable static one (sees only the step)",
@@ -78,7 +79,7 @@ ABLATIONS: dict[str, Ablation] = {
     ),
 }
 """Name -> ablation (DiT at 4 steps, where the baseline leaves the most room, unless the ablation needs more).
-`{}` is `adagen train`'s default: adversarial transformer reward, generator features, step conditioning on."""
+`{}` is `adagen train`'s default: the projected discriminator's reward, generator features, step conditioning on."""
 
 
 def run_name(ablation: Ablation, overrides: dict[str, Any]) -> str:

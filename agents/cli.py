@@ -107,7 +107,8 @@ def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--num-steps", type=int, default=None, help="NFE (DiT/SiT) or steps (MaskGIT); env default 8")
     train.add_argument("--smoothing", type=float, default=None, help="EMA beta of the actions; the env's default")
     train.add_argument("--knobs", nargs="+", default=None, help="knobs the policy controls (default: all)")
-    train.add_argument("--reward-model", default="adversarial")
+    train.add_argument("--reward-model", default=None,
+                       help="adagen_env.rewards.REWARD_MODELS; default: the projected discriminator")
     train.add_argument("--feature-pool", type=int, default=1)
     train.add_argument("--feature-dtype", default="float32", choices=["float32", "float16"])
     train.add_argument("--observation", default="features", choices=["features", "image", "step-only"],

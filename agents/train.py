@@ -39,6 +39,7 @@ import adagen_env
 from adagen_env.errors import CheckpointError, InvalidArgument
 from adagen_env.metrics import balanced_labels
 from adagen_env.outputs import write_text
+from adagen_env.rewards import DEFAULT_REWARD_MODEL
 from adagen_env.wrappers import GroupRelativeReward, VectorActionSmoothing
 from agents.callbacks import AlignmentProbe, Checkpointer, PolicyEvaluation, ProgressBar, StdSchedule, TrainingLogger
 from agents.checkpoint import (
@@ -78,7 +79,7 @@ class Args:
     """EMA beta of the action smoothing (docs/design.md 4); the env class's `default_smoothing` when None."""
     knobs: list[str] | None = None
     """Knobs the policy controls (the rest follow the baseline); all when None."""
-    reward_model: str = "adversarial"
+    reward_model: str = DEFAULT_REWARD_MODEL
     """Reward model name (`adagen_env.rewards.REWARD_MODELS`)."""
     feature_pool: int = 1
     """Average-pool factor on the feature grid (smaller buffers)."""
@@ -395,9 +396,10 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
 
 
 def args_from_namespace(namespace: Any) -> Args:
-    """`Args` from the CLI's parsed namespace (flags that are not `Args` fields are ignored)."""
+    """`Args` from the CLI's parsed namespace (flags that are not `Args` fields are ignored; a flag left at None
+    takes the field's default)."""
     names = {f.name for f in fields(Args)}
-    values = {key: value for key, value in vars(namespace).items() if key in names}
+    values = {key: value for key, value in vars(namespace).items() if key in names and value is not None}
     if isinstance(values.get("algo_kwargs"), str):
         try:
             values["algo_kwargs"] = json.loads(values["algo_kwargs"])

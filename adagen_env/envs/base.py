@@ -32,7 +32,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from adagen_env.errors import CheckpointError, InvalidArgument, InvalidKnobValue, UnknownArgument
-from adagen_env.rewards import RewardModel, make_reward_model
+from adagen_env.rewards import DEFAULT_REWARD_MODEL, RewardModel, make_reward_model
 from adagen_env.samplers.base import Sampler, activate_all, make_generator
 
 ACTION_LIMIT = 10.0
@@ -54,7 +54,7 @@ class AdaGenVectorEnv(VectorEnv):
             paradigm's default when None.
         device: where the generator runs.
         knobs: names of the knobs the policy controls (the rest follow the baseline); all when None.
-        reward_model: a name of `adagen_env.rewards.REWARD_MODELS` ("adversarial" by default), a `RewardModel`,
+        reward_model: a name of `adagen_env.rewards.REWARD_MODELS` (`DEFAULT_REWARD_MODEL`, the projected discriminator, by default), a `RewardModel`,
             or None for zero rewards.
         feature_pool: average-pool factor on the feature grid (1 keeps it), to keep RL buffers small.
         feature_dtype: "float32" or "float16" for the `features` observation.
@@ -91,7 +91,7 @@ class AdaGenVectorEnv(VectorEnv):
         num_steps: int | None = None,
         device: str | torch.device = "cpu",
         knobs: tuple[str, ...] | list[str] | None = None,
-        reward_model: str | RewardModel | None = "adversarial",
+        reward_model: str | RewardModel | None = DEFAULT_REWARD_MODEL,
         feature_pool: int = 1,
         feature_dtype: str = "float32",
         observation: str = "features",

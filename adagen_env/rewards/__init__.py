@@ -12,6 +12,8 @@ from adagen_env.rewards.base import RewardModel
 from adagen_env.rewards.frozen import BatchFIDReward, ClassifierReward
 from adagen_env.rewards.projected import ProjectedDiscriminator
 
+DEFAULT_REWARD_MODEL = "adversarial-projected"
+"""The reward every env and `adagen train` use unless told otherwise."""
 REWARD_MODELS = ("adversarial", "adversarial-ns", "adversarial-conv", "adversarial-projected", "batch-fid", "classifier")
 
 
@@ -36,6 +38,7 @@ def make_reward_model(name: str, num_classes: int, resolution: int, device: torc
 
 
 __all__ = [
+    "DEFAULT_REWARD_MODEL",
     "REWARD_MODELS",
     "AdversarialReward",
     "BatchFIDReward",
