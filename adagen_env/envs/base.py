@@ -32,15 +32,14 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from adagen_env.errors import CheckpointError, InvalidArgument, InvalidKnobValue, UnknownArgument
+from adagen_env.names import FEATURE_DTYPE_NAMES, OBSERVATIONS
 from adagen_env.rewards import DEFAULT_REWARD_MODEL, RewardModel, make_reward_model
 from adagen_env.samplers.base import Sampler, activate_all, make_generator
 
 ACTION_LIMIT = 10.0
 """Raw residuals are clipped to [-10, 10] (in pre-activation units: a wide range)."""
-FEATURE_DTYPES = {"float32": np.float32, "float16": np.float16}
-OBSERVATIONS = ("features", "image", "step-only")
-"""What the `features` observation holds: the generator's features, the sampler's raw intermediate image, or
-zeros (the policy then sees only the step: a learnable but not adaptive schedule)."""
+FEATURE_DTYPES = {name: getattr(np, name) for name in FEATURE_DTYPE_NAMES}
+"""Feature dtype name -> NumPy scalar type."""
 
 
 class AdaGenVectorEnv(VectorEnv):

@@ -8,12 +8,7 @@ from __future__ import annotations
 
 from gymnasium.envs.registration import register, registry
 
-ENVIRONMENTS = {
-    "AdaGen/MaskGIT-v0": "adagen_env.envs.maskgit:MaskGIT",
-    "AdaGen/VAR-v0": "adagen_env.envs.var:VAR",
-    "AdaGen/DiT-v0": "adagen_env.envs.diffusion:DiT",
-    "AdaGen/SiT-v0": "adagen_env.envs.flow:SiT",
-}
+from adagen_env.names import ENVIRONMENTS  # the table itself (import-free, so the command line reads it cheaply)
 
 
 def register_envs() -> None:

@@ -7,14 +7,11 @@ import difflib
 import torch
 
 from adagen_env.errors import InvalidArgument
+from adagen_env.names import DEFAULT_REWARD_MODEL, REWARD_MODELS  # the tables (import-free, for the command line)
 from adagen_env.rewards.adversarial import AdversarialReward, ConvDiscriminator, TransformerDiscriminator
 from adagen_env.rewards.base import RewardModel
 from adagen_env.rewards.frozen import BatchFIDReward, ClassifierReward
 from adagen_env.rewards.projected import ProjectedDiscriminator
-
-DEFAULT_REWARD_MODEL = "adversarial-projected"
-"""The reward every env and `adagen train` use unless told otherwise."""
-REWARD_MODELS = ("adversarial", "adversarial-ns", "adversarial-conv", "adversarial-projected", "batch-fid", "classifier")
 
 
 def make_reward_model(name: str, num_classes: int, resolution: int, device: torch.device | str = "cpu") -> RewardModel:
