@@ -95,43 +95,46 @@ def _ablation(args: argparse.Namespace) -> None:
     print(section(report))
 
 
-def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
-    """`adagen train` and `adagen eval`; defaults mirror `agents.train.Args` (a test keeps them equal)."""
-    from adagen_env.envs import ENVIRONMENTS
+def _add_args_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per `agents.args.Args` field but `NOT_FLAGS`: `--field-name`, the field's type, default and
+    `CHOICES`, and its docstring as the help (see `agents.args`)."""
+    import json
+    import types
+    import typing
+    from dataclasses import MISSING, fields
 
-    envs = sorted(ENVIRONMENTS)
+    from agents.args import CHOICES, NOT_FLAGS, Args, field_docs
+
+    docs, hints = field_docs(), typing.get_type_hints(Args)
+    for spec in fields(Args):
+        if spec.name in NOT_FLAGS:
+            continue
+        flag, text = "--" + spec.name.replace("_", "-"), docs.get(spec.name, "").replace("%", "%%")
+        default = spec.default if spec.default is not MISSING else spec.default_factory()  # type: ignore[misc]
+        kind = hints[spec.name]
+        if isinstance(kind, types.UnionType):  # `X | None`: None is the default, X the flag's type
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        if kind is bool:
+            if default:
+                parser.add_argument("--no-" + flag[2:], dest=spec.name, action="store_false", help=f"{text} (this flag turns it off)")
+            else:
+                parser.add_argument(flag, action="store_true", help=text)
+            continue
+        kwargs: dict[str, typing.Any] = {"type": kind, "default": default, "choices": CHOICES.get(spec.name)}
+        if typing.get_origin(kind) is list:
+            kwargs.update(type=typing.get_args(kind)[0], nargs="+")
+        elif typing.get_origin(kind) is dict:  # a JSON object, parsed by `agents.train.args_from_namespace`
+            kwargs.update(type=str, default=json.dumps(default), metavar="JSON")
+        parser.add_argument(flag, help=f"{text} (default: %(default)s)", **kwargs)
+
+
+def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
+    """`adagen train` (its flags are `agents.args.Args`), `adagen eval`, `adagen bench` and `adagen export`."""
+    from agents.names import ABLATION_NAMES, ENV_IDS
+
+    envs = list(ENV_IDS)
     train = commands.add_parser("train", help="train a schedule policy with Stable-Baselines3 (resumable)")
-    train.add_argument("--env", default="AdaGen/SiT-v0", choices=envs)
-    train.add_argument("--algo", default="ppo", help="ppo (default), a2c, sac, td3 or recurrent_ppo (sb3-contrib)")
-    train.add_argument("--num-envs", type=int, default=64, help="lanes: images per env step")
-    train.add_argument("--num-steps", type=int, default=None, help="NFE (DiT/SiT) or steps (MaskGIT); env default 8")
-    train.add_argument("--smoothing", type=float, default=None, help="EMA beta of the actions; the env's default")
-    train.add_argument("--knobs", nargs="+", default=None, help="knobs the policy controls (default: all)")
-    train.add_argument("--reward-model", default=None,
-                       help="adagen_env.rewards.REWARD_MODELS; default: the projected discriminator")
-    train.add_argument("--feature-pool", type=int, default=1)
-    train.add_argument("--feature-dtype", default="float32", choices=["float32", "float16"])
-    train.add_argument("--observation", default="features", choices=["features", "image", "step-only"],
-                       help="what the policy sees: generator features, the raw intermediate image, or only the step")
-    train.add_argument("--group-size", type=int, default=1,
-                       help="group rollouts: lanes per group sharing label and noise, rewards relative to the group")
-    train.add_argument("--total-updates", type=int, default=1000, help="updates in total, resumed ones included")
-    train.add_argument("--budget-minutes", type=float, default=None, help="total wall-time budget across resumes")
-    train.add_argument("--logdir", default="runs")
-    train.add_argument("--run-name", default=None, help="run directory in --logdir (default: env__algo__seed__time)")
-    train.add_argument("--resume", action="store_true", help="continue the newest matching run from its checkpoint")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--device", default="cpu")
-    train.add_argument("--checkpoint-every", type=int, default=10, help="updates between checkpoints")
-    train.add_argument("--eval-every", type=int, default=25, help="updates between FID evaluations (0: none)")
-    train.add_argument("--eval-samples", type=int, default=256)
-    train.add_argument("--eval-seed", type=int, default=1234)
-    train.add_argument("--std-init", type=float, default=0.6, help="exploration std (raw action units)")
-    train.add_argument("--std-final", type=float, default=0.3)
-    train.add_argument("--std-decay-after", type=int, default=500, help="updates before the std decay")
-    train.add_argument("--algo-kwargs", default="{}", help='JSON overrides of the preset, e.g. \'{"n_epochs": 10}\'')
-    train.add_argument("--no-progress-bar", dest="progress_bar", action="store_false")
-    train.add_argument("--verbose", type=int, default=0)
+    _add_args_flags(train)
     train.set_defaults(func=_train)
 
     evaluate = commands.add_parser("eval", help="FID/KID/IS/PR and class agreement of policies vs the baseline")
@@ -166,12 +169,11 @@ def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--out", default=None, help="output folder (default benchmarks/results/bench[-quick])")
     bench.add_argument("--device", default="cpu")
     bench.set_defaults(func=_bench)
-    from agents.ablation import ABLATIONS
 
     ablation = bench.add_subparsers(dest="bench_command").add_parser(
         "ablation", help="train the variants of one of the paper's ablations and compare them (resumable)"
     )
-    ablation.add_argument("name", choices=sorted(ABLATIONS))
+    ablation.add_argument("name", choices=sorted(ABLATION_NAMES))
     ablation.add_argument("--budget-minutes", type=float, default=10.0, help="training wall time per variant")
     ablation.add_argument("--num-samples", type=int, default=1000, help="evaluation images per seed")
     ablation.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -187,7 +189,8 @@ def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from adagen_env.zoo import GENERATORS, ZOO
+    """The whole command line; it imports no torch, SB3 or Gymnasium (the commands do, when they run)."""
+    from agents.names import GENERATORS, ZOO_NAMES
 
     parser = argparse.ArgumentParser(prog="adagen", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -195,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     zoo_parser = commands.add_parser("zoo", help="train or evaluate the shipped generators")
     zoo_commands = zoo_parser.add_subparsers(dest="zoo_command", required=True)
     train = zoo_commands.add_parser("train", help="train zoo models on the shapes data (resumes from --workdir)")
-    train.add_argument("names", nargs="+", choices=list(ZOO))
+    train.add_argument("names", nargs="+", choices=list(ZOO_NAMES))
     train.add_argument("--workdir", default="checkpoints/zoo", help="checkpoints and logs; a rerun resumes from here")
     train.add_argument("--device", default="cpu")
     train.add_argument("--steps", type=int, default=None, help="override the recipe's step count")

@@ -1,8 +1,9 @@
 """`adagen train`: train a schedule policy on an AdaGen env with Stable-Baselines3, resumably.
 
-Reads top to bottom (like CleanRL's `ppo_continuous_action.py`): the `Args`, the run directory, one seeding
-block, the wrapper stack, the model (new, or loaded from the run's checkpoint), the logger and the
-hyperparameter table, the callbacks, `learn`.
+Reads top to bottom (like CleanRL's `ppo_continuous_action.py`): the `Args` (in `agents.args`, which imports no
+torch, so the command line builds its flags from them cheaply), the run directory, one seeding block, the wrapper
+stack, the model (new, or loaded from the run's checkpoint), the logger and the hyperparameter table, the callbacks,
+`learn`.
 
     adagen train --env AdaGen/SiT-v0                       # PPO, 64 lanes, the paradigm's defaults
     adagen train --env AdaGen/SiT-v0 --budget-minutes 30 --logdir runs/ --resume
@@ -24,7 +25,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,8 @@ import adagen_env
 from adagen_env.errors import CheckpointError, InvalidArgument
 from adagen_env.metrics import balanced_labels
 from adagen_env.outputs import write_text
-from adagen_env.rewards import DEFAULT_REWARD_MODEL
 from adagen_env.wrappers import GroupRelativeReward, VectorActionSmoothing
+from agents.args import Args  # torch-free, for the command line; re-exported here
 from agents.callbacks import AlignmentProbe, Checkpointer, PolicyEvaluation, ProgressBar, StdSchedule, TrainingLogger
 from agents.checkpoint import (
     BEST_MODEL,
@@ -61,74 +62,6 @@ from agents.vec_env import SB3VecEnv
 EnvFn = Callable[..., VectorEnv]
 """(num_envs=, reward_model=, return_images=, generator=None, group_size=1) -> a Gymnasium vector env of AdaGen
 (unwrapped)."""
-
-
-@dataclass
-class Args:
-    """Arguments of `adagen train` (the CLI's flags, with dashes)."""
-
-    env: str = "AdaGen/SiT-v0"
-    """Registered env id."""
-    algo: str = "ppo"
-    """One of `agents.presets.ALGORITHMS`."""
-    num_envs: int = 64
-    """Lanes B: images generated per env step (one generator forward serves them all)."""
-    num_steps: int | None = None
-    """Steps: NFE for DiT/SiT, decoding steps for MaskGIT (VAR has one per scale); the env's default (8) when None."""
-    smoothing: float | None = None
-    """EMA beta of the action smoothing (docs/design.md 4); the env class's `default_smoothing` when None."""
-    knobs: list[str] | None = None
-    """Knobs the policy controls (the rest follow the baseline); all when None."""
-    reward_model: str = DEFAULT_REWARD_MODEL
-    """Reward model name (`adagen_env.rewards.REWARD_MODELS`)."""
-    feature_pool: int = 1
-    """Average-pool factor on the feature grid (smaller buffers)."""
-    feature_dtype: str = "float32"
-    """Dtype of the features observation ("float32" or "float16")."""
-    observation: str = "features"
-    """What the policy observes: "features" (the generator's), "image" (raw intermediate) or "step-only"."""
-    group_size: int = 1
-    """Group rollouts: G lanes in a row share a label and an initial noise and their rewards are taken relative to
-    the group's leave-one-out mean (`adagen_env.wrappers.GroupRelativeReward`); 1: off."""
-    total_updates: int = 1000
-    """Updates to train for in total (a resumed run counts the ones already done)."""
-    budget_minutes: float | None = None
-    """Stop (with a checkpoint) once the run's total wall time, across resumes, passes this."""
-    logdir: str = "runs"
-    """Parent directory of run directories."""
-    run_name: str | None = None
-    """Run directory name inside `logdir`; `<env>__<algo>__<seed>__<stamp>` when None."""
-    resume: bool = False
-    """Continue the newest matching run in `logdir` (or `run_name`) from its checkpoint."""
-    seed: int = 0
-    """Seeds Python, NumPy, torch, the env and SB3."""
-    device: str = "cpu"
-    """Where the generator, reward model and policy run."""
-    checkpoint_every: int = 10
-    """Updates between checkpoints (one is also written at the end and when the budget runs out)."""
-    eval_every: int = 25
-    """Updates between FID evaluations of the deterministic policy (0: none)."""
-    eval_samples: int = 256
-    """Images per evaluation (class-balanced fixed labels, fixed seed)."""
-    eval_seed: int = 1234
-    """Sampling seed of the evaluations."""
-    std_init: float = 0.6
-    """Exploration std before the decay (raw residual units; on-policy algorithms)."""
-    std_final: float = 0.3
-    """Exploration std after the decay."""
-    std_decay_after: int = 500
-    """Updates before the std decay."""
-    algo_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Overrides of the algorithm's preset (`agents.presets`), e.g. {"learning_rate": 3e-4, "n_epochs": 10}."""
-    progress_bar: bool = True
-    """Show a tqdm progress bar."""
-    verbose: int = 0
-    """1 also prints SB3's log tables."""
-    # -- derived after parsing --
-    run_dir: str = ""
-    """(derived) the run directory."""
-    horizon: int = 0
-    """(derived) policy calls per episode."""
 
 
 def default_env_fn(args: Args) -> EnvFn:
