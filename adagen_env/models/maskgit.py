@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adagen_env.errors import InvalidArgument
-from adagen_env.models.vq import VQConfig, VQTokenizer
+from adagen_env.models.vq import VQConfig, VQTokenizer, reconstruction_batch
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
 """The zoo's loss signature (`adagen_env.zoo.training.LossFn`; not imported, the zoo imports this module)."""
@@ -56,6 +56,11 @@ class TokenTransformerConfig:
 @dataclass
 class MaskGITConfig(TokenTransformerConfig):
     """Shape of a `MaskGIT`: its tokenizer is single-scale (`scales` empty)."""
+
+    codebook_tied: bool = False
+    """Tie the token embedding and the logits to the tokenizer's code vectors: a token's input is its learned
+    embedding + a linear map of its code, and each logit gets a bilinear score of the hidden state and the code.
+    Neighbouring codes decode to nearly the same patch; tied, the transformer need not learn that from scratch."""
 
 
 class TransformerBlock(nn.Module):
@@ -100,6 +105,9 @@ class MaskGIT(nn.Module):
         self.blocks = nn.ModuleList(TransformerBlock(d, config.heads) for _ in range(config.depth))
         self.final_norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, v)
+        if config.codebook_tied:
+            self.code_in = nn.Linear(config.tokenizer.code_dim, d)
+            self.code_out = nn.Linear(d, config.tokenizer.code_dim, bias=False)
         for p in (self.pos_embed, self.token_embed.weight, self.class_embed.weight):
             nn.init.normal_(p, std=0.02)
         # Counts the calls of `maskgit_loss` so that the two training stages survive a resume.
@@ -132,12 +140,20 @@ class MaskGIT(nn.Module):
 
     def forward(self, ids: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, g = ids.shape[0], self.config.tokenizer.grid
-        x = torch.cat([self.class_embed(labels)[:, None], self.token_embed(ids)], dim=1) + self.pos_embed  # (B, N+1, D)
+        tokens = self.token_embed(ids)  # (B, N, D)
+        if self.config.codebook_tied:
+            codes = self.tokenizer.codebook.codes  # (V, d)
+            padded = torch.cat([codes, codes.new_zeros(1, codes.shape[1])])  # [MASK] has no code
+            tokens = tokens + self.code_in(padded[ids])
+        x = torch.cat([self.class_embed(labels)[:, None], tokens], dim=1) + self.pos_embed  # (B, N+1, D)
         for block in self.blocks:
             x = block(x)
         h = self.final_norm(x[:, 1:])  # (B, N, D), image tokens only
         features = h.transpose(1, 2).reshape(b, -1, g, g)  # (B, D, g, g)
-        return self.head(h), features
+        logits = self.head(h)  # (B, N, V)
+        if self.config.codebook_tied:
+            logits = logits + self.code_out(h) @ codes.t()
+        return logits, features
 
 
 def maskgit_loss(tokenizer_steps: int, label_dropout: float = 0.1, decoder_batch: int = 32) -> LossFn:
@@ -155,9 +171,11 @@ def maskgit_loss(tokenizer_steps: int, label_dropout: float = 0.1, decoder_batch
     def loss_fn(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         step = int(model.trained_steps)
         model.trained_steps += 1
+        tokenizer, num_classes = model.tokenizer, model.config.num_classes
         if step < tokenizer_steps:
-            return model.tokenizer.loss(images, g)
-        ids = model.tokenizer.encode(images).flatten(1)  # (B, N)
+            inputs, target = reconstruction_batch(tokenizer.config, images, images.shape[0], num_classes, g)
+            return tokenizer.loss(inputs, g, target)
+        ids = tokenizer.encode(images).flatten(1)  # (B, N)
         b, n = ids.shape
         dev = ids.device
         u = lambda *shape: torch.rand(*shape, generator=g, device=g.device).to(dev)  # noqa: E731
@@ -171,7 +189,8 @@ def maskgit_loss(tokenizer_steps: int, label_dropout: float = 0.1, decoder_batch
         logits, _ = model(inputs, labels)
         loss = F.cross_entropy(logits[masked], ids[masked])
         if decoder_batch > 0:
-            loss = loss + model.tokenizer.decoder_loss(images[:decoder_batch])
+            recon_inputs, target = reconstruction_batch(tokenizer.config, images, decoder_batch, num_classes, g)
+            loss = loss + tokenizer.decoder_loss(recon_inputs, target)
         return loss
 
     return loss_fn

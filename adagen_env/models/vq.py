@@ -11,6 +11,11 @@ codebook updated by exponential moving averages with k-means initialisation and 
   (h <- (1 - r) h + r conv(h), r = 0.5) and added to the running sum `f_hat`; the transformer's input
   for scale s + 1 is `f_hat` area-downsampled to that scale.
 
+With `grain_sigma` > 0 a tokenizer learns to reconstruct the *clean* rendering of each training image
+(`clean_pair`: the procedural data renders both), so its codes describe the shapes and not the per-pixel grain;
+sampling then adds iid grain of that standard deviation to the decoded image (`add_grain`), as a Gaussian decoder
+p(x | z) = N(decoder(z), sigma^2) would.
+
 Letters: B batch, R image side, d code width, V codebook size, g token-grid side, M vectors, S scales,
 pn side of one scale's map.
 """
@@ -23,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from adagen_env.data.shapes import ShapesDataset, render_shapes
 from adagen_env.errors import InvalidArgument
 
 
@@ -52,6 +58,9 @@ class VQConfig:
     """Map sides of the multi-scale residual tokenizer, coarse to fine, ending at g; empty for single scale."""
     phi_ratio: float = 0.5
     """r of VAR's per-scale refinement h <- (1 - r) h + r conv(h)."""
+    grain_sigma: float = 0.0
+    """0: reconstruct the images as they are. > 0: reconstruct their clean renderings, and add iid grain of this
+    standard deviation to decoded images when sampling (the data's `GRAIN_SIGMA`)."""
 
     def __post_init__(self) -> None:
         self.scales = tuple(int(s) for s in self.scales)  # JSON gives a list
@@ -73,6 +82,35 @@ class VQConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def clean_pair(
+    batch: int, config: VQConfig, num_classes: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, clean) (B, C, R, R): `batch` fresh shapes drawn from `generator` (uniform classes), with their grain
+    and without it, on the generator's device."""
+    data = ShapesDataset(config.resolution, num_classes=num_classes)
+    labels = torch.randint(num_classes, (batch,), generator=generator, device=generator.device)
+    factors = data.draw_factors(labels, generator)
+    clean = render_shapes(labels, {k: v for k, v in factors.items() if k != "grain"}, data.class_names,
+                          config.resolution)
+    return render_shapes(labels, factors, data.class_names), clean
+
+
+def reconstruction_batch(
+    config: VQConfig, images: torch.Tensor, batch: int, num_classes: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """What a tokenizer-training step reconstructs: the first `batch` of `images` themselves (target None), or with
+    `config.grain_sigma` > 0 a fresh `clean_pair` (images, their clean renderings)."""
+    if config.grain_sigma > 0:
+        return clean_pair(batch, config, num_classes, generator)
+    return images[:batch], None
+
+
+def add_grain(images: torch.Tensor, sigma: float, noise: torch.Tensor) -> torch.Tensor:
+    """(B, C, R, R) images in [0, 1] + sigma * (B, 1, R, R) standard-normal noise (one grain field for every
+    channel, as the data's), clamped to [0, 1]."""
+    return (images + sigma * noise.to(images)).clamp(0, 1)
 
 
 class ResBlock(nn.Module):
@@ -265,8 +303,9 @@ class VQTokenizer(nn.Module):
         q = self.codebook.lookup(ids.reshape(-1, g, g)).permute(0, 3, 1, 2)  # (B, d, g, g)
         return _to_images(self.decoder(q))
 
-    def loss(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Training loss of one batch (reconstruction + commitment); updates the codebook by EMA."""
+    def loss(self, images: torch.Tensor, generator: torch.Generator, target: torch.Tensor | None = None) -> torch.Tensor:
+        """Training loss of one batch (reconstruction of `target`, the images when None, + commitment); updates the
+        codebook by EMA."""
         if self.training and not int(self.codebook.initialised):
             with torch.no_grad():
                 z = self.encoder(_to_model_range(images))
@@ -275,13 +314,15 @@ class VQTokenizer(nn.Module):
         if self.training:
             self.codebook.update(z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]), ids.reshape(-1), generator)
         recon = self.decoder(z + (q - z).detach())  # straight-through estimator
-        return F.mse_loss(recon, _to_model_range(images)) + self.config.commitment * F.mse_loss(z, q.detach())
+        target = images if target is None else target
+        return F.mse_loss(recon, _to_model_range(target)) + self.config.commitment * F.mse_loss(z, q.detach())
 
-    def decoder_loss(self, images: torch.Tensor) -> torch.Tensor:
-        """Reconstruction loss that trains only the decoder on the frozen encoder and codebook."""
+    def decoder_loss(self, images: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+        """Reconstruction loss of `target` (the images when None) that trains only the decoder on the frozen encoder
+        and codebook."""
         with torch.no_grad():
             q = self._quantise(images)[1]
-        return F.mse_loss(self.decoder(q), _to_model_range(images))
+        return F.mse_loss(self.decoder(q), _to_model_range(images if target is None else target))
 
 
 class MultiScaleVQTokenizer(nn.Module):
@@ -380,8 +421,9 @@ class MultiScaleVQTokenizer(nn.Module):
                 )
         return self.decode_fhat(self.ids_to_fhat(ids_per_scale)[0])
 
-    def loss(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Training loss of one batch; updates the shared codebook by EMA on every scale's residuals (VAR's `quant.py`).
+    def loss(self, images: torch.Tensor, generator: torch.Generator, target: torch.Tensor | None = None) -> torch.Tensor:
+        """Training loss of one batch (reconstruction of `target`, the images when None); updates the shared codebook
+        by EMA on every scale's residuals (VAR's `quant.py`).
 
         Reconstruction through a straight-through f_hat; phi learns from ||f_hat - sg(z)||^2; the commitment
         term pulls the encoder towards f_hat.
@@ -399,18 +441,20 @@ class MultiScaleVQTokenizer(nn.Module):
         if self.training:
             self.codebook.update(torch.cat(residuals), torch.cat([i.reshape(-1) for i in ids]), generator)
         recon = self.decoder(z + (f_hat - z).detach())
-        target = _to_model_range(images)
+        target = _to_model_range(images if target is None else target)
         return (
             F.mse_loss(recon, target)
             + F.mse_loss(f_hat, z.detach())
             + self.config.commitment * F.mse_loss(z, f_hat.detach())
         )
 
-    def decoder_loss(self, images: torch.Tensor) -> torch.Tensor:
-        """Reconstruction loss that trains only the decoder on the frozen encoder, codebook and phi."""
+    def decoder_loss(self, images: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+        """Reconstruction loss of `target` (the images when None) that trains only the decoder on the frozen encoder,
+        codebook and phi."""
         with torch.no_grad():
             f_hat = self._quantise(images)[1]
-        return F.mse_loss(self.decoder(f_hat), _to_model_range(images))
+        return F.mse_loss(self.decoder(f_hat), _to_model_range(images if target is None else target))
 
 
-__all__ = ["Codebook", "Decoder", "Encoder", "MultiScaleVQTokenizer", "VQConfig", "VQTokenizer"]
+__all__ = ["Codebook", "Decoder", "Encoder", "MultiScaleVQTokenizer", "VQConfig", "VQTokenizer", "add_grain", "clean_pair",
+           "reconstruction_batch"]

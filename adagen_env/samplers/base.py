@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from adagen_env.checks import check_labels
 from adagen_env.errors import InvalidArgument, InvalidKnobValue
+from adagen_env.models.vq import add_grain
 
 ACTIVATIONS = ("sigmoid", "softplus", "scaled_sigmoid")
 LOGIT_LIMIT = 20.0
@@ -147,8 +148,24 @@ class LaneNoise:
 
     def gumbel(self, shape: tuple[int, ...], step: int, draw: int, device: torch.device) -> torch.Tensor:
         """Gumbel(0, 1) noise of `shape` (B first) for the `draw`-th draw of step `step`."""
-        generator = make_generator((self.seed * 1_000_003 + step * 64 + draw) % 2**63, self.device)
-        return gumbel_noise(shape, generator, device)
+        return gumbel_noise(shape, self._stream(step, draw), device)
+
+    def normal(self, shape: tuple[int, ...], step: int, draw: int, device: torch.device) -> torch.Tensor:
+        """Standard-normal noise of `shape` (B first) for the `draw`-th draw of step `step`."""
+        return torch.randn(shape, generator=self._stream(step, draw), device=self.device).to(device)
+
+    def _stream(self, step: int, draw: int) -> torch.Generator:
+        return make_generator((self.seed * 1_000_003 + step * 64 + draw) % 2**63, self.device)
+
+
+def decode_with_grain(tokenizer: torch.nn.Module, images: torch.Tensor, noise: LaneNoise, step: int) -> torch.Tensor:
+    """A token sampler's decoded (B, C, R, R) images, with the tokenizer's output grain (`VQConfig.grain_sigma`)
+    drawn from the episode's stream `step` when it has one (a tokenizer trained on clean renderings)."""
+    sigma = tokenizer.config.grain_sigma
+    if sigma <= 0:
+        return images
+    b, _, r, _ = images.shape
+    return add_grain(images, sigma, noise.normal((b, 1, r, r), step, 0, images.device))
 
 
 def cfg_mix(cond: torch.Tensor, uncond: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

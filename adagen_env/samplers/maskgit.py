@@ -36,6 +36,7 @@ from adagen_env.samplers.base import (
     Sampler,
     cfg_mix,
     check_knobs,
+    decode_with_grain,
     gumbel_max,
     gumbel_noise,
 )
@@ -46,6 +47,8 @@ TEMPERATURE_KNOB = "temperature"
 CFG_KNOB = "cfg"
 MAX_REMASK_TEMP = 100.0
 """Re-masking temperatures are clipped to [0, MAX_REMASK_TEMP]."""
+CFG_SCHEDULES = ("linear", "constant")
+"""The baseline's guidance over the steps: a linear ramp from ~0 to `cfg_scale`, or `cfg_scale` at every step."""
 
 
 @dataclass
@@ -73,8 +76,9 @@ class MaskGITSampler(Sampler[MaskGITState]):
         model: a frozen `MaskGIT` (tokenizer + transformer).
         num_steps: H, the number of decoding steps (>= 1).
         remask_temp: tau_2 of the baseline at the first step; it decays linearly to ~0 at the last.
-        cfg_scale: the baseline's guidance weight at the last step (a linear ramp from ~0); `None`
-            turns guidance off (no "cfg" knob, no unconditional passes).
+        cfg_scale: the baseline's guidance weight (at the last step of the linear schedule); `None` turns guidance
+            off (no "cfg" knob, no unconditional passes).
+        cfg_schedule: one of `CFG_SCHEDULES`.
         device: where sampling runs.
     """
 
@@ -84,6 +88,7 @@ class MaskGITSampler(Sampler[MaskGITState]):
         num_steps: int = 8,
         remask_temp: float = 1.0,
         cfg_scale: float | None = 1.0,
+        cfg_schedule: str = "linear",
         device: torch.device | str = "cpu",
     ) -> None:
         if not isinstance(num_steps, int) or num_steps < 1:
@@ -92,9 +97,12 @@ class MaskGITSampler(Sampler[MaskGITState]):
             raise InvalidArgument(f"remask_temp must be in [0, {MAX_REMASK_TEMP}], got {remask_temp!r}")
         if cfg_scale is not None and not (0 < cfg_scale <= MAX_CFG):
             raise InvalidArgument(f"cfg_scale must be in (0, {MAX_CFG}] or None (no guidance), got {cfg_scale!r}")
+        if cfg_schedule not in CFG_SCHEDULES:
+            raise InvalidArgument(f"cfg_schedule must be one of {CFG_SCHEDULES}, got {cfg_schedule!r}")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval().requires_grad_(False)
         self.num_steps, self.remask_temp, self.cfg_scale = num_steps, remask_temp, cfg_scale
+        self.cfg_schedule = cfg_schedule
         self.horizon = num_steps
         self.num_classes = model.config.num_classes
         self.feature_shape = model.feature_shape
@@ -114,18 +122,20 @@ class MaskGITSampler(Sampler[MaskGITState]):
         self.knob_specs = tuple(specs)
 
     def config(self) -> dict:
-        return {"num_steps": self.num_steps, "remask_temp": self.remask_temp, "cfg_scale": self.cfg_scale}
+        return {"num_steps": self.num_steps, "remask_temp": self.remask_temp, "cfg_scale": self.cfg_scale,
+                "cfg_schedule": self.cfg_schedule}
 
     # -- schedule ---------------------------------------------------------------------------------
     def baseline_values(self) -> torch.Tensor:
         """AdaGen's public heuristic, with ratio_k = (k + 1 - 1e-3) / H: cosine mask ratio
         cos(pi/2 ratio_k), re-mask temperature (1 - ratio_k) * remask_temp, temperature 1, and CFG
-        (k + 1e-3) / H * cfg_scale."""
+        (k + 1e-3) / H * cfg_scale ("linear") or cfg_scale at every step ("constant")."""
         k = torch.arange(self.horizon, dtype=torch.float32, device=self.device)
         progress = (k + 1 - 1e-3) / self.horizon
         columns = [torch.cos(math.pi / 2 * progress), (1 - progress) * self.remask_temp, torch.ones_like(k)]
         if self.cfg_scale is not None:
-            columns.append((k + 1e-3) / self.horizon * self.cfg_scale)
+            ramp = (k + 1e-3) / self.horizon if self.cfg_schedule == "linear" else torch.ones_like(k)
+            columns.append(ramp * self.cfg_scale)
         return torch.stack(columns, dim=-1)
 
     def project(self, state: MaskGITState, knobs: torch.Tensor) -> torch.Tensor:
@@ -219,7 +229,7 @@ class MaskGITSampler(Sampler[MaskGITState]):
                 f"decode needs a finished episode ({self.horizon} steps), this state is at step {state.step}"
             )
         assert not bool((state.ids == self.model.mask_id).any()), "the last step decodes every token"
-        return self.model.tokenizer.decode(state.ids)
+        return decode_with_grain(self.model.tokenizer, self.model.tokenizer.decode(state.ids), state.noise, self.horizon)
 
 
 __all__ = ["MaskGITSampler", "MaskGITState", "cfg_mix", "gumbel_max", "gumbel_noise"]

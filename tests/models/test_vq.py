@@ -184,6 +184,46 @@ def test_two_stage_loss_trains_tokenizer_then_transformer(kind):
 
 
 @pytest.mark.parametrize("kind", ["maskgit", "var"])
+def test_a_grain_free_tokenizer_learns_to_reconstruct_clean_renderings(kind):
+    torch.manual_seed(0)
+    config = VQConfig(resolution=16, base_channels=8, codebook_size=16, code_dim=4, grain_sigma=0.02,
+                      scales=(1, 2, 4) if kind == "var" else ())
+    if kind == "maskgit":
+        model, loss_fn = MaskGIT(MaskGITConfig(tokenizer=config, width=16, depth=1, heads=2, num_classes=3,
+                                               codebook_tied=True)), maskgit_loss(tokenizer_steps=1, decoder_batch=4)
+    else:
+        model, loss_fn = VAR(VARConfig(tokenizer=config, width=16, depth=1, heads=2, num_classes=3)), var_loss(1, decoder_batch=4)
+    seen = []
+    spy = model.tokenizer.loss
+    model.tokenizer.loss = lambda inputs, g, target=None: seen.append((inputs, target)) or spy(inputs, g, target)
+    x, y = images(8)
+    assert torch.isfinite(loss_fn(model, x, y, torch.Generator().manual_seed(0)))
+    inputs, target = seen[0]
+    assert target is not None and inputs.shape == target.shape == x.shape
+    residual = (inputs - target)[(target > 0.05) & (target < 0.95)]  # unclamped pixels: the grain alone
+    assert 0.015 < float(residual.std()) < 0.025 and abs(float(residual.mean())) < 0.005
+    loss = loss_fn(model, x, y, torch.Generator().manual_seed(1))  # transformer stage, decoder on clean targets
+    loss.backward()
+    assert torch.isfinite(loss) and model.tokenizer.decoder.parameters().__next__().grad is not None
+
+
+def test_codebook_tied_maskgit_reads_and_scores_the_code_vectors():
+    torch.manual_seed(0)
+    model = MaskGIT(MaskGITConfig(tokenizer=TINY, width=16, depth=1, heads=2, num_classes=3, codebook_tied=True))
+    ids, labels = torch.randint(0, 16, (2, 16)), torch.tensor([0, 1])
+    ids[:, :4] = model.mask_id
+    logits, feats = model(ids, labels)
+    assert logits.shape == (2, 16, 16) and feats.shape == (2, 16, 4, 4)
+    before = logits.clone()
+    with torch.no_grad():
+        model.tokenizer.codebook.codes.mul_(2.0)  # the codes enter both the input and the logits
+    after, _ = model(ids, labels)
+    assert not torch.allclose(before, after)
+    untied = MaskGIT(MaskGITConfig(tokenizer=TINY, width=16, depth=1, heads=2, num_classes=3))
+    assert sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in untied.parameters()) == 4 * 16 + 16 + 16 * 4
+
+
+@pytest.mark.parametrize("kind", ["maskgit", "var"])
 def test_config_json_round_trip(kind):
     config = MaskGITConfig(tokenizer=TINY) if kind == "maskgit" else VARConfig(tokenizer=TINY_MS)
     again = type(config)(**json.loads(json.dumps(config.to_dict())))

@@ -119,6 +119,10 @@ def test_baseline_follows_the_cosine_schedule(model):
     torch.testing.assert_close(values[:, 1], 1.0 * (1 - progress))  # remask_temp decays linearly
     assert torch.equal(values[:, 2], torch.ones(6))
     torch.testing.assert_close(values[:, 3], (torch.arange(6) + 1e-3) / 6 * 1.0)  # CFG ramps from ~0
+    constant = MaskGITSampler(model, num_steps=6, cfg_scale=2.0, cfg_schedule="constant").baseline_values()
+    assert torch.equal(constant[:, 3], torch.full((6,), 2.0)) and torch.equal(constant[:, :3], values[:, :3])
+    with pytest.raises(InvalidArgument, match="cfg_schedule"):
+        MaskGITSampler(model, cfg_schedule="cosine")
     schedule = sampler.baseline_schedule()
     _, grids = run_episode(sampler, schedule[None].expand(B, -1, -1))
     left = torch.stack([(grid == sampler.model.mask_id).sum(1) for grid in grids[1:]], dim=1)  # (B, H)
@@ -194,6 +198,27 @@ def test_seeds_reproduce_bit_for_bit(model):
     assert torch.equal(a, b) and all(torch.equal(x, y) for x, y in zip(grids_a, grids_b))
     assert not torch.equal(grids_a[-1], grids_c[-1])
     torch.testing.assert_close(sampler.sample(labels(), make_generator(7)), sampler.sample(labels(), make_generator(7)), rtol=0, atol=0)
+
+
+def test_a_clean_tokenizer_gets_the_data_grain_per_lane_and_seed():
+    torch.manual_seed(0)
+    tokenizer = VQConfig(resolution=16, base_channels=8, codebook_size=V, code_dim=4, grain_sigma=0.02)
+    net = MaskGIT(MaskGITConfig(tokenizer=tokenizer, width=32, depth=1, heads=2, num_classes=NUM_CLASSES,
+                                codebook_tied=True)).eval()
+    sampler = MaskGITSampler(net, num_steps=3)
+    schedule = sampler.baseline_schedule()[None].expand(B, -1, -1)
+    a, grids = run_episode(sampler, schedule, seed=3)
+    b, _ = run_episode(sampler, schedule, seed=3)
+    grain = a - net.tokenizer.decode(grids[-1])  # what the decoder's clean output got on top
+    inside = (a > 0) & (a < 1)  # not clamped
+    assert torch.equal(a, b) and 0.015 < float(grain[inside].std()) < 0.025
+    both = inside[:, 0] & inside[:, 1]
+    torch.testing.assert_close(grain[:, 0][both], grain[:, 1][both])  # one grain field for every channel
+    wide = MaskGITSampler(net, num_steps=3)
+    state = wide.reset(torch.arange(2 * B) % NUM_CLASSES, make_generator(3))
+    for k in range(3):
+        state = wide.step(state, torch.cat([schedule[:, k], schedule[:, k]]))
+    assert torch.equal(wide.decode(state)[:B], a)  # a lane's grain does not depend on the lanes beside it
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
