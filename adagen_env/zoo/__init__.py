@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from adagen_env.data.shapes import GRAIN_SIGMA
 from adagen_env.errors import CheckpointError, InvalidArgument
 from adagen_env.models.classifier import ClassifierConfig, ShapesClassifier, classifier_loss
 from adagen_env.models.dit import DiT, DiTConfig
@@ -30,7 +31,7 @@ from adagen_env.models.paths import PATHS, path_for, time_at_log_snr
 from adagen_env.models.ssl import SSLConfig, SSLEncoder, ssl_loss
 from adagen_env.models.var import VAR, VARConfig, var_loss
 from adagen_env.models.vq import VQConfig
-from adagen_env.zoo.training import LossFn, TrainConfig, train
+from adagen_env.zoo.training import SEGMENTS, LossFn, TrainConfig, train
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -89,6 +90,8 @@ class ZooEntry:
     """Training hyper-parameters of the shipped weights."""
 
 
+MASKGIT_TOKENIZER_STEPS = 1200
+"""Steps of the MaskGIT recipe's tokenizer stage (the transformer's start after it)."""
 CONTINUOUS_TRAINING = TrainConfig(steps=16000, batch_size=64, lr=1e-3, warmup=300, checkpoint_every=500)
 """The DiT recipe shared by the diffusion and flow generators."""
 
@@ -107,14 +110,17 @@ ZOO: dict[str, ZooEntry] = {
     "flow": ZooEntry("flow", DiT, DiTConfig(), continuous_loss("flow", time_sampling="logit-normal"), CONTINUOUS_TRAINING),
     # Token paradigms at 32x32: tokenizer first, then the transformer (see `maskgit_loss`, `var_loss`).
     # s/step measured on the 2-core CPU with 1 thread beside another training (about 2x pessimistic):
-    # MaskGIT 1.25 (tokenizer) / 2.12 (transformer), VAR at batch 64 0.72 / 2.31; so 108 and 117 min there,
-    # about 55-60 min each on the idle machine.
+    # MaskGIT 1.25 (tokenizer) / 2.12 (transformer), VAR at batch 64 0.72 / 2.31.
+    # MaskGIT: a tokenizer of the clean renderings (its codes carry no grain; sampling adds the data's grain back),
+    # a codebook-tied transformer, the learning rate warmed up again when the transformer stage starts. About 5 h
+    # on the busy machine: it trains in sittings (`adagen zoo train maskgit` resumes from --workdir).
     "maskgit": ZooEntry(
         "maskgit",
         MaskGIT,
-        MaskGITConfig(tokenizer=VQConfig(base_channels=24, codebook_size=512), width=128, depth=6, heads=4),
-        maskgit_loss(tokenizer_steps=800),
-        TrainConfig(steps=2800, batch_size=128, lr=5e-4, warmup=100, resolution=32),
+        MaskGITConfig(tokenizer=VQConfig(base_channels=24, codebook_size=512, grain_sigma=GRAIN_SIGMA), width=128,
+                      depth=6, heads=4, codebook_tied=True),
+        maskgit_loss(tokenizer_steps=MASKGIT_TOKENIZER_STEPS),
+        TrainConfig(steps=9000, batch_size=128, lr=5e-4, warmup=100, resolution=32, stages=(MASKGIT_TOKENIZER_STEPS,)),
     ),
     "var": ZooEntry(
         "var",
@@ -234,15 +240,19 @@ def train_and_export(
     steps: int | None = None,
     weights_dir: str | Path = WEIGHTS_DIR,
 ) -> Path:
-    """Run (or resume) the recipe of `name` and write its EMA weights and metadata into `weights_dir`."""
+    """Run (or resume) the recipe of `name` and write its EMA weights and metadata into `weights_dir`; the metadata
+    lists the run's sittings (steps, wall time, git commit) and their total wall time."""
     recipe = entry(name)
     config = recipe.train_config if steps is None else TrainConfig(**{**recipe.train_config.__dict__, "steps": steps})
     torch.manual_seed(config.seed)
     model = recipe.model_cls(recipe.config)
-    ema = train(model, recipe.loss, config, Path(workdir) / name, device=device, desc=f"zoo {name}")
+    run_dir = Path(workdir) / name
+    ema = train(model, recipe.loss, config, run_dir, device=device, desc=f"zoo {name}")
+    segments = json.loads((run_dir / SEGMENTS).read_text()) if (run_dir / SEGMENTS).exists() else []
     out = weights_path(name, weights_dir)
     save_weights(ema, out, {"config": recipe.config.to_dict(), "train": config.__dict__, "paradigm": recipe.paradigm,
-                            "device": str(device)})
+                            "device": str(device), "segments": segments,
+                            "wall_seconds": round(sum(s["seconds"] for s in segments), 1)})
     return out
 
 

@@ -2,7 +2,8 @@
 
 Each zoo recipe supplies a model and a loss `loss_fn(model, images, labels, generator) -> scalar`;
 this loop draws fresh shapes every step (the data is unlimited), so a run is fully determined by
-its seed and step count.
+its seed and step count. A run may span many sittings: each sitting (a segment) is recorded in the checkpoint
+with its steps, wall time and the git commit it ran at, and `train` returns the list.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +25,8 @@ from adagen_env.data import ShapesDataset
 from adagen_env.errors import CheckpointError
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
+SEGMENTS = "segments.json"
+"""The run's sittings: start and end step, wall seconds, the git commit and the UTC start of each."""
 
 
 @dataclass
@@ -36,6 +41,9 @@ class TrainConfig:
     """Peak AdamW learning rate (linear warm-up, then cosine decay to 10%)."""
     warmup: int = 200
     """Warm-up steps."""
+    stages: tuple[int, ...] = ()
+    """Steps at which a new training stage starts (a token model's transformer after its tokenizer): the learning
+    rate warms up again there and decays from there to the end."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     ema_decay: float = 0.999
@@ -48,11 +56,30 @@ class TrainConfig:
     """Steps between checkpoints."""
 
 
+    def __post_init__(self) -> None:
+        self.stages = tuple(int(s) for s in self.stages)  # JSON gives a list
+
+
 def _lr_factor(step: int, config: TrainConfig) -> float:
+    """Linear warm-up over `warmup` steps from the start of the step's stage, then cosine decay to 10% at the end
+    (at the next stage's start for every stage but the last)."""
+    bounds = [0, *(s for s in config.stages if 0 < s < config.steps), config.steps]
+    start, end = next((a, b) for a, b in zip(bounds, bounds[1:]) if a <= step < b)
+    step, length = step - start, end - start
     if step < config.warmup:
         return (step + 1) / config.warmup
-    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    progress = (step - config.warmup) / max(1, length - config.warmup)
     return 0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(progress * torch.pi)).item())
+
+
+def _commit() -> str | None:
+    """The git commit of the library's checkout (None outside one), recorded with each training segment."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
 
 
 def train(
@@ -69,7 +96,7 @@ def train(
         model: freshly initialised network (its init must come from `torch.manual_seed(config.seed)`).
         loss_fn: scalar loss of a batch; gets a generator on `device` for its own noise.
         config: the run's hyper-parameters; a checkpoint made with other ones is refused.
-        workdir: folder for `checkpoint.pt` and `log.jsonl`.
+        workdir: folder for `checkpoint.pt`, `log.jsonl` and `segments.json` (`SEGMENTS`: one entry per sitting).
         device: where to train.
         desc: progress-bar label.
     """
@@ -82,7 +109,7 @@ def train(
     data = ShapesDataset(config.resolution, num_classes=getattr(getattr(model, "config", None), "num_classes", 8))
     data_rng = torch.Generator().manual_seed(config.seed)
     noise_rng = torch.Generator(device=device).manual_seed(config.seed + 1)
-    start = 0
+    start, segments = 0, []
     checkpoint = workdir / "checkpoint.pt"
     if checkpoint.exists():
         try:
@@ -99,9 +126,14 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         data_rng.set_state(state["data_rng"])
         noise_rng.set_state(state["noise_rng"].to(noise_rng.get_state().device))
-        start = state["step"]
+        start, segments = state["step"], list(state.get("segments", []))
+    segment = {"start_step": start, "end_step": start, "seconds": 0.0, "commit": _commit(),
+               "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    segments.append(segment)
+    began = time.monotonic()
 
     def save(step: int) -> None:
+        segment.update(end_step=step, seconds=round(time.monotonic() - began, 1))
         state = {
             "model": model.state_dict(),
             "ema": ema.state_dict(),
@@ -110,10 +142,14 @@ def train(
             "noise_rng": noise_rng.get_state(),
             "step": step,
             "config": asdict(config),
+            "segments": segments,
         }
         tmp = checkpoint.with_suffix(".tmp")
         torch.save(state, tmp)
         os.replace(tmp, checkpoint)  # atomic: a kill never leaves a half-written checkpoint
+        tmp = workdir / f".{SEGMENTS}.tmp"
+        tmp.write_text(json.dumps(segments, indent=2) + "\n")
+        os.replace(tmp, workdir / SEGMENTS)
 
     model.train()
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc=desc, mininterval=5)

@@ -29,3 +29,41 @@ def test_zoo_training_resumes_from_its_checkpoint_and_never_unpickles_it(tmp_pat
     checkpoint.write_bytes(pickle.dumps({"step": object()}))
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
         train(ShapesClassifier(ClassifierConfig(width=4)), classifier_loss, config, tmp_path / "whole")
+
+
+def test_a_run_cut_short_resumes_to_the_same_weights_and_records_each_sitting(tmp_path) -> None:
+    import json
+
+    from adagen_env.models.classifier import ClassifierConfig, ShapesClassifier, classifier_loss
+    from adagen_env.zoo.training import SEGMENTS, TrainConfig, train
+
+    config = TrainConfig(steps=4, batch_size=8, lr=1e-3, warmup=1, resolution=16, checkpoint_every=2)
+    torch.manual_seed(0)
+    whole = train(ShapesClassifier(ClassifierConfig(width=4)), classifier_loss, config, tmp_path / "whole")
+    calls = []
+
+    def killed_after_two_steps(model, images, labels, g):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the sitting ends after the checkpoint at step 2
+        return classifier_loss(model, images, labels, g)
+
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        train(ShapesClassifier(ClassifierConfig(width=4)), killed_after_two_steps, config, tmp_path / "cut")
+    torch.manual_seed(0)
+    resumed = train(ShapesClassifier(ClassifierConfig(width=4)), classifier_loss, config, tmp_path / "cut")
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()))
+    segments = json.loads((tmp_path / "cut" / SEGMENTS).read_text())
+    assert [(s["start_step"], s["end_step"]) for s in segments] == [(0, 2), (2, 4)]
+    assert all(s["seconds"] >= 0 and "commit" in s for s in segments)
+
+
+def test_the_learning_rate_warms_up_again_at_each_stage() -> None:
+    from adagen_env.zoo.training import TrainConfig, _lr_factor
+
+    config = TrainConfig(steps=100, warmup=10, stages=(40,))
+    factors = [_lr_factor(step, config) for step in range(100)]
+    assert factors[0] == factors[40] == 0.1 and factors[9] == factors[49] == 1.0
+    assert factors[39] == pytest.approx(0.1, abs=0.01) and factors[99] == pytest.approx(0.1, abs=0.01)
+    assert _lr_factor(50, TrainConfig(steps=100, warmup=10)) < 1.0  # one stage: no second warm-up
