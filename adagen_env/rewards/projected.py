@@ -86,6 +86,8 @@ class ProjectedDiscriminator(nn.Module):
         self.backbone = backbone.eval().requires_grad_(False)
         channels = [[m for m in stage if isinstance(m, nn.Conv2d)][-1].out_channels for stage in backbone.stages]
         self.heads = nn.ModuleList([_Head(c, num_classes, width) for c in channels])
+        # Channels-last is the layout oneDNN's CPU convolutions are fastest in; the function is the same.
+        self.to(memory_format=torch.channels_last)
 
     def train(self, mode: bool = True) -> ProjectedDiscriminator:
         super().train(mode)
@@ -101,7 +103,7 @@ class ProjectedDiscriminator(nn.Module):
         net = self.backbone
         side, size = images.shape[-1], net.config.input_size
         x = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        x = (x - 0.5) / 0.25
+        x = ((x - 0.5) / 0.25).contiguous(memory_format=torch.channels_last)
         out = []
         for i, stage in enumerate(net.stages):
             x = stage(x)
