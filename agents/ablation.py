@@ -8,8 +8,10 @@ budget; only the variant's arguments differ), then evaluates them all with the b
 `run_name`) and resume, so a killed ablation continues where it stopped and a variant whose budget is spent is only
 evaluated. The reference variant of most ablations is the default configuration (`{}`), one run they all share.
 
-Outputs: `<out>/ablations/<name>/eval.{json,md}` and this ablation's section of `<out>/ablations.md` (its table,
-the paper's finding and the measured one, where a gap within the spread over seeds is a tie).
+Outputs: `<out>/<folder>/{ablation,eval}.json`, `<out>/<folder>/eval.md` (`folder`: the name in snake_case,
+`learnable_vs_adaptive`) and this ablation's section of `<out>/ablations.md` (its table, the paper's finding and the
+measured one, where a gap within the spread over seeds is a tie). `out` defaults to `runs/ablations`, beside the
+runs; the committed copies are made with `--out benchmarks/results/ablations`.
 """
 
 from __future__ import annotations
@@ -89,13 +91,18 @@ def run_name(ablation: Ablation, overrides: dict[str, Any]) -> str:
     return f"{ablation.env.split('/')[-1].lower()}-{ablation.num_steps}-{config}"
 
 
+def folder(name: str) -> str:
+    """The results folder of an ablation: its name in snake_case (`step-conditioning` -> `step_conditioning`)."""
+    return name.replace("-", "_")
+
+
 def run_ablation(
     name: str,
     budget_minutes: float = 10.0,
     num_samples: int = 1000,
     seeds: tuple[int, ...] = (0, 1, 2),
     logdir: str | Path = "runs/ablations",
-    out: str | Path | None = "benchmarks/results",
+    out: str | Path | None = "runs/ablations",
     device: str = "cpu",
     num_envs: int = 64,
     env_fn: EnvFn | None = None,
@@ -114,7 +121,7 @@ def run_ablation(
     if name not in ABLATIONS:
         raise InvalidArgument(f"unknown ablation {name!r}; ablations: {sorted(ABLATIONS)}")
     ablation = ABLATIONS[name]
-    out_dir = None if out is None else writable_dir(Path(out) / "ablations" / name)  # before any training
+    out_dir = None if out is None else writable_dir(Path(out) / folder(name))  # before any training
     checkpoints, training = {}, {}
     for label, overrides in ablation.variants.items():
         values = {"env": ablation.env, "num_steps": ablation.num_steps, "num_envs": num_envs, "device": device,
@@ -133,7 +140,7 @@ def run_ablation(
     rows = [{**row, "variant": labels.get(row["name"], "baseline schedule")} for row in results["rows"]]
     report = {"ablation": name, "question": ablation.question, "paper": ablation.paper, "env": ablation.env,
               "num_steps": ablation.num_steps, "budget_minutes": budget_minutes, "num_samples": num_samples,
-              "seeds": list(seeds), "training": training, "rows": rows}
+              "seeds": list(seeds), "out": None if out is None else str(out), "training": training, "rows": rows}
     if out is not None:
         write_text(out_dir / "ablation.json", json.dumps(report, indent=2, default=str) + "\n")
         write_section(Path(out) / "ablations.md", name, section(report))
@@ -161,12 +168,14 @@ def _each(each: dict[str, str]) -> str:
 
 def section(report: dict[str, Any]) -> str:
     """The markdown section of one ablation."""
+    command = f"adagen bench ablation {report['ablation']} --budget-minutes {report['budget_minutes']:g}"
+    if report.get("out"):
+        command += f" --out {report['out']}"
     lines = [
         f"## {report['ablation']}: {report['question']}",
         "",
-        f"`adagen bench ablation {report['ablation']} --budget-minutes {report['budget_minutes']:g}` "
-        f"({report['env']}, {report['num_steps']} steps; {report['num_samples']} samples x seeds {report['seeds']}). "
-        + generators_line(report["rows"]),
+        f"`{command}` ({report['env']}, {report['num_steps']} steps; {report['num_samples']} samples x seeds "
+        f"{report['seeds']}). " + generators_line(report["rows"]),
         "",
         "| variant | trained | " + " | ".join(COLUMNS.values()) + " |",
         "|---|---|" + "---|" * len(COLUMNS),
@@ -195,4 +204,4 @@ def write_section(path: Path, name: str, text: str) -> None:
     write_text(writable_dir(path.parent) / path.name, current)
 
 
-__all__ = ["ABLATIONS", "Ablation", "finding", "run_ablation", "run_name", "section", "write_section"]
+__all__ = ["ABLATIONS", "Ablation", "finding", "folder", "run_ablation", "run_name", "section", "write_section"]

@@ -1,7 +1,7 @@
 """`adagen bench`: learned adaptive policies vs static schedules at equal NFE, on the shipped generators.
 
-    adagen bench --quick                                     # a small table in minutes
-    adagen bench --policy benchmarks/results/policy_sit/policy.zip --out benchmarks/results/bench
+    adagen bench --quick                                     # a small table in minutes, in runs/bench_quick
+    adagen bench --env AdaGen/SiT-v0 --policy benchmarks/results/policy_sit/policy.zip --out runs/bench/sit
 
 For every env and step count of the grid, on the same class-balanced labels and sampling seeds (so every method
 sees the same noise), it evaluates:
@@ -18,7 +18,8 @@ image and the wall time per image. A difference smaller than the two rows' combi
 
 Outputs in `out_dir`: `bench.json` (everything, with the settings), `bench.csv`, `bench.md` (tables, verdicts and
 the NFE at which each method matches the baseline at its largest NFE), `bench_fid_vs_nfe.png`, and per policy
-`bench_knobs_<env>_<steps>.png` (its knob trajectories per class).
+`bench_knobs_<env>_<steps>.png` (its knob trajectories per class; `<steps>` is `default` where the env fixes its
+step count, VAR). The CLI writes to `runs/bench` (`--quick`: `runs/bench_quick`) unless `--out` says otherwise.
 
 Letters: N images per seed, H horizon, K knobs.
 """
@@ -245,7 +246,7 @@ def _static_row(env_id: str, steps: int | None, method: str, kind: str, params: 
 def bench(
     config: BenchConfig | None = None,
     policies: Sequence[str | Path] = (),
-    out_dir: str | Path | None = "benchmarks/results/bench",
+    out_dir: str | Path | None = "runs/bench",
     device: str = "cpu",
     command: str | None = None,
 ) -> dict[str, Any]:
@@ -319,7 +320,8 @@ def bench(
             rows.append({"env_id": env_id, "steps": steps, "method": f"policy {Path(path).parent.name or path}",
                          "kind": "adaptive", "params": {"checkpoint": path, "algo": meta["algo"]},
                          "generator_digest": policy_env.unwrapped.generator_digest, **result})
-            knob_plots.append((f"{env_id}_{steps}", generation, sampler.baseline_schedule().cpu().numpy(), sampler.knob_names))
+            knob_plots.append((knob_plot_name(env_id, steps), generation, sampler.baseline_schedule().cpu().numpy(),
+                               sampler.knob_names))
 
     results = {
         "config": {**asdict(config), "step_grid": {k: list(v) for k, v in grid.items()},
@@ -458,6 +460,12 @@ def class_knob_figure(generation: Generation, baseline: np.ndarray, knob_names: 
     return fig
 
 
+def knob_plot_name(env_id: str, steps: int | None) -> str:
+    """`bench_knobs_<env>_<steps>.png`, `/` in the id as `-`; `steps` None (the env fixes its step count, VAR) is
+    `default`, as in `bench.md`'s headings."""
+    return f"bench_knobs_{env_id.replace('/', '-')}_{'default' if steps is None else steps}.png"
+
+
 def write_outputs(results: dict[str, Any], out: Path, knob_plots: Sequence[tuple[str, Generation, np.ndarray, tuple[str, ...]]] = ()) -> None:
     """bench.json, bench.csv, bench.md, bench_fid_vs_nfe.png and the policies' knob figures, each written whole."""
     write_text(out / "bench.json", json.dumps(results, indent=2) + "\n")
@@ -473,8 +481,7 @@ def write_outputs(results: dict[str, Any], out: Path, knob_plots: Sequence[tuple
     write_text(out / "bench.csv", table.getvalue())
     save_figure(fid_figure(results["rows"]), out / "bench_fid_vs_nfe.png", dpi=110)
     for name, generation, baseline, knob_names in knob_plots:
-        safe = name.replace("/", "-")
-        save_figure(class_knob_figure(generation, baseline, knob_names), out / f"bench_knobs_{safe}.png", dpi=110)
+        save_figure(class_knob_figure(generation, baseline, knob_names), out / name, dpi=110)
 
 
-__all__ = ["BenchConfig", "bench", "markdown", "matching_nfe", "tune", "tune_cma"]
+__all__ = ["BenchConfig", "bench", "knob_plot_name", "markdown", "matching_nfe", "tune", "tune_cma"]

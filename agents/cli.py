@@ -76,8 +76,9 @@ def _bench(args: argparse.Namespace) -> None:
 
     try:
         config = config_from_args(args)
-        out = args.out or ("benchmarks/results/bench-quick" if args.quick else "benchmarks/results/bench")
-        results = bench(config, policies=args.policy or [], out_dir=out, device=args.device, command=args.command_line)
+        out = args.out or ("runs/bench_quick" if args.quick else "runs/bench")
+        command = args.command_line if args.out else f"{args.command_line} --out {out}"  # the record names its folder
+        results = bench(config, policies=args.policy or [], out_dir=out, device=args.device, command=command)
     except AdaGenError as exc:
         raise SystemExit(f"adagen bench: error: {exc}") from exc
     print(markdown(results))
@@ -166,7 +167,7 @@ def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
                        help="also search the whole per-step table with CMA-ES, this many candidates (needs `cma`)")
     bench.add_argument("--batch-size", type=int, default=None)
     bench.add_argument("--no-hand-made", dest="hand_made", action="store_false", help="baseline and tuned only")
-    bench.add_argument("--out", default=None, help="output folder (default benchmarks/results/bench[-quick])")
+    bench.add_argument("--out", default=None, help="output folder (default runs/bench, with --quick runs/bench_quick)")
     bench.add_argument("--device", default="cpu")
     bench.set_defaults(func=_bench)
 
@@ -178,7 +179,7 @@ def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
     ablation.add_argument("--num-samples", type=int, default=1000, help="evaluation images per seed")
     ablation.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ablation.add_argument("--logdir", default="runs/ablations", help="the variants' run directories (resumed)")
-    ablation.add_argument("--out", default="benchmarks/results", help="writes ablations.md and ablations/NAME/")
+    ablation.add_argument("--out", default="runs/ablations", help="writes ablations.md and NAME/ (snake_case)")
     ablation.add_argument("--device", default="cpu")
     ablation.set_defaults(func=_ablation)
 
@@ -207,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = zoo_commands.add_parser("eval", help="FID / class agreement of the shipped generators over NFE and CFG")
     evaluate.add_argument("names", nargs="*", default=[], choices=[*GENERATORS, []], help="generators to evaluate (default: all)")
     evaluate.add_argument("--num-samples", type=int, default=2000)
-    evaluate.add_argument("--out", default="benchmarks/results")
+    evaluate.add_argument("--out", default="runs/zoo_eval", help="where zoo.json, zoo.md and the sample grids go")
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--quick", action="store_true", help="a small grid, for a smoke run")
     evaluate.add_argument(

@@ -325,7 +325,7 @@ def results_markdown(results: dict[str, Any]) -> str:
 def evaluate_zoo(
     names: Sequence[str] | None = None,
     num_samples: int = 2000,
-    out_dir: str | Path = "benchmarks/results",
+    out_dir: str | Path = "runs/zoo_eval",
     device: str | torch.device = "cpu",
     quick: bool = False,
     reuse: bool = False,
@@ -338,7 +338,8 @@ def evaluate_zoo(
         num_samples: images per grid point, and the size of the real reference (class-balanced). FID is
             biased upwards at small counts: compare only numbers measured at the same count.
         out_dir: where `zoo.json`, `zoo.md` and the sample grids go (created if needed); results of other
-            generators already in `zoo.json` (same sample count) are kept.
+            generators already in `zoo.json` (same sample count) are kept. The committed copy is
+            `benchmarks/results/zoo` (`adagen zoo eval --out benchmarks/results/zoo`).
         device: where sampling and feature extraction run ("cpu" or "cuda").
         quick: smoke run: NFE {2, 4} x CFG {None, 1.0}, at most 64 samples, files named `zoo-quick*`.
         reuse: take the rows of grid points that the existing `zoo.json` already holds for the same weights

@@ -152,7 +152,7 @@ def test_cli_bench_with_a_policy_adds_an_adaptive_row(tmp_path, capsys) -> None:
           "--no-hand-made", "--baseline-steps", "3", "--out", str(tmp_path / "bench")])
     table = capsys.readouterr().out
     assert "| adaptive |" in table and "| baseline |" in table and "Made by `adagen bench --env" in table
-    assert list(tmp_path.glob("bench/bench_knobs_*.png"))
+    assert [p.name for p in tmp_path.glob("bench/bench_knobs_*.png")] == ["bench_knobs_AdaGen-SiT-v0_2.png"]
     saved = json.loads((tmp_path / "bench" / "bench.json").read_text())
     assert saved["config"]["baseline_step_grid"] == {"AdaGen/SiT-v0": [3]} and saved["rows"][-1]["steps"] == 3
     with pytest.raises(SystemExit, match="not in the bench grid"):
@@ -176,12 +176,21 @@ def test_ablation_trains_each_variant_and_writes_its_section(tmp_path) -> None:
     assert model.policy.pi_features_extractor.step_conditioning is False
     text = (tmp_path / "ablations.md").read_text()
     assert text.count("<!-- ablation:step-conditioning -->") == 1 and "Measured here: off " in text
+    assert f"`adagen bench ablation step-conditioning --budget-minutes 10 --out {tmp_path}`" in text
+    assert {p.name for p in (tmp_path / "step_conditioning").iterdir()} == {"ablation.json", "eval.json", "eval.md"}
     assert f"AdaGen/DiT-v0 `{zoo.weights_digest(tiny_dit(0))}`" in text
     run_ablation("step-conditioning", num_samples=4, seeds=(0, 1), logdir=tmp_path / "runs", out=tmp_path,
                  env_fn=env_fn(), train_overrides=tiny)  # resumes (already trained) and replaces its section
     assert (tmp_path / "ablations.md").read_text().count("## step-conditioning") == 1
     with pytest.raises(InvalidArgument, match="unknown ablation"):
         run_ablation("rewards")
+
+
+def test_knob_plot_names_have_no_none() -> None:
+    from agents.bench import knob_plot_name
+
+    assert knob_plot_name("AdaGen/DiT-v0", 4) == "bench_knobs_AdaGen-DiT-v0_4.png"
+    assert knob_plot_name("AdaGen/VAR-v0", None) == "bench_knobs_AdaGen-VAR-v0_default.png"
 
 
 def test_policy_steps_resolve_the_env_default() -> None:
