@@ -6,7 +6,7 @@ three labels, `--repeats` draws). VAR: teacher-forced cross-entropy of each scal
 the requested shape predicts real tokens better with the true class than with none; the gap (null - true, in
 nats per token) is how much it uses the class. `--batch` real shapes (class-balanced) are tokenized once.
 
-    python benchmarks/class_use.py --batch 512 --out benchmarks/results/class_use
+    python benchmarks/class_use.py --batch 512 --out benchmarks/results/class_use/class_use
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def var_rows(images: torch.Tensor, labels: torch.Tensor) -> list[dict]:
 
 
 def main() -> None:
-    args = parse_args(__doc__, "benchmarks/results/class_use")
+    args = parse_args(__doc__, "benchmarks/results/class_use/class_use")
     images, labels = ShapesDataset(32).sample(args.batch, seed=DATA_SEED, labels=balanced_labels(args.batch))
     rows = maskgit_rows(images, labels, args.repeats) + var_rows(images, labels)
     for row in rows:
@@ -74,7 +74,7 @@ def main() -> None:
         "",
         "Cross-entropy (nats per token) of real token maps, {batch} class-balanced real shapes (seed "
         f"{DATA_SEED}), {{threads}} CPU threads, {{date}}. "
-        "Command: `python benchmarks/class_use.py --batch {batch}`. "
+        "Command: `python benchmarks/class_use.py --batch {batch} --out {out}`. "
         "MaskGIT: masked tokens, the same {repeats} random masks per label; VAR: teacher-forced, per scale. "
         "gap = null - true: what the true class is worth to the generator.",
         "",

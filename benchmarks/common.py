@@ -59,11 +59,12 @@ class CallTimer:
 
 
 def write_results(args: argparse.Namespace, rows: list[dict[str, Any]], markdown: list[str]) -> dict[str, Any]:
-    """`<out>.json` (run settings + rows) and `<out>.md` (the lines `markdown(meta)` returns); returns the meta."""
+    """`<out>.json` (run settings + rows) and `<out>.md` (`markdown`'s lines, formatted with the meta and `out`, the
+    --out given: a quoted command names it); returns the meta."""
     meta = {"batch": args.batch, "repeats": args.repeats, "threads": torch.get_num_threads(),
             "version": adagen_env.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     out = Path(args.out)
     writable_dir(out.parent)
     write_text(out.with_suffix(".json"), json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    write_text(out.with_suffix(".md"), "\n".join(line.format(**meta) for line in markdown) + "\n")
+    write_text(out.with_suffix(".md"), "\n".join(line.format(**meta, out=args.out) for line in markdown) + "\n")
     return meta

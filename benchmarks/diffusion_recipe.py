@@ -76,11 +76,12 @@ def write_report(out: Path) -> None:
     lines = [
         "# Diffusion DiT: training recipes at equal training",
         "",
-        "Made by `python benchmarks/diffusion_recipe.py --prediction P --noise-schedule S --time-sampling T --steps N`",
+        f"Made by `python benchmarks/diffusion_recipe.py --prediction P --noise-schedule S --time-sampling T --steps N "
+        f"--out {out}`",
         "for each variant: the `diffusion` recipe's DiT, seed, data, batch and learning rate, N training steps, EMA",
         "scored on class-balanced samples (FID on the shapes classifier's features; real images have class",
         "agreement 1.000). The shipped recipe is v, cosine, logit-normal: its 16000-step run below gave the",
-        "shipped weights, scored over the full grid in `../zoo.md` with the same labels, sample seeds and",
+        "shipped weights, scored over the full grid in `../zoo/zoo.md` with the same labels, sample seeds and",
         "reference. Until the switch the zoo shipped epsilon, linear, logit-normal (EMA at step 15000 of a",
         "16000-step GPU run): NFE 32 FID 7.61 / class agreement 0.680, NFE 8 FID 17.23, NFE 64 FID 8.04",
         "(`git show 13e937d:benchmarks/results/zoo.md`).",

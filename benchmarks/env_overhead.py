@@ -10,7 +10,7 @@ than the 5% the env may add. So (b) also times the sampler calls it makes (`rese
 the same calls the raw loop makes) and reports the rest, the env's own work (knob prior and projection,
 features and pooling, smoothing, tensor <-> numpy), as a share of the raw loop: `env_own_pct`.
 
-    python benchmarks/env_overhead.py --out benchmarks/results/env_overhead
+    python benchmarks/env_overhead.py --repeats 5 --out benchmarks/results/env_overhead/env_overhead
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def env_episode(envs, labels: np.ndarray, seed: int, timer: CallTimer) -> tuple[
 
 
 def main() -> None:
-    args = parse_args(__doc__, "benchmarks/results/env_overhead")
+    args = parse_args(__doc__, "benchmarks/results/env_overhead/env_overhead")
     rows = []
     for env_id, vector_cls, envs in shipped_vector_envs(args.batch):
         sampler = envs.sampler
@@ -78,7 +78,7 @@ def main() -> None:
         "# Env overhead: vector env + smoothing + zero policy vs the raw sampler loop",
         "",
         "Batch {batch}, median of {repeats} alternating pairs, {threads} CPU threads, {date}. "
-        "Command: `python benchmarks/env_overhead.py`.",
+        "Command: `python benchmarks/env_overhead.py --batch {batch} --repeats {repeats} --out {out}`.",
         "",
         "`env own` is the episode's time outside the sampler's reset/step/decode calls, as a share of the raw loop.",
         "",

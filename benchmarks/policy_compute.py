@@ -6,7 +6,7 @@ FLOPs are counted with `torch.utils.flop_counter.FlopCounterMode` (matrix produc
 over a whole episode: the policy's deterministic action at every step (the actor; the critic only trains)
 vs every network evaluation of the sampler. Time: the median of `--repeats` episodes of each.
 
-    python benchmarks/policy_compute.py --out benchmarks/results/policy_compute
+    python benchmarks/policy_compute.py --out benchmarks/results/policy_compute/policy_compute
 
 AdaGen reports 0.07% to 0.4% for its policies on DiT-XL, VAR-d16..d30 and MaskGIT.
 """
@@ -38,7 +38,7 @@ def policy_forwards(model, venv: SB3VecEnv) -> list:
 
 
 def main() -> None:
-    args = parse_args(__doc__, "benchmarks/results/policy_compute")
+    args = parse_args(__doc__, "benchmarks/results/policy_compute/policy_compute")
     rows = []
     for env_id, vector_cls, envs in shipped_vector_envs(args.batch):
         sampler = envs.sampler
@@ -84,7 +84,8 @@ def main() -> None:
         "# Policy compute vs the generator's, per episode",
         "",
         "Batch {batch}, {threads} CPU threads, median of {repeats} episodes, {date}. "
-        "Command: `python benchmarks/policy_compute.py`. Policy = actor of the PPO policy (features extractor, "
+        "Command: `python benchmarks/policy_compute.py --batch {batch} --repeats {repeats} --out {out}`. "
+        "Policy = actor of the PPO policy (features extractor, "
         "MLP, action head), once per step; generator = every network evaluation of the baseline episode (CFG included).",
         "",
         "| env | steps | policy params (actor + critic) | generator params | policy GFLOPs | generator GFLOPs | FLOPs share | policy s | generator s | time share |",

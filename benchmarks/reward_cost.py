@@ -7,7 +7,7 @@ reward models, so drift in machine load hits all alike; the median of `--repeats
 update also times the reward model's own calls (`score` and `update`), which a busy machine disturbs less than
 the end-to-end difference.
 
-    python benchmarks/reward_cost.py --batch 64 --repeats 7 --out benchmarks/results/reward_cost
+    python benchmarks/reward_cost.py --batch 64 --repeats 7 --out benchmarks/results/reward_cost/reward_cost
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def timed_update(model, timer: CallTimer, tpu: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    args = parse_args(__doc__, "benchmarks/results/reward_cost")
+    args = parse_args(__doc__, "benchmarks/results/reward_cost/reward_cost")
     runs = {reward: build(reward, args.batch) for reward in REWARDS}
     for model, timer, tpu in runs.values():  # warm-up
         timed_update(model, timer, tpu)
@@ -74,7 +74,7 @@ def main() -> None:
         "",
         f"`{ENV_ID}` at {NUM_STEPS} steps (NFE 8), {{batch}} lanes, the trainer's preset and wrapper stack; median "
         "of {repeats} alternating rounds, {threads} CPU threads, {date}. Command: `python benchmarks/reward_cost.py "
-        "--batch {batch} --repeats {repeats}`.",
+        "--batch {batch} --repeats {repeats} --out {out}`.",
         "",
         "`added` is the update's wall time over the no-reward update's; `in reward` is the time spent inside the "
         "reward model's `score` and `update` calls, as a share of the update.",

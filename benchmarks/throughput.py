@@ -1,6 +1,6 @@
 """Sampler throughput of the zoo's generators: images per second at batch 256, NFE 8, with and without CFG.
 
-    python benchmarks/throughput.py --out benchmarks/results/throughput.json
+    python benchmarks/throughput.py --out benchmarks/results/throughput/throughput.json
 
 Every zoo generator whose weights exist is measured under its paradigm's baseline schedule, with the
 sampler factory of `adagen_env.zoo.evaluate.PARADIGMS` (so a new paradigm joins here by joining that
@@ -30,7 +30,7 @@ from adagen_env.zoo.evaluate import PARADIGMS
 
 @dataclass
 class Args:
-    out: str = "benchmarks/results/throughput.json"
+    out: str = "benchmarks/results/throughput/throughput.json"
     """Where the JSON goes; the markdown table is written beside it with the `.md` suffix."""
     names: tuple[str, ...] = ()
     """Zoo generators to measure; every one with weights when empty."""

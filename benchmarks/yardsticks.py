@@ -4,7 +4,7 @@ The floor is a real class-balanced set (disjoint from the reference) scored like
 generator runs its env's baseline schedule (zero actions) at the step counts that give NFE 8 and 64 (VAR has one
 NFE, its scale count with guidance), on class-balanced labels, with the bench's seeding (`generate_static`).
 
-    python benchmarks/yardsticks.py --out benchmarks/results/yardsticks/yardsticks
+    python benchmarks/yardsticks.py --num-samples 1000 --out benchmarks/results/yardsticks/yardsticks
 """
 
 from __future__ import annotations
@@ -59,18 +59,19 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for suffix, text in ((".json", json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n"),
-                         (".md", markdown(meta, rows))):
+                         (".md", markdown(meta, rows, args.out))):
         tmp = out.with_suffix(suffix + ".tmp")
         tmp.write_text(text)
         tmp.replace(out.with_suffix(suffix))
 
 
-def markdown(meta, rows) -> str:
+def markdown(meta, rows, out) -> str:
     names = {**COLUMNS, "recall_ssl": "recall (SSL)"}
     lines = [
         "# Every yardstick on the zoo's baseline schedules",
         "",
-        f"`python benchmarks/yardsticks.py`: {meta['num_samples']} class-balanced samples a row (seed {meta['seed']}) "
+        f"`python benchmarks/yardsticks.py --num-samples {meta['num_samples']} --seed {meta['seed']} --out {out}`: "
+        f"{meta['num_samples']} class-balanced samples a row (seed {meta['seed']}) "
         f"against as many reference images; the real rows are a disjoint real set scored the same way (the floor). "
         f"{meta['threads']} threads, {meta['seconds']} s, {meta['date']}.",
         "",
