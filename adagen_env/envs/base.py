@@ -47,8 +47,11 @@ class AdaGenVectorEnv(VectorEnv):
 
     Args:
         num_envs: lanes B; one generator forward serves them all.
-        generator: a zoo name, a path to a `.safetensors` file with its `.json` config beside it, or a
-            ready `Sampler` (then `num_steps` and `sampler_kwargs` must be left unset).
+        generator: a zoo name, a path to a `.safetensors` file with its `.json` config beside it, a local diffusers
+            directory (`adagen_env.adapters`: a DiT-XL/2-style pipeline for `AdaGen/DiT-v0`, docs/diffusers.md), a
+            ready model (a module with the paradigm model's interface, e.g. `DiffusersDiT`; its `sampler_cls`, if it
+            has one, is the sampler built around it), or a ready `Sampler` (then `num_steps` and `sampler_kwargs`
+            must be left unset).
         num_steps: the paradigm's step count (NFE for DiT/SiT, decoding steps for MaskGIT); the
             paradigm's default when None.
         device: where the generator runs.
@@ -86,7 +89,7 @@ class AdaGenVectorEnv(VectorEnv):
     def __init__(
         self,
         num_envs: int = 1,
-        generator: str | Sampler | None = None,
+        generator: str | Path | Sampler | torch.nn.Module | None = None,
         num_steps: int | None = None,
         device: str | torch.device = "cpu",
         knobs: tuple[str, ...] | list[str] | None = None,
@@ -184,7 +187,9 @@ class AdaGenVectorEnv(VectorEnv):
         self._last_images: torch.Tensor | None = None
 
     # -- construction helpers -----------------------------------------------------------------
-    def _build_sampler(self, generator: str | Sampler | None, num_steps: int | None, sampler_kwargs: dict) -> Sampler:
+    def _build_sampler(
+        self, generator: str | Path | Sampler | torch.nn.Module | None, num_steps: int | None, sampler_kwargs: dict
+    ) -> Sampler:
         if isinstance(generator, Sampler):
             if num_steps is not None or sampler_kwargs:
                 raise InvalidArgument("num_steps and sampler_kwargs must be unset when generator is a ready Sampler")
@@ -193,7 +198,14 @@ class AdaGenVectorEnv(VectorEnv):
             if isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral) or num_steps < 1:
                 raise InvalidArgument(f"num_steps must be an int >= 1, got {num_steps!r}")
             num_steps = int(num_steps)
-        model = self._load_model(self.default_generator if generator is None else generator)
+        if isinstance(generator, torch.nn.Module):
+            model = generator.to(self.device).eval().requires_grad_(False)
+        else:
+            model = self._load_model(self.default_generator if generator is None else generator)
+        paradigm = getattr(model, "paradigm", self.paradigm)
+        if paradigm != self.paradigm:
+            raise InvalidArgument(f"generator {type(model).__name__} is a {paradigm!r} model; this env needs {self.paradigm!r}")
+        sampler_cls = getattr(model, "sampler_cls", self.sampler_cls)
         if num_steps is not None and self.default_num_steps is None:  # the model fixes the step count (VAR's scales)
             scales = len(model.scales)
             if num_steps != scales:
@@ -205,15 +217,16 @@ class AdaGenVectorEnv(VectorEnv):
         if steps is not None:
             kwargs["num_steps"] = steps
         try:
-            return self.sampler_cls(model, device=self.device, **kwargs)
+            return sampler_cls(model, device=self.device, **kwargs)
         except TypeError as exc:
-            raise InvalidArgument(f"bad sampler_kwargs {sorted(sampler_kwargs)} for {self.sampler_cls.__name__}: {exc}") from exc
+            raise InvalidArgument(f"bad sampler_kwargs {sorted(sampler_kwargs)} for {sampler_cls.__name__}: {exc}") from exc
 
     def _load_model(self, generator: str) -> torch.nn.Module:
         from adagen_env import zoo
 
         if not isinstance(generator, str | Path):
-            raise InvalidArgument(f"generator must be a zoo name, a .safetensors path or a Sampler, got {type(generator).__name__}")
+            raise InvalidArgument(f"generator must be a zoo name, a .safetensors path, a diffusers directory, a model "
+                                  f"or a Sampler, got {type(generator).__name__}")
         path = Path(generator)
         if path.suffix == ".safetensors":
             meta = path.with_suffix(".json")
@@ -227,10 +240,15 @@ class AdaGenVectorEnv(VectorEnv):
             zoo.load_state(model, path)
             return model.eval().requires_grad_(False)
         names = [n for n, e in zoo.ZOO.items() if e.paradigm == self.paradigm]
+        if generator not in names and path.is_dir():  # a zoo name wins over a folder of that name
+            from adagen_env.adapters import load_pretrained
+
+            return load_pretrained(path, paradigm=self.paradigm, device=self.device)
         if generator not in names:
             close = difflib.get_close_matches(str(generator), names, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise InvalidArgument(f"unknown {self.paradigm} generator {generator!r}; zoo models: {names}, or a .safetensors path.{hint}")
+            raise InvalidArgument(f"unknown {self.paradigm} generator {generator!r}; zoo models: {names}, a .safetensors "
+                                  f"path or a diffusers directory.{hint}")
         return zoo.load(generator, device=self.device)
 
     @cached_property

@@ -64,7 +64,7 @@ class ODESampler(Sampler[ODEState]):
     """Schedule-controlled ODE sampling of a DiT on a probability path (subclasses fix the path).
 
     Args:
-        model: a frozen `DiT`.
+        model: a frozen `DiT` (or a model with its interface, e.g. `adagen_env.adapters.diffusers_dit.DiffusersDiT`).
         num_steps: NFE, the number of conditional network evaluations (>= 1); H = num_steps + 1.
         solver: "ddim" (first order) or "dpmpp2m" (second order multistep).
         cfg_scale: baseline guidance weight w, constant over steps; `None` turns guidance off
@@ -73,7 +73,8 @@ class ODESampler(Sampler[ODEState]):
     """
 
     path_name: str
-    """The `PATHS` entry the model was trained on; `self.path` is that path with the model's prediction target."""
+    """The `PATHS` entry the model was trained on; `self.path` is that path with the model's prediction target, or
+    the model's own `path` where it has one (an adapted diffusers DiT's discrete-time schedule)."""
     time_description: str
 
     def __init__(
@@ -92,7 +93,12 @@ class ODESampler(Sampler[ODEState]):
             raise InvalidArgument(f"cfg_scale must be a finite number > 0 or None (no guidance), got {cfg_scale!r}")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval().requires_grad_(False)
-        self.path = path_for(self.path_name, model.config)
+        # A model trained on a path the shipped ones cannot express (a discrete-time schedule) brings its own.
+        own_path = getattr(model, "path", None)
+        if own_path is not None and getattr(model, "paradigm", self.path_name) != self.path_name:
+            raise InvalidArgument(f"{type(self).__name__} samples the {self.path_name!r} path; this "
+                                  f"{type(model).__name__} is a {model.paradigm!r} model")
+        self.path = path_for(self.path_name, model.config) if own_path is None else own_path
         self.num_steps, self.solver, self.cfg_scale = num_steps, solver, cfg_scale
         self.horizon = num_steps + 1
         self.num_classes = model.config.num_classes
