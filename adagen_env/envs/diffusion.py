@@ -37,7 +37,8 @@ class DiTVectorEnv(AdaGenVectorEnv):
 
     ## Arguments
     See `AdaGenVectorEnv`. Defaults: `generator="diffusion"`, `num_steps=8` (NFE), and through
-    `sampler_kwargs`: `solver="dpmpp2m"`, `cfg_scale=1.0` (None: no guidance, no cfg knob).
+    `sampler_kwargs`: `solver="dpmpp2m"`, `cfg_scale=1.0` (None: no guidance, no cfg knob). A real DiT-XL/2
+    comes in as `generator=` a local diffusers directory or a `DiffusersDiT` (docs/diffusers.md).
 
     ## Version History
     * v0: initial version.

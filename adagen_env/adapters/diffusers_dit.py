@@ -1,0 +1,474 @@
+"""A class-conditional diffusers DiT (DiT-XL/2-256 layout) as a generator of the diffusion paradigm.
+
+`DiffusersDiT` gives a `DiTTransformer2DModel` + `AutoencoderKL` pair the call signature of the shipped DiT,
+`model(x_t, t, labels) -> (prediction, features)`, so the existing ODE sampler (DPM-Solver++(2M) or DDIM, per-lane
+time and CFG knobs, projection, NFE accounting) drives the real model unchanged. `DiffusersDiTSampler` is that
+`DiffusionSampler` with the three things a latent model changes: noise is drawn in the latent shape, the finished
+latent is decoded by the VAE, and the baseline time grid sits on the model's training timesteps.
+
+What maps to what (DiT-XL/2-256: latent 4x32x32, 8 output channels, 1000 training steps, linear betas):
+
+| sampler side | model side |
+|---|---|
+| time t in [0, 1] (1: noise, 0: data) | timestep n = T t - 1 in [-1, T - 1] (T = `num_train_timesteps`), fractional between grid points |
+| `path.alpha(t)`, `path.sigma(t)` | sqrt(alpha_bar_n), sqrt(1 - alpha_bar_n), alpha_bar the scheduler's `alphas_cumprod`; alpha_bar_{-1} = 1 |
+| prediction (epsilon) | the first C of the 2C learned-sigma output channels (the variance half is dropped, as `DiTPipeline` does) |
+| null class (CFG) | `num_embeds_ada_norm` (1000), the label embedding's extra row, as `DiTPipeline` does |
+| CFG weight w: cond + w (cond - uncond) | diffusers' guidance_scale s = w + 1: uncond + s (cond - uncond) |
+| features (D, g', g') | hidden states after block `feature_block` (forward hook), (B, N, D) tokens as a (D, g, g) grid, average-pooled to g' = `feature_grid` |
+| decode | `vae.decode(latent / scaling_factor)` (0.18215), then (x / 2 + 0.5).clamp(0, 1), as `DiTPipeline` does |
+
+Why a path of its own (`DiscreteVPPath`): the shipped VP paths are continuous-time (the linear-beta one integrates
+beta(t) = 0.1 + 19.9 t), while DiT-XL/2 was trained on the discrete product alpha_bar_n = prod_{i<=n} (1 - beta_i);
+the two differ by a few percent in alpha_bar (about 7% at the noise end), so stepping on the continuous one would
+not be the model's sampler. Between training timesteps log alpha_bar is interpolated linearly in n and the model
+gets the fractional timestep (its sinusoidal embedding takes any real n); a time within `SNAP` of a training
+timestep is put on it, so the round trip through the knob's sigmoid cannot move a grid time off the grid. With the
+baseline ("trailing" spacing: n_k = round(T - k T / N) - 1, starting at pure noise n = T - 1 and ending at
+alpha_bar = 1), a zero action reproduces diffusers' `DPMSolverMultistepScheduler` (or, for N dividing T,
+`DDIMScheduler`) with `timestep_spacing="trailing"`, to float tolerance (tests/adapters/test_diffusers_dit.py).
+
+Loading: `from_pretrained(directory)` reads diffusers' pipeline layout (`transformer/`, `vae/`, optional
+`scheduler/`; the hub's facebook/DiT-XL-2-256 has it) with `local_files_only=True`; or build `DiffusersDiT(transformer,
+vae, scheduler)` from ready objects. Only the scheduler's noise schedule (betas, `num_train_timesteps`,
+`prediction_type`) is read; the solver is the env's. Without a scheduler, DiT's training schedule (linear betas
+1e-4 to 0.02 over 1000 steps, epsilon) is assumed. diffusers is imported when a model is built, never before.
+
+Letters: B lanes, C latent channels, g latent side / patch (token grid), D transformer width, T training timesteps.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from adagen_env.errors import CheckpointError, InvalidArgument
+from adagen_env.samplers.base import randn
+from adagen_env.samplers.diffusion import DiffusionSampler
+from adagen_env.samplers.ode import ODEState
+
+SNAP = 1e-3
+"""Model timesteps within this distance of an integer are put on it (see the module docstring)."""
+DIT_CLASSES = ("DiTTransformer2DModel", "Transformer2DModel")
+"""Class names a DiT's `transformer/config.json` may carry: the hub's DiT-XL-2-256 predates `DiTTransformer2DModel`
+and says `Transformer2DModel` with `norm_type="ada_norm_zero"`, which diffusers loads as a DiT."""
+PREDICTIONS = {"epsilon": "epsilon", "v_prediction": "v"}
+"""diffusers' `prediction_type` -> the VP path's prediction name."""
+INSTALL_HINT = 'pip install "adagen-env[diffusers]"  (or: pip install "diffusers==0.42.*")'
+
+
+def require_diffusers() -> Any:
+    """The diffusers module, or an ImportError that says how to install it."""
+    try:
+        import diffusers
+    except ImportError as exc:  # pragma: no cover - the dev extra installs it
+        raise ImportError(f"the diffusers adapters need the diffusers package: {INSTALL_HINT}") from exc
+    return diffusers
+
+
+class DiscreteVPPath:
+    """The VP path of a discrete-time diffusion model, alpha_t^2 + sigma_t^2 = 1, from t = 1 (noise) to t = 0 (data).
+
+    Time t maps to the model's timestep n = T t - 1; alpha_t^2 = alpha_bar_n, the training schedule's cumulative
+    product at n (1 at n = -1, the data end), with log alpha_bar linear in n between training timesteps.
+
+    Args:
+        alphas_cumprod: (T,) alpha_bar_0 .. alpha_bar_{T-1}, non-increasing in (0, 1] (a scheduler's `alphas_cumprod`).
+        prediction: the model's target on the path, "epsilon" or "v" (`adagen_env.models.paths.VP_PREDICTIONS`).
+    """
+
+    noise_end, data_end = 1.0, 0.0
+
+    def __init__(self, alphas_cumprod: torch.Tensor, prediction: str = "epsilon") -> None:
+        table = torch.as_tensor(alphas_cumprod).detach().to("cpu", torch.float64).flatten()
+        if prediction not in ("epsilon", "v"):
+            raise InvalidArgument(f"prediction must be 'epsilon' or 'v', got {prediction!r}")
+        if table.numel() < 2 or not bool(torch.isfinite(table).all()):
+            raise InvalidArgument(f"alphas_cumprod must hold >= 2 finite values, got {table.numel()}")
+        if bool((table > 1).any()) or bool((table < 0).any()) or bool((table[1:] > table[:-1]).any()):
+            raise InvalidArgument("alphas_cumprod must be non-increasing values in [0, 1]")
+        if prediction == "epsilon" and float(table[-1]) <= 0:
+            raise InvalidArgument("alphas_cumprod reaches 0 at the last timestep (a zero-terminal-SNR schedule): an "
+                                  "epsilon model cannot give the data estimate there; use a v-prediction model")
+        self.prediction = prediction
+        self.num_train_timesteps = table.numel()
+        self.alphas_cumprod = table
+        self._log_table = torch.cat([torch.zeros(1, dtype=torch.float64), table.log()])  # index j = n + 1
+        self._tables: dict[torch.device, torch.Tensor] = {}
+
+    def timestep(self, t: torch.Tensor) -> torch.Tensor:
+        """Model timesteps n = T t - 1 (float64), clamped to [-1, T - 1], put on the integer within `SNAP`."""
+        n = torch.as_tensor(t).double() * self.num_train_timesteps - 1
+        nearest = n.round()
+        n = torch.where((n - nearest).abs() <= SNAP, nearest, n)
+        return n.clamp(-1, self.num_train_timesteps - 1)
+
+    def time_of(self, timesteps: torch.Tensor) -> torch.Tensor:
+        """Inverse of `timestep`: training timesteps n -> times (n + 1) / T (float32)."""
+        return ((torch.as_tensor(timesteps).double() + 1) / self.num_train_timesteps).float()
+
+    def on_grid(self, t: torch.Tensor) -> torch.Tensor:
+        """Times put on the nearest training timestep (or the data end): round(T t) / T."""
+        tt = torch.as_tensor(t)
+        return (torch.round(tt.double() * self.num_train_timesteps) / self.num_train_timesteps).to(tt.dtype)
+
+    def _log_alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
+        j = self.timestep(t) + 1  # in [0, T]
+        low = j.floor().clamp(0, self.num_train_timesteps - 1)
+        frac = j - low
+        device = j.device
+        if device not in self._tables:
+            self._tables[device] = self._log_table.to(device)
+        table = self._tables[device]
+        index = low.long()
+        return table[index] * (1 - frac) + table[index + 1] * frac
+
+    def alpha(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.exp(0.5 * self._log_alpha_bar(t)).to(torch.as_tensor(t).dtype)
+
+    def sigma(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt(-torch.expm1(self._log_alpha_bar(t))).to(torch.as_tensor(t).dtype)
+
+    def training_pair(self, x_data: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x_t, regression target) for a batch; t is (B,)."""
+        a, s = self.alpha(t)[:, None, None, None], self.sigma(t)[:, None, None, None]
+        target = noise if self.prediction == "epsilon" else a * noise - s * x_data
+        return a * x_data + s * noise, target
+
+    def to_data(self, x_t: torch.Tensor, prediction: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Data estimate x0 from the model's prediction at time t (B,)."""
+        a, s = self.alpha(t)[:, None, None, None], self.sigma(t)[:, None, None, None]
+        if self.prediction == "epsilon":
+            return (x_t - s * prediction) / a
+        return a * x_t - s * prediction
+
+
+@dataclass
+class DiffusersDiTConfig:
+    """What the sampler and the env read about an adapted DiT (the names `ODESampler` reads are `DiTConfig`'s)."""
+
+    num_classes: int
+    """Classes 0 .. num_classes - 1 (`num_embeds_ada_norm`); id `num_classes` is the null class."""
+    channels: int
+    """Latent channels C (the sampler's state is a latent)."""
+    resolution: int
+    """Latent side (`sample_size`)."""
+    image_resolution: int
+    """Side of the decoded images (latent side x the VAE's upsampling)."""
+    patch: int
+    width: int
+    depth: int
+    learned_sigma: bool
+    """The output has 2C channels (epsilon, then the variance, which is dropped)."""
+    prediction: str
+    """"epsilon" or "v", from the scheduler's `prediction_type`."""
+    num_train_timesteps: int
+    feature_block: int
+    """Index of the transformer block whose output the policy sees (negative counts from the end)."""
+    feature_grid: int
+    """Side of the pooled feature grid."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _class_name(obj: Any) -> str:
+    return type(obj).__name__ if obj is not None else "None"
+
+
+def _schedule_of(scheduler: Any) -> tuple[torch.Tensor, str]:
+    """(alphas_cumprod, prediction) from a scheduler object, a scheduler config dict, or None (DiT's training one)."""
+    diffusers = require_diffusers()
+    if scheduler is None or isinstance(scheduler, dict):
+        config = dict(scheduler or {})
+        name = config.get("_class_name", "DDIMScheduler")
+        cls = getattr(diffusers, str(name), None)
+        if cls is None or not hasattr(cls, "from_config"):
+            raise InvalidArgument(f"scheduler config names {name!r}, which is not a diffusers scheduler")
+        scheduler = cls.from_config(config)
+    alphas_cumprod = getattr(scheduler, "alphas_cumprod", None)
+    if alphas_cumprod is None:
+        raise InvalidArgument(
+            f"scheduler {_class_name(scheduler)} has no discrete VP schedule (alphas_cumprod): it belongs to another "
+            "model family (e.g. a flow-matching scheduler); a DiT needs its DDPM/DDIM-style beta schedule"
+        )
+    prediction_type = getattr(scheduler.config, "prediction_type", "epsilon")
+    if prediction_type not in PREDICTIONS:
+        raise InvalidArgument(f"scheduler prediction_type {prediction_type!r} is not supported; "
+                              f"one of {sorted(PREDICTIONS)}")
+    return torch.as_tensor(alphas_cumprod), PREDICTIONS[prediction_type]
+
+
+class DiffusersDiT(nn.Module):
+    """A diffusers class-conditional DiT and its VAE with the shipped DiT's interface (see the module docstring).
+
+    `forward(x, t, y)` takes latents x (B, C, g p, g p), times t (B,) in [0, 1] and labels y (B,) (`null_class` for
+    the unconditional pass) and returns the model's prediction (B, C, g p, g p) (epsilon, or v) and the features
+    (B, D, feature_grid, feature_grid), both float32 whatever the models' dtype.
+
+    Args:
+        transformer: a `diffusers.DiTTransformer2DModel`.
+        vae: its `diffusers.AutoencoderKL`.
+        scheduler: a diffusers scheduler with `alphas_cumprod` (DDIM, DDPM, DPM-Solver, ...), its config dict, or None
+            for DiT's training schedule (linear betas 1e-4 to 0.02, 1000 steps, epsilon).
+        feature_block: the block whose output hidden states are the features (-1: the last, as the shipped DiT).
+        feature_grid: side of the average-pooled feature grid, at most the token grid g; None: min(g, 8)
+            (DiT-XL/2-256: 1152 x 8 x 8 from its 16 x 16 tokens).
+        decode_batch: latents decoded per VAE call (bounds the decoder's memory).
+    """
+
+    paradigm = "diffusion"
+    """The env paradigm this model serves (`AdaGen/DiT-v0`)."""
+
+    def __init__(
+        self,
+        transformer: nn.Module,
+        vae: nn.Module | None,
+        scheduler: Any = None,
+        feature_block: int = -1,
+        feature_grid: int | None = None,
+        decode_batch: int = 16,
+    ) -> None:
+        super().__init__()
+        diffusers = require_diffusers()
+        if not isinstance(transformer, diffusers.DiTTransformer2DModel):
+            raise InvalidArgument(
+                f"transformer must be a diffusers DiTTransformer2DModel (class-conditional DiT), got "
+                f"{_class_name(transformer)}: another model family (UNets, text-conditioned or flow transformers "
+                "are not this adapter's)"
+            )
+        if vae is None:
+            raise InvalidArgument("missing VAE: a latent DiT needs its diffusers AutoencoderKL to decode images")
+        if not isinstance(vae, diffusers.AutoencoderKL):
+            raise InvalidArgument(f"vae must be a diffusers AutoencoderKL, got {_class_name(vae)}")
+        tc, vc = transformer.config, vae.config
+        channels, side, patch = int(tc.in_channels), tc.sample_size, int(tc.patch_size)
+        out_channels = int(tc.out_channels or channels)
+        if not isinstance(side, int):
+            raise InvalidArgument(f"latent shape not served: sample_size must be one int (square latents), got {side!r}")
+        if side % patch:
+            raise InvalidArgument(f"latent shape not served: sample_size {side} is not a multiple of patch_size {patch}")
+        if int(vc.latent_channels) != channels:
+            raise InvalidArgument(f"latent shape not served: the transformer takes {channels} latent channels, the VAE "
+                                  f"makes {vc.latent_channels}")
+        if out_channels not in (channels, 2 * channels):
+            raise InvalidArgument(f"latent shape not served: the transformer outputs {out_channels} channels; expected "
+                                  f"{channels} (the prediction) or {2 * channels} (prediction and learned sigma)")
+        if int(vc.out_channels) != 3:
+            raise InvalidArgument(f"the VAE decodes {vc.out_channels}-channel images; the envs serve RGB (3 channels)")
+        depth, grid = len(transformer.transformer_blocks), side // patch
+        feature_grid = min(grid, 8) if feature_grid is None else feature_grid
+        if isinstance(feature_block, bool) or not isinstance(feature_block, int) or not -depth <= feature_block < depth:
+            raise InvalidArgument(f"feature_block must be an int in [-{depth}, {depth}) (the model has {depth} "
+                                  f"blocks), got {feature_block!r}")
+        if isinstance(feature_grid, bool) or not isinstance(feature_grid, int) or not 1 <= feature_grid <= grid:
+            raise InvalidArgument(f"feature_grid must be an int in [1, {grid}] (the token grid is {grid}x{grid}), "
+                                  f"got {feature_grid!r}")
+        if isinstance(decode_batch, bool) or not isinstance(decode_batch, int) or decode_batch < 1:
+            raise InvalidArgument(f"decode_batch must be an int >= 1, got {decode_batch!r}")
+        alphas_cumprod, prediction = _schedule_of(scheduler)
+        self.path = DiscreteVPPath(alphas_cumprod, prediction)
+        self.transformer, self.vae = transformer, vae
+        self.decode_batch = decode_batch
+        num_classes = int(tc.num_embeds_ada_norm)
+        table = transformer.transformer_blocks[0].norm1.emb.class_embedder.embedding_table
+        self.has_null_class = table.num_embeddings > num_classes
+        """The label embedding has the extra (null) row that classifier-free guidance needs."""
+        upsampling = 2 ** (len(vc.block_out_channels) - 1)
+        self.config = DiffusersDiTConfig(
+            num_classes=num_classes, channels=channels, resolution=side, image_resolution=side * upsampling,
+            patch=patch, width=int(transformer.inner_dim), depth=depth, learned_sigma=out_channels == 2 * channels,
+            prediction=prediction, num_train_timesteps=self.path.num_train_timesteps,
+            feature_block=feature_block % depth, feature_grid=feature_grid,
+        )
+        self.grid = grid
+        self._captured: torch.Tensor | None = None
+        transformer.transformer_blocks[feature_block].register_forward_hook(self._capture)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, dtype: torch.dtype | None = None,
+                        device: torch.device | str = "cpu", **kwargs: Any) -> DiffusersDiT:
+        """Load a local diffusers directory (`transformer/`, `vae/`, optional `scheduler/`); nothing is downloaded.
+
+        Args:
+            path: the directory (e.g. a local copy of the hub's facebook/DiT-XL-2-256).
+            dtype: the models' dtype (e.g. torch.bfloat16); float32 when None (diffusers' default).
+            device: where the models go.
+            kwargs: `feature_block`, `feature_grid`, `decode_batch` (see the class).
+        Raises:
+            CheckpointError: the directory does not exist, is not a diffusers model, holds another model family,
+                lacks the VAE, cannot be read, or holds a latent shape the envs cannot serve.
+        """
+        diffusers = require_diffusers()
+        root = Path(path)
+        scheduler = _check_directory(root)
+        loaded = {}
+        # Without accelerate, diffusers initialises the weights before loading them (and says so); ask for that.
+        options = {} if diffusers.utils.is_accelerate_available() else {"low_cpu_mem_usage": False}
+        for name, model_cls in (("transformer", diffusers.DiTTransformer2DModel), ("vae", diffusers.AutoencoderKL)):
+            try:
+                loaded[name] = model_cls.from_pretrained(root, subfolder=name, local_files_only=True,
+                                                         torch_dtype=dtype, **options)
+            except (OSError, ValueError, RuntimeError, KeyError) as exc:
+                raise CheckpointError(f"diffusers directory {str(root)!r}: cannot load {name}/ as "
+                                      f"{model_cls.__name__}: {exc}") from exc
+        try:
+            model = cls(loaded["transformer"], loaded["vae"], scheduler, **kwargs)
+        except InvalidArgument as exc:
+            raise CheckpointError(f"diffusers directory {str(root)!r}: {exc}") from exc
+        return model.to(device).eval().requires_grad_(False)
+
+    # -- what the sampler reads -------------------------------------------------------------------
+    @property
+    def null_class(self) -> int:
+        return self.config.num_classes
+
+    @property
+    def feature_shape(self) -> tuple[int, int, int]:
+        """(D, g', g'): one sample's pooled feature grid."""
+        return (self.config.width, self.config.feature_grid, self.config.feature_grid)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """(C, g p, g p): one sample's latent, the sampler's state."""
+        return (self.config.channels, self.config.resolution, self.config.resolution)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(3, R, R): one decoded image."""
+        return (3, self.config.image_resolution, self.config.image_resolution)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.transformer.parameters()).dtype
+
+    def _capture(self, module: nn.Module, args: Any, output: torch.Tensor) -> None:
+        self._captured = output
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, c = x.shape[0], self.config.channels
+        timestep = self.path.timestep(t).float()  # fractional off the training grid
+        self._captured = None
+        out = self.transformer(x.to(self.dtype), timestep=timestep, class_labels=y, return_dict=False)[0]
+        tokens, self._captured = self._captured, None  # (B, N, D)
+        prediction = out[:, :c].float()
+        grid = tokens.float().transpose(1, 2).reshape(b, -1, self.grid, self.grid)  # (B, D, g, g)
+        features = F.adaptive_avg_pool2d(grid, self.config.feature_grid)
+        return prediction, features
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """(B, C, g p, g p) latents -> (B, 3, R, R) float32 images in [0, 1], as `DiTPipeline` decodes."""
+        scaling = self.vae.config.scaling_factor
+        shift = getattr(self.vae.config, "shift_factor", None)
+        images = []
+        for chunk in latents.split(self.decode_batch):
+            z = 1 / scaling * chunk.to(next(self.vae.parameters()).dtype)
+            if shift is not None:
+                z = z + shift
+            images.append(self.vae.decode(z, return_dict=False)[0].float())
+        return (torch.cat(images) / 2 + 0.5).clamp(0, 1)
+
+
+class DiffusersDiTSampler(DiffusionSampler):
+    """`DiffusionSampler` over a `DiffusersDiT`: latent noise at reset, VAE decoding, a baseline on the training grid.
+
+    Same arguments as `ODESampler` (`num_steps`, `solver`, `cfg_scale`, `device`); `cfg_scale` w is diffusers'
+    guidance_scale minus 1 (DiTPipeline's default 4.0 is w = 3).
+    """
+
+    def __init__(
+        self,
+        model: DiffusersDiT,
+        num_steps: int = 8,
+        solver: str = "dpmpp2m",
+        cfg_scale: float | None = 1.0,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        if not isinstance(model, DiffusersDiT):
+            raise InvalidArgument(f"DiffusersDiTSampler needs a DiffusersDiT, got {_class_name(model)}")
+        if cfg_scale is not None and not model.has_null_class:
+            raise InvalidArgument("this DiT has no null-class embedding (it was built with class_dropout_prob 0), so "
+                                  "it cannot be guided; use cfg_scale=None")
+        super().__init__(model, num_steps=num_steps, solver=solver, cfg_scale=cfg_scale, device=device)
+        self.latent_shape = model.latent_shape
+        self.image_shape = model.image_shape
+
+    def baseline_values(self) -> torch.Tensor:
+        """The uniform grid put on the training timesteps (diffusers' "trailing" spacing), constant CFG."""
+        values = super().baseline_values()
+        values[:, 0] = self.model.path.on_grid(values[:, 0])
+        return values
+
+    def reset(self, labels: torch.Tensor, generator: torch.Generator | None = None) -> ODEState:
+        labels = self.check_labels(labels)
+        x = randn((labels.shape[0], *self.latent_shape), generator, self.device)
+        return ODEState(x=x, t=torch.full_like(labels, self.path.noise_end, dtype=torch.float32), labels=labels, step=0)
+
+    def intermediate(self, state: ODEState) -> torch.Tensor:
+        """The current noisy latent x_t decoded by the VAE, (B, 3, R, R) in [0, 1]."""
+        return self.model.decode(state.x)
+
+    def decode(self, state: ODEState) -> torch.Tensor:
+        if state.step != self.horizon:
+            raise InvalidArgument(f"decode needs a finished episode ({self.horizon} steps), this state is at step {state.step}")
+        return self.model.decode(state.x)
+
+
+DiffusersDiT.sampler_cls = DiffusersDiTSampler
+"""The sampler an env builds around this model (`AdaGenVectorEnv` reads `model.sampler_cls`)."""
+
+
+def _read_json(path: Path, root: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"diffusers directory {str(root)!r}: cannot read {path.relative_to(root)}: {exc}") from exc
+
+
+def _check_directory(root: Path) -> dict | None:
+    """Refuse what is not a DiT pipeline directory, naming the problem; returns the scheduler config (or None)."""
+    if not root.is_dir():
+        raise CheckpointError(f"diffusers directory {str(root)!r} does not exist or is not a directory")
+    expected = "diffusers' from_pretrained layout: transformer/ (a DiTTransformer2DModel), vae/ (an AutoencoderKL), scheduler/"
+    transformer = root / "transformer" / "config.json"
+    if not transformer.is_file():
+        if (root / "unet").is_dir():
+            raise CheckpointError(f"diffusers directory {str(root)!r} holds a UNet (unet/): another model family; "
+                                  f"the DiT adapter takes {expected}")
+        if (root / "config.json").is_file():
+            name = _read_json(root / "config.json", root).get("_class_name")
+            raise CheckpointError(f"{str(root)!r} is a single model's folder ({name}), not a pipeline directory; "
+                                  f"expected {expected}")
+        found = sorted(p.name for p in root.iterdir())[:10]
+        raise CheckpointError(f"{str(root)!r} is not a diffusers model directory (no transformer/config.json; it holds "
+                              f"{found}); expected {expected}")
+    config = _read_json(transformer, root)
+    name = config.get("_class_name")
+    if name not in DIT_CLASSES or (name == "Transformer2DModel" and config.get("norm_type") != "ada_norm_zero"):
+        raise CheckpointError(f"diffusers directory {str(root)!r}: transformer/ holds a {name} "
+                              f"(norm_type {config.get('norm_type')!r}), another model family; the DiT adapter takes "
+                              "a class-conditional DiTTransformer2DModel")
+    vae = root / "vae" / "config.json"
+    if not vae.is_file():
+        raise CheckpointError(f"diffusers directory {str(root)!r}: missing VAE (no vae/config.json); a latent DiT "
+                              "needs its AutoencoderKL to decode images")
+    vae_name = _read_json(vae, root).get("_class_name")
+    if vae_name != "AutoencoderKL":
+        raise CheckpointError(f"diffusers directory {str(root)!r}: vae/ holds a {vae_name}, not an AutoencoderKL")
+    scheduler = root / "scheduler" / "scheduler_config.json"
+    return _read_json(scheduler, root) if scheduler.is_file() else None
+
+
+def from_pretrained(path: str | Path, **kwargs: Any) -> DiffusersDiT:
+    """`DiffusersDiT.from_pretrained` (the entry `adagen_env.adapters.load_pretrained` calls)."""
+    return DiffusersDiT.from_pretrained(path, **kwargs)
+
+
+__all__ = ["DiffusersDiT", "DiffusersDiTConfig", "DiffusersDiTSampler", "DiscreteVPPath", "from_pretrained"]
