@@ -75,7 +75,9 @@ class MaskGITSampler(Sampler[MaskGITState]):
     Args:
         model: a frozen `MaskGIT` (tokenizer + transformer).
         num_steps: H, the number of decoding steps (>= 1).
-        remask_temp: tau_2 of the baseline at the first step; it decays linearly to ~0 at the last.
+        remask_temp: tau_2 of the baseline at the first step; it decays linearly to ~0 at the last (4.5: MaskGIT's
+            and MUSE's choice temperature; near-greedy selection makes more steps worse,
+            `benchmarks/results/token_baselines`).
         cfg_scale: the baseline's guidance weight (at the last step of the linear schedule); `None` turns guidance
             off (no "cfg" knob, no unconditional passes).
         cfg_schedule: one of `CFG_SCHEDULES`.
@@ -86,7 +88,7 @@ class MaskGITSampler(Sampler[MaskGITState]):
         self,
         model: MaskGIT,
         num_steps: int = 8,
-        remask_temp: float = 1.0,
+        remask_temp: float = 4.5,
         cfg_scale: float | None = 1.0,
         cfg_schedule: str = "linear",
         device: torch.device | str = "cpu",

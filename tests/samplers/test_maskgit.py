@@ -116,7 +116,7 @@ def test_baseline_follows_the_cosine_schedule(model):
     values = sampler.baseline_values()
     progress = (torch.arange(6) + 1 - 1e-3) / 6
     torch.testing.assert_close(values[:, 0], torch.cos(math.pi / 2 * progress))
-    torch.testing.assert_close(values[:, 1], 1.0 * (1 - progress))  # remask_temp decays linearly
+    torch.testing.assert_close(values[:, 1], 4.5 * (1 - progress))  # remask_temp decays linearly from 4.5
     assert torch.equal(values[:, 2], torch.ones(6))
     torch.testing.assert_close(values[:, 3], (torch.arange(6) + 1e-3) / 6 * 1.0)  # CFG ramps from ~0
     constant = MaskGITSampler(model, num_steps=6, cfg_scale=2.0, cfg_schedule="constant").baseline_values()

@@ -1,0 +1,102 @@
+"""The token generators' baseline settings over step counts: which re-mask temperature and guidance schedule make
+more MaskGIT steps help, and how stable each tokenizer's codes are under a new draw of the data's grain.
+
+MaskGIT runs its baseline schedule (zero actions) at 4, 8 and 16 steps with each setting of `SETTINGS`, on
+class-balanced labels with the bench's seeding (`generate_static`); every row has every yardstick. The id-flip
+rate is the share of token ids that change when the same scenes are rendered with another draw of the grain
+(per scale for VAR's multi-scale tokenizer).
+
+    python benchmarks/token_baselines.py --out benchmarks/results/token_baselines/token_baselines
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import torch
+from tqdm.auto import tqdm
+
+import adagen_env  # noqa: F401  (registers the ids)
+from adagen_env import zoo
+from adagen_env.data.shapes import GRAIN_SIGMA, ShapesDataset, render_shapes
+from adagen_env.metrics import balanced_labels, compute_metrics
+from adagen_env.outputs import writable_dir, write_text
+from agents.reporting import COLUMNS
+from agents.rollout import generate_static
+
+STEPS = (4, 8, 16)
+SETTINGS: dict[str, dict] = {
+    "re-mask 1.0, linear CFG 1": {"remask_temp": 1.0, "cfg_scale": 1.0, "cfg_schedule": "linear"},
+    "re-mask 4.5, linear CFG 1": {"remask_temp": 4.5, "cfg_scale": 1.0, "cfg_schedule": "linear"},
+    "re-mask 4.5, constant CFG 1": {"remask_temp": 4.5, "cfg_scale": 1.0, "cfg_schedule": "constant"},
+    "re-mask 4.5, no CFG": {"remask_temp": 4.5, "cfg_scale": None},
+}
+"""Row name -> the MaskGIT env's `sampler_kwargs`."""
+KEYS = ("fid", "fd_ssl", "oracle_coverage", "oracle_fidelity", "class_agreement")
+FLIP_SCENES = 1000
+
+
+def flip_rates(tokenizer: torch.nn.Module, scenes: int = FLIP_SCENES, seed: int = 0) -> list[float]:
+    """Share of token ids that change under a re-draw of the grain, per token map (one for a single-scale tokenizer)."""
+    g = torch.Generator().manual_seed(seed)
+    data = ShapesDataset(tokenizer.config.resolution)
+    labels = torch.arange(scenes) % data.num_classes
+    factors = data.draw_factors(labels, g)
+    redrawn = {**factors, "grain": torch.randn(factors["grain"].shape, generator=g) * GRAIN_SIGMA}
+    a, b = tokenizer.encode(render_shapes(labels, factors)), tokenizer.encode(render_shapes(labels, redrawn))
+    pairs = zip(a, b) if isinstance(a, list) else [(a, b)]
+    return [float((x != y).float().mean()) for x, y in pairs]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--num-samples", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=250)
+    parser.add_argument("--out", default="runs/token_baselines/token_baselines")
+    args = parser.parse_args()
+    out = Path(args.out)
+    writable_dir(out.parent)  # before any work
+    start, rows = time.time(), []
+    labels = balanced_labels(args.num_samples)
+    jobs = [(name, steps) for name in SETTINGS for steps in STEPS]
+    for name, steps in tqdm(jobs, desc="token baselines"):
+        env = gym.make_vec("AdaGen/MaskGIT-v0", num_envs=args.batch_size, reward_model=None, num_steps=steps,
+                           sampler_kwargs=SETTINGS[name])
+        sampler = env.unwrapped.sampler
+        gen = generate_static(sampler, sampler.baseline_schedule(), labels, args.seed, args.batch_size)
+        scores = compute_metrics(gen.images, labels, num_reference=args.num_samples)
+        rows.append({"setting": name, "steps": steps, "nfe": gen.nfe, "generator_digest": env.unwrapped.generator_digest,
+                     **{k: scores[k] for k in KEYS}})
+    flips = {name: flip_rates(zoo.load(name).tokenizer) for name in ("maskgit", "var")}
+    meta = {"num_samples": args.num_samples, "seed": args.seed, "threads": torch.get_num_threads(),
+            "seconds": round(time.time() - start), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    write_text(out.with_suffix(".json"), json.dumps({"meta": meta, "rows": rows, "flip_rates": flips}, indent=2) + "\n")
+    write_text(out.with_suffix(".md"), markdown(meta, rows, flips))
+    print(markdown(meta, rows, flips))
+
+
+def markdown(meta: dict, rows: list[dict], flips: dict[str, list[float]]) -> str:
+    lines = [
+        "# Token generators: baseline settings and tokenizer stability",
+        "",
+        f"`python benchmarks/token_baselines.py`: the shipped MaskGIT's baseline schedule, {meta['num_samples']} "
+        f"class-balanced samples a row (seed {meta['seed']}), every yardstick against as many real images. "
+        f"{meta['threads']} threads, {meta['seconds']} s, {meta['date']}.",
+        "",
+        "| setting | steps | NFE | " + " | ".join(COLUMNS[k] for k in KEYS) + " |",
+        "|---|---|---|" + "---|" * len(KEYS),
+    ]
+    for r in rows:
+        lines.append(f"| {r['setting']} | {r['steps']} | {r['nfe']} | " + " | ".join(f"{r[k]:.4g}" for k in KEYS) + " |")
+    lines += ["", f"Id-flip rate under a re-draw of the grain ({FLIP_SCENES} scenes; per scale, coarse to fine, for VAR):", ""]
+    lines += [f"- {name}: " + ", ".join(f"{v:.3f}" for v in rates) for name, rates in flips.items()]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
