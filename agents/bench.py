@@ -165,12 +165,15 @@ def tune(
     best = search_start(sampler)
     scores: dict[str, float] = {}
     trace: list[dict[str, Any]] = []
+    most = 1 + rounds * sum(len(values) for values in search_space(sampler).values())
+    bar = tqdm(total=most, desc="coordinate search", unit="candidate", leave=False)
 
     def scored(params: dict[str, Any]) -> float:
         key = json.dumps(params, sort_keys=True)
         if key not in scores:
             scores[key] = float(score(params))
             trace.append({"params": dict(params), "score": scores[key]})
+        bar.update()
         return scores[key]
 
     best_score = scored(best)
@@ -183,6 +186,7 @@ def tune(
                     best, best_score, changed = candidate, scores[json.dumps(candidate, sort_keys=True)], True
         if not changed:
             break
+    bar.close()
     return best, trace
 
 
@@ -219,13 +223,19 @@ def tune_cma(
                                                                          "popsize": popsize})
     trace: list[dict[str, Any]] = []
     best, best_score = np.zeros(prior.numel()), math.inf
+    bar = tqdm(total=evaluations // popsize * popsize, desc="CMA-ES static search", unit="candidate", leave=False)
     while len(trace) + popsize <= evaluations and not strategy.stop():
         candidates = strategy.ask()
-        scores = [float(score(table(u))) for u in candidates]
+        scores = []
+        for u in candidates:
+            scores.append(float(score(table(u))))
+            bar.update()
+        bar.set_postfix(best=f"{min(best_score, *scores):.4g}")
         trace += [{"residuals": np.asarray(u).round(4).tolist(), "score": s} for u, s in zip(candidates, scores)]
         strategy.tell(candidates, scores)
         if min(scores) < best_score:
             best_score, best = min(scores), candidates[int(np.argmin(scores))]
+    bar.close()
     return table(best), trace
 
 
