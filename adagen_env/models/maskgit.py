@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adagen_env.errors import InvalidArgument
-from adagen_env.models.vq import VQConfig, VQTokenizer, reconstruction_batch
+from adagen_env.models.vq import VQConfig, VQTokenizer, reconstruction_batch, token_batch
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
 """The zoo's loss signature (`adagen_env.zoo.training.LossFn`; not imported, the zoo imports this module)."""
@@ -175,7 +175,8 @@ def maskgit_loss(tokenizer_steps: int, label_dropout: float = 0.1, decoder_batch
         if step < tokenizer_steps:
             inputs, target = reconstruction_batch(tokenizer.config, images, images.shape[0], num_classes, g)
             return tokenizer.loss(inputs, g, target)
-        ids = tokenizer.encode(images).flatten(1)  # (B, N)
+        tokenized, labels = token_batch(tokenizer.config, images, labels, num_classes, g)
+        ids = tokenizer.encode(tokenized).flatten(1)  # (B, N)
         b, n = ids.shape
         dev = ids.device
         u = lambda *shape: torch.rand(*shape, generator=g, device=g.device).to(dev)  # noqa: E731

@@ -26,7 +26,7 @@ from torch import nn
 
 from adagen_env.errors import InvalidArgument
 from adagen_env.models.maskgit import LossFn, TokenTransformerConfig, TransformerBlock
-from adagen_env.models.vq import MultiScaleVQTokenizer, VQConfig, reconstruction_batch
+from adagen_env.models.vq import MultiScaleVQTokenizer, VQConfig, reconstruction_batch, token_batch
 
 
 def _default_tokenizer() -> VQConfig:
@@ -127,8 +127,9 @@ def var_loss(tokenizer_steps: int, label_dropout: float = 0.1, decoder_batch: in
         if step < tokenizer_steps:
             inputs, target = reconstruction_batch(tokenizer.config, images, images.shape[0], num_classes, g)
             return tokenizer.loss(inputs, g, target)
+        tokenized, labels = token_batch(tokenizer.config, images, labels, num_classes, g)
         with torch.no_grad():
-            ids = tokenizer.encode(images)  # S maps [(B, pn*pn)]
+            ids = tokenizer.encode(tokenized)  # S maps [(B, pn*pn)]
             _, inputs = tokenizer.ids_to_fhat(ids)  # (B, L - 1, d)
         drop = torch.rand(labels.shape[0], generator=g, device=g.device).to(labels.device) < label_dropout
         labels = torch.where(drop, torch.full_like(labels, model.null_class), labels)

@@ -86,15 +86,15 @@ class VQConfig:
 
 def clean_pair(
     batch: int, config: VQConfig, num_classes: int, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images, clean) (B, C, R, R): `batch` fresh shapes drawn from `generator` (uniform classes), with their grain
-    and without it, on the generator's device."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(images, clean, labels): `batch` fresh shapes drawn from `generator` (uniform classes), (B, C, R, R) with their
+    grain and without it, and their (B,) classes, on the generator's device."""
     data = ShapesDataset(config.resolution, num_classes=num_classes)
     labels = torch.randint(num_classes, (batch,), generator=generator, device=generator.device)
     factors = data.draw_factors(labels, generator)
     clean = render_shapes(labels, {k: v for k, v in factors.items() if k != "grain"}, data.class_names,
                           config.resolution)
-    return render_shapes(labels, factors, data.class_names), clean
+    return render_shapes(labels, factors, data.class_names), clean, labels
 
 
 def reconstruction_batch(
@@ -103,8 +103,19 @@ def reconstruction_batch(
     """What a tokenizer-training step reconstructs: the first `batch` of `images` themselves (target None), or with
     `config.grain_sigma` > 0 a fresh `clean_pair` (images, their clean renderings)."""
     if config.grain_sigma > 0:
-        return clean_pair(batch, config, num_classes, generator)
+        return clean_pair(batch, config, num_classes, generator)[:2]
     return images[:batch], None
+
+
+def token_batch(
+    config: VQConfig, images: torch.Tensor, labels: torch.Tensor, num_classes: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, labels) whose tokens a transformer-training step learns: the batch itself, or with
+    `config.grain_sigma` > 0 the clean renderings of a fresh batch, so the targets carry no grain at all."""
+    if config.grain_sigma > 0:
+        _, clean, fresh = clean_pair(images.shape[0], config, num_classes, generator)
+        return clean, fresh.to(labels.device)
+    return images, labels
 
 
 def add_grain(images: torch.Tensor, sigma: float, noise: torch.Tensor) -> torch.Tensor:
@@ -457,4 +468,4 @@ class MultiScaleVQTokenizer(nn.Module):
 
 
 __all__ = ["Codebook", "Decoder", "Encoder", "MultiScaleVQTokenizer", "VQConfig", "VQTokenizer", "add_grain", "clean_pair",
-           "reconstruction_batch"]
+           "reconstruction_batch", "token_batch"]

@@ -202,7 +202,13 @@ def test_a_grain_free_tokenizer_learns_to_reconstruct_clean_renderings(kind):
     assert target is not None and inputs.shape == target.shape == x.shape
     residual = (inputs - target)[(target > 0.05) & (target < 0.95)]  # unclamped pixels: the grain alone
     assert 0.015 < float(residual.std()) < 0.025 and abs(float(residual.mean())) < 0.005
+    encoded = []
+    encode = model.tokenizer.encode
+    model.tokenizer.encode = lambda images: encoded.append(images) or encode(images)
     loss = loss_fn(model, x, y, torch.Generator().manual_seed(1))  # transformer stage, decoder on clean targets
+    e = encoded[0]
+    hh = e[..., 0::2, 0::2] - e[..., 0::2, 1::2] - e[..., 1::2, 0::2] + e[..., 1::2, 1::2]
+    assert float(hh.abs().median()) < 1e-3 < float((x[..., 0::2, 0::2] - x[..., 0::2, 1::2]).abs().median())  # clean tokens
     loss.backward()
     assert torch.isfinite(loss) and model.tokenizer.decoder.parameters().__next__().grad is not None
 
