@@ -7,6 +7,13 @@ rate is the share of token ids that change when the same scenes are rendered wit
 (per scale for VAR's multi-scale tokenizer).
 
     python benchmarks/token_baselines.py --out benchmarks/results/token_baselines/token_baselines
+
+With `--tokenizers CHECKPOINT`, only the tokenizers: the shipped MaskGIT's and that of a zoo training checkpoint of
+the MaskGIT recipe (its EMA weights), each with its id-flip rate and the yardsticks of 1000 real images passed
+through it (plus fresh grain where the tokenizer decodes clean images) against 1000 others.
+
+    python benchmarks/token_baselines.py --tokenizers checkpoints/zoo/maskgit/checkpoint.pt \
+        --out checkpoints/zoo/maskgit/tokenizers
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ from tqdm.auto import tqdm
 import adagen_env  # noqa: F401  (registers the ids)
 from adagen_env import zoo
 from adagen_env.data.shapes import GRAIN_SIGMA, ShapesDataset, render_shapes
-from adagen_env.metrics import balanced_labels, compute_metrics
+from adagen_env.metrics import balanced_labels, compute_metrics, shapes_reference
+from adagen_env.models.vq import add_grain
 from adagen_env.outputs import writable_dir, write_text
 from agents.reporting import COLUMNS
 from agents.rollout import generate_static
@@ -52,15 +60,53 @@ def flip_rates(tokenizer: torch.nn.Module, scenes: int = FLIP_SCENES, seed: int 
     return [float((x != y).float().mean()) for x, y in pairs]
 
 
+def reconstruction_scores(tokenizer: torch.nn.Module, num_samples: int = 1000, seed: int = 7) -> dict[str, float]:
+    """The yardsticks of `num_samples` real images encoded and decoded (plus fresh grain for a clean tokenizer)."""
+    u8, labels = shapes_reference(num_samples, tokenizer.config.resolution, seed=seed)
+    with torch.no_grad():
+        images = tokenizer.decode(tokenizer.encode(u8.float() / 255))
+    if tokenizer.config.grain_sigma > 0:
+        noise = torch.randn(images.shape[0], 1, *images.shape[2:], generator=torch.Generator().manual_seed(seed))
+        images = add_grain(images, tokenizer.config.grain_sigma, noise)
+    scores = compute_metrics(images, labels, num_reference=num_samples)
+    return {k: scores[k] for k in KEYS}
+
+
+def tokenizers_report(checkpoint: str, out: Path) -> None:
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    recipe = zoo.entry("maskgit")
+    trained = recipe.model_cls(recipe.config)
+    trained.load_state_dict(state["ema"])
+    rows = []
+    for name, tokenizer in (("shipped maskgit", zoo.load("maskgit").tokenizer),
+                            (f"{checkpoint} (step {state['step']})", trained.eval().tokenizer)):
+        rows.append({"tokenizer": name, "flip_rate": flip_rates(tokenizer)[0], **reconstruction_scores(tokenizer)})
+    lines = ["# MaskGIT tokenizers: id stability under the grain, and reconstruction", "",
+             f"`python benchmarks/token_baselines.py --tokenizers {checkpoint}`; {FLIP_SCENES} scenes for the flip rate, "
+             "1000 real 32x32 images reconstructed against 1000 others.", "",
+             "| tokenizer | id-flip rate | " + " | ".join(COLUMNS[k] for k in KEYS) + " |",
+             "|---|---|" + "---|" * len(KEYS)]
+    lines += [f"| {r['tokenizer']} | {r['flip_rate']:.3f} | " + " | ".join(f"{r[k]:.4g}" for k in KEYS) + " |"
+              for r in rows]
+    write_text(out.with_suffix(".json"), json.dumps(rows, indent=2) + "\n")
+    write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-samples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--out", default="runs/token_baselines/token_baselines")
+    parser.add_argument("--tokenizers", metavar="CHECKPOINT", default=None,
+                        help="only compare the shipped MaskGIT tokenizer with this zoo training checkpoint's")
     args = parser.parse_args()
     out = Path(args.out)
     writable_dir(out.parent)  # before any work
+    if args.tokenizers:
+        tokenizers_report(args.tokenizers, out)
+        return
     start, rows = time.time(), []
     labels = balanced_labels(args.num_samples)
     jobs = [(name, steps) for name in SETTINGS for steps in STEPS]
