@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adagen_env.errors import CheckpointError, InvalidArgument
+from adagen_env.models.paths import VarPreservingRegression
 from adagen_env.samplers.base import randn
 from adagen_env.samplers.diffusion import DiffusionSampler
 from adagen_env.samplers.ode import ODEState
@@ -72,7 +73,7 @@ def require_diffusers() -> Any:
     return diffusers
 
 
-class DiscreteVPPath:
+class DiscreteVPPath(VarPreservingRegression):
     """The VP path of a discrete-time diffusion model, alpha_t^2 + sigma_t^2 = 1, from t = 1 (noise) to t = 0 (data).
 
     Time t maps to the model's timestep n = T t - 1; alpha_t^2 = alpha_bar_n, the training schedule's cumulative
@@ -134,19 +135,6 @@ class DiscreteVPPath:
 
     def sigma(self, t: torch.Tensor) -> torch.Tensor:
         return torch.sqrt(-torch.expm1(self._log_alpha_bar(t))).to(torch.as_tensor(t).dtype)
-
-    def training_pair(self, x_data: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x_t, regression target) for a batch; t is (B,)."""
-        a, s = self.alpha(t)[:, None, None, None], self.sigma(t)[:, None, None, None]
-        target = noise if self.prediction == "epsilon" else a * noise - s * x_data
-        return a * x_data + s * noise, target
-
-    def to_data(self, x_t: torch.Tensor, prediction: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Data estimate x0 from the model's prediction at time t (B,)."""
-        a, s = self.alpha(t)[:, None, None, None], self.sigma(t)[:, None, None, None]
-        if self.prediction == "epsilon":
-            return (x_t - s * prediction) / a
-        return a * x_t - s * prediction
 
 
 @dataclass

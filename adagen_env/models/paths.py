@@ -26,7 +26,27 @@ On the cosine, log-SNR falls evenly about t = 1/2, as on the linear (flow) path;
 already at log-SNR -2.5, so uniform times spend most steps and most training where the image is mostly noise."""
 
 
-class VPPath:
+class VarPreservingRegression:
+    """What every variance-preserving path shares, given its `alpha(t)`, `sigma(t)` and `prediction`: the training
+    pair and the data estimate for an epsilon or a v model."""
+
+    prediction: str
+
+    def training_pair(self, x_data: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x_t, regression target) for a batch; t is (B,)."""
+        a, s = self.alpha(t)[:, None, None, None], self.sigma(t)[:, None, None, None]
+        target = noise if self.prediction == "epsilon" else a * noise - s * x_data
+        return a * x_data + s * noise, target
+
+    def to_data(self, x_t: torch.Tensor, prediction: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Data estimate x0 from the model's prediction at time t (B,) (alpha^2 + sigma^2 = 1 for v)."""
+        a, s = self.alpha(t)[:, None, None, None], self.sigma(t)[:, None, None, None]
+        if self.prediction == "epsilon":
+            return (x_t - s * prediction) / a
+        return a * x_t - s * prediction
+
+
+class VPPath(VarPreservingRegression):
     """Variance-preserving path, alpha^2 + sigma^2 = 1, from t = 1 (noise) to t = 0 (data).
 
     Args:
@@ -60,19 +80,6 @@ class VPPath:
         if self.schedule == "cosine":  # sin, not sqrt(1 - alpha^2), which loses precision near the data
             return torch.sin(t * (math.pi / 2 * self.cosine_scale))
         return torch.sqrt((1 - self.alpha(t) ** 2).clamp_min(0))
-
-    def training_pair(self, x_data: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x_t, regression target) for a batch; t is (B,)."""
-        a, s = self.alpha(t)[:, None, None, None], self.sigma(t)[:, None, None, None]
-        target = noise if self.prediction == "epsilon" else a * noise - s * x_data
-        return a * x_data + s * noise, target
-
-    def to_data(self, x_t: torch.Tensor, prediction: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Data estimate x0 from the model's prediction at time t (B,) (alpha^2 + sigma^2 = 1 for v)."""
-        a, s = self.alpha(t)[:, None, None, None], self.sigma(t)[:, None, None, None]
-        if self.prediction == "epsilon":
-            return (x_t - s * prediction) / a
-        return a * x_t - s * prediction
 
 
 class LinearPath:
