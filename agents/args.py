@@ -40,6 +40,10 @@ class Args:
     """EMA beta of the action smoothing (docs/design.md 4); the env class's `default_smoothing` when None."""
     knobs: list[str] | None = None
     """Knobs the policy controls (the rest follow the baseline); all when None."""
+    base_schedule: str | None = None
+    """A schedule file (JSON; `adagen bench` writes one per tuned static row, in its `schedules/`) whose (H, K) knob
+    table the zero action runs instead of the baseline: the policy learns residuals on top of it. The checkpoint
+    keeps the table itself."""
     reward_model: str = DEFAULT_REWARD_MODEL
     """Reward model name (`adagen_env.rewards.REWARD_MODELS`)."""
     feature_pool: int = 1

@@ -9,8 +9,9 @@ sees the same noise), it evaluates:
 * `baseline`: the paradigm's own schedule (what the env runs with zero actions);
 * `hand-made`: the other static schedules users know (`adagen_env.samplers.schedules.HAND_MADE`);
 * `tuned`: the best member of the paradigm's parametric family (`SEARCH_SPACES`) found by coordinate search,
-  each candidate scored by FID on `search_samples` images drawn with `search_seed`, a seed the evaluation
-  never uses (so the tuned row is not selected on its own test noise);
+  and with `cma_evaluations` the best whole (H, K) table found by CMA-ES, each candidate scored by FD-SSL on
+  `search_samples` images drawn with `search_seed`, a seed the evaluation never uses (so the tuned row is not
+  selected on its own test noise);
 * `adaptive`: each `--policy` checkpoint, at the env and step count it was trained on.
 
 Every row has FID, KID, IS, precision/recall and class agreement with their spread over seeds, the NFE per
@@ -19,7 +20,8 @@ image and the wall time per image. A difference smaller than the two rows' combi
 Outputs in `out_dir`: `bench.json` (everything, with the settings), `bench.csv`, `bench.md` (tables, verdicts and
 the NFE at which each method matches the baseline at its largest NFE), `bench_fid_vs_nfe.png`, and per policy
 `bench_knobs_<env>_<steps>.png` (its knob trajectories per class; `<steps>` is `default` where the env fixes its
-step count, VAR). The CLI writes to `runs/bench` (`--quick`: `runs/bench_quick`) unless `--out` says otherwise.
+step count, VAR), and per tuned row its table as a schedule file, `schedules/<env>_<steps>_<method>.json`
+(`adagen_env.samplers.schedules.load_schedule`; `adagen train --base-schedule` starts a policy from it). The CLI writes to `runs/bench` (`--quick`: `runs/bench_quick`) unless `--out` says otherwise.
 
 Letters: N images per seed, H horizon, K knobs.
 """
@@ -47,7 +49,14 @@ from adagen_env.metrics import METRICS, balanced_labels, compute_metrics
 from adagen_env.outputs import save_figure, writable_dir, write_text
 from adagen_env.samplers import Sampler
 from adagen_env.samplers.base import activate_all
-from adagen_env.samplers.schedules import HAND_MADE, family_key, search_space, search_start, static_schedule
+from adagen_env.samplers.schedules import (
+    HAND_MADE,
+    family_key,
+    save_schedule,
+    search_space,
+    search_start,
+    static_schedule,
+)
 from agents.checkpoint import check_meta, generator_expectation, load_model
 from agents.evaluate import eval_env, generators_line, score_seeds
 from agents.reporting import COLUMNS, SELECTION_METRIC, SHORT, agreed_verdict, change_cell, headline, stat_cells
@@ -305,6 +314,7 @@ def bench(
         best, trace = tune(sampler, lambda params: table_score(static_schedule(sampler, **params)), config.search_rounds)
         tuned = _static_row(env_id, steps, "tuned static", "tuned", best, sampler, labels, config, device)
         rows.append({**tuned, **measured_on, "search": {**search, "trace": trace}})
+        _save_tuned(out, sampler, tuned, f"coordinate search, best parameters {best}")
         if config.cma_evaluations:
             table, cma_trace = tune_cma(sampler, table_score, config.cma_evaluations)
             row = _static_row(env_id, steps, "CMA-ES static", "tuned", {"search": "cma-es"}, sampler, labels, config,
@@ -313,6 +323,7 @@ def bench(
             heldout = [table_score(table, config.search_seed + k) for k in HELDOUT_OFFSETS]
             rows.append({**row, **measured_on, "search": {**search, "trace": cma_trace, "heldout_scores": heldout,
                                                          "best_score": min(t["score"] for t in cma_trace)}})
+            _save_tuned(out, sampler, row, f"CMA-ES over the whole table, {len(cma_trace)} candidates")
 
         for path, model, meta in loaded:
             if meta["env_id"] != env_id or policy_steps(meta) != steps:
@@ -349,6 +360,20 @@ def bench(
 
 
 # -- outputs --------------------------------------------------------------------------------------
+def schedule_file_name(env_id: str, steps: int | None, method: str) -> str:
+    """`schedules/<env>_<steps>_<method>.json`, as `knob_plot_name` spells env and steps, the method lower-case
+    with dashes."""
+    return (f"schedules/{env_id.replace('/', '-')}_{'default' if steps is None else steps}_"
+            f"{'-'.join(method.lower().split())}.json")
+
+
+def _save_tuned(out: Path | None, sampler: Sampler, row: dict[str, Any], how: str) -> None:
+    """A tuned row's table as a schedule file (an env's `base_schedule`, `adagen train --base-schedule`)."""
+    if out is not None:
+        save_schedule(out / schedule_file_name(row["env_id"], row["steps"], row["method"]), sampler,
+                      torch.tensor(row["schedule"]), env_id=row["env_id"], source=f"adagen bench: {how}")
+
+
 def _group(rows: list[dict[str, Any]]) -> dict[tuple[str, Any], list[dict[str, Any]]]:
     groups: dict[tuple[str, Any], list[dict[str, Any]]] = {}
     for row in rows:

@@ -73,6 +73,7 @@ def default_env_fn(args: Args) -> EnvFn:
             "group_size": group_size,
             "device": args.device,
             "knobs": args.knobs,
+            "base_schedule": args.base_schedule,
             "reward_model": reward_model,
             "feature_pool": args.feature_pool,
             "feature_dtype": args.feature_dtype,
@@ -200,6 +201,7 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
             "feature_pool": args.feature_pool,
             "feature_dtype": args.feature_dtype,
             "observation": args.observation,
+            "base_schedule": None if unwrapped.base_schedule is None else unwrapped.base_schedule.tolist(),
         },
         "group_size": args.group_size,
         "reward_model": args.reward_model,
@@ -227,6 +229,8 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
         saved_observation = saved.get("env_kwargs", {}).get("observation", "features")  # older runs: features
         check_meta(path, {"observation": saved_observation}, {"observation": args.observation})
         check_meta(path, {"group_size": saved.get("group_size", 1)}, {"group_size": args.group_size})  # older: 1
+        saved_base = {"base_schedule": saved.get("env_kwargs", {}).get("base_schedule")}  # older runs: none
+        check_meta(path, saved_base, {"base_schedule": meta["env_kwargs"]["base_schedule"]})
         model, _ = load_model(path, env=venv, device=args.device)
         state = load_state(path, model.num_timesteps)
         if unwrapped.reward_model is not None and state["reward_model"] is not None:

@@ -34,7 +34,8 @@ from gymnasium.vector.utils import batch_space
 from adagen_env.errors import CheckpointError, InvalidArgument, InvalidKnobValue, UnknownArgument
 from adagen_env.names import FEATURE_DTYPE_NAMES, OBSERVATIONS
 from adagen_env.rewards import DEFAULT_REWARD_MODEL, RewardModel, make_reward_model
-from adagen_env.samplers.base import Sampler, activate_all, make_generator
+from adagen_env.samplers.base import Sampler, activate_all, inverse_all, make_generator
+from adagen_env.samplers.schedules import check_schedule, load_schedule
 
 ACTION_LIMIT = 10.0
 """Raw residuals are clipped to [-10, 10] (in pre-activation units: a wide range)."""
@@ -56,6 +57,9 @@ class AdaGenVectorEnv(VectorEnv):
             paradigm's default when None.
         device: where the generator runs.
         knobs: names of the knobs the policy controls (the rest follow the baseline); all when None.
+        base_schedule: the static schedule a zero action runs, (H, K) knob values of every knob (a tensor, nested
+            lists, or a schedule file's path, `adagen_env.samplers.schedules.save_schedule`); the paradigm's baseline
+            when None. With a tuned one (e.g. `adagen bench`'s CMA-ES row) a policy learns residuals on top of it.
         reward_model: a name of `adagen_env.rewards.REWARD_MODELS` (`DEFAULT_REWARD_MODEL`, the projected discriminator, by default), a `RewardModel`,
             or None for zero rewards.
         feature_pool: average-pool factor on the feature grid (1 keeps it), to keep RL buffers small.
@@ -93,6 +97,7 @@ class AdaGenVectorEnv(VectorEnv):
         num_steps: int | None = None,
         device: str | torch.device = "cpu",
         knobs: tuple[str, ...] | list[str] | None = None,
+        base_schedule: torch.Tensor | list | str | Path | None = None,
         reward_model: str | RewardModel | None = DEFAULT_REWARD_MODEL,
         feature_pool: int = 1,
         feature_dtype: str = "float32",
@@ -109,7 +114,7 @@ class AdaGenVectorEnv(VectorEnv):
             plural = f"unexpected keyword arguments {names}" if len(unknown) > 1 else f"an unexpected keyword argument {names}"
             raise UnknownArgument(  # worded as Python's own TypeError, which wrappers such as TorchRL's GymEnv parse
                 f"{type(self).__name__}.__init__() got {plural} (unknown arguments of this env); valid: "
-                "num_envs, generator, num_steps, device, knobs, reward_model, feature_pool, feature_dtype, "
+                "num_envs, generator, num_steps, device, knobs, base_schedule, reward_model, feature_pool, feature_dtype, "
                 "observation, return_images, group_size, sampler_kwargs, render_mode, autoreset_mode"
             )
         if not isinstance(num_envs, int) or num_envs < 1:
@@ -155,7 +160,14 @@ class AdaGenVectorEnv(VectorEnv):
             raise InvalidArgument(f"knobs must name at least one knob, each once; got {list(chosen)}")
         self.controlled = chosen
         self.controlled_index = torch.tensor([names.index(n) for n in chosen], device=self.device)
-        self.prior = self.sampler.prior().to(self.device)  # (H, K)
+        if isinstance(base_schedule, str | Path):
+            base_schedule = load_schedule(base_schedule, self.sampler)
+        elif base_schedule is not None:
+            base_schedule = check_schedule(self.sampler, base_schedule, what="base_schedule")
+        self.base_schedule: torch.Tensor | None = base_schedule
+        """(H, K) CPU knob values a zero action runs; None: the paradigm's baseline."""
+        specs = self.sampler.knob_specs
+        self.prior = (self.sampler.prior() if base_schedule is None else inverse_all(specs, base_schedule)).to(self.device)
 
         # Reward model.
         resolution = self.sampler.image_shape[-1]

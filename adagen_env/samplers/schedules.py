@@ -6,6 +6,10 @@ schedule)` runs it. Each paradigm has one parametric family (`FAMILIES`): a func
 named hand-made members (`HAND_MADE`), and the candidate values a black-box search tries (`SEARCH_SPACES`,
 used by `agents.bench` to find the tuned static schedule).
 
+A schedule file (`save_schedule` / `load_schedule`, JSON) holds one such table with its knob names and horizon:
+`adagen bench` writes one per static row it measures, and an env's ``base_schedule`` reads one, so that a policy
+learns residuals on top of a tuned static schedule instead of the baseline.
+
 | paradigm | family parameters |
 |---|---|
 | DiT / SiT (`ode_schedule`) | `spacing` uniform in t, shifted (SD3-style `shift`), EDM (`rho`) or uniform log-SNR; CFG level `cfg`, its `cfg_shape` constant / ramp / guidance interval |
@@ -18,13 +22,16 @@ Letters: H horizon (policy calls per episode), K knobs of the sampler, N NFE.
 from __future__ import annotations
 
 import inspect
+import json
 import math
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from adagen_env.errors import InvalidArgument
+from adagen_env.errors import CheckpointError, InvalidArgument
 from adagen_env.models.paths import log_snr, time_at_log_snr
 from adagen_env.samplers.base import Sampler
 from adagen_env.samplers.maskgit import CFG_KNOB as MASKGIT_CFG_KNOB
@@ -299,17 +306,95 @@ def search_space(sampler: Sampler) -> dict[str, tuple[Any, ...]]:
     return space
 
 
+# -- schedule files -------------------------------------------------------------------------------
+SCHEDULE_FORMAT = "adagen-schedule/1"
+"""The ``format`` entry of a schedule file."""
+
+
+def check_schedule(sampler: Sampler, schedule: Any, what: str = "schedule") -> torch.Tensor:
+    """`schedule` ((H, K) knob values: a tensor or nested lists) as a float32 CPU tensor, checked against the
+    sampler: its shape, finite values, and each knob's range (sigmoid knobs in [0, 1], scaled ones in [0, scale],
+    softplus ones >= 0).
+
+    Raises:
+        InvalidArgument: a wrong shape, a non-finite value or a value out of a knob's range, naming step and knob.
+    """
+    try:
+        table = torch.as_tensor(schedule, dtype=torch.float32).detach().cpu()
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise InvalidArgument(f"{what} must be (H, K) numbers, got {type(schedule).__name__}: {exc}") from exc
+    expected = (sampler.horizon, len(sampler.knob_specs))
+    if tuple(table.shape) != expected:
+        raise InvalidArgument(f"{what} must have shape {expected} (steps, knobs {list(sampler.knob_names)}), "
+                              f"got {tuple(table.shape)}")
+    for k, spec in enumerate(sampler.knob_specs):
+        upper = {"sigmoid": 1.0, "scaled_sigmoid": spec.scale}.get(spec.activation, math.inf)
+        bad = ~torch.isfinite(table[:, k]) | (table[:, k] < 0) | (table[:, k] > upper)
+        if bool(bad.any()):
+            step = int(bad.nonzero()[0])
+            raise InvalidArgument(f"{what}: knob {spec.name!r} at step {step} is {float(table[step, k])}; it must be "
+                                  f"a finite value in [0, {upper}]")
+    return table
+
+
+def save_schedule(path: str | Path, sampler: Sampler, schedule: torch.Tensor, env_id: str | None = None,
+                  source: str = "") -> Path:
+    """Write a static schedule ((H, K) knob values of `sampler`) as JSON, atomically; `load_schedule` reads it.
+
+    The file records the knob names and the horizon, which `load_schedule` checks, the sampler's settings
+    (`Sampler.config`, for the reader) and `source`, a note of where the table comes from.
+    """
+    table = check_schedule(sampler, schedule)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"format": SCHEDULE_FORMAT, "env_id": env_id, "knob_names": list(sampler.knob_names),
+              "horizon": sampler.horizon, "sampler_config": sampler.config(), "source": source,
+              "schedule": table.tolist()}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_schedule(path: str | Path, sampler: Sampler) -> torch.Tensor:
+    """The (H, K) knob table of a schedule file written by `save_schedule`, checked against `sampler` (knob names,
+    horizon and values; JSON only, nothing is unpickled).
+
+    Raises:
+        CheckpointError: the file is missing, not JSON, not a schedule file, or for other knobs or another horizon.
+        InvalidArgument: its table does not fit the sampler's knob ranges.
+    """
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"schedule file {str(path)!r} does not exist") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"schedule file {str(path)!r} is not readable JSON: {exc}") from exc
+    if not isinstance(record, dict) or record.get("format") != SCHEDULE_FORMAT or "schedule" not in record:
+        raise CheckpointError(f"{str(path)!r} is not a schedule file (no format {SCHEDULE_FORMAT!r} entry)")
+    for key, expected in (("knob_names", list(sampler.knob_names)), ("horizon", sampler.horizon)):
+        if record.get(key) != expected:
+            raise CheckpointError(f"schedule file {str(path)!r} has {key} {record.get(key)!r}; this sampler has "
+                                  f"{expected!r}")
+    return check_schedule(sampler, record["schedule"], what=f"schedule file {str(path)!r}")
+
+
 __all__ = [
     "CFG_SHAPES",
     "FAMILIES",
     "HAND_MADE",
+    "SCHEDULE_FORMAT",
     "SEARCH_SPACES",
     "SPACINGS",
     "cfg_curve",
+    "check_schedule",
     "family_key",
+    "load_schedule",
     "maskgit_schedule",
     "ode_schedule",
     "ode_times",
+    "save_schedule",
     "search_space",
     "search_start",
     "static_schedule",

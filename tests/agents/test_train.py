@@ -526,3 +526,22 @@ def test_resume_refuses_another_group_size(tmp_path) -> None:
     out = train(tiny_args(tmp_path, total_updates=1, group_size=2), env_fn())
     with pytest.raises(CheckpointError, match="group_size: checkpoint has 2, expected 1"):
         train(tiny_args(tmp_path, total_updates=2, resume=True, logdir=out["run_dir"]), env_fn())
+
+
+def test_a_policy_on_a_base_schedule_keeps_the_table_and_is_evaluated_beside_it(tmp_path) -> None:
+    from adagen_env.samplers.schedules import save_schedule, static_schedule
+
+    sampler = gym.make_vec("AdaGen/SiT-v0", num_envs=1, num_steps=2, reward_model=None).unwrapped.sampler
+    table = static_schedule(sampler, spacing="shift", shift=3.0, cfg=2.5)
+    path = save_schedule(tmp_path / "shift3.json", sampler, table, env_id="AdaGen/SiT-v0")
+    out = train(tiny_args(tmp_path, env="AdaGen/SiT-v0", num_steps=2, total_updates=1, base_schedule=str(path)))
+    meta = read_meta(out["checkpoint"])
+    assert torch.equal(torch.tensor(meta["env_kwargs"]["base_schedule"]), table)
+    path.unlink()  # the checkpoint carries the table, not the file's name
+    results = evaluate([out["checkpoint"]], baseline=True, num_samples=4, seeds=[0], batch_size=2, out_dir=None)
+    policy, base, baseline = results["rows"]
+    assert base["name"] == f"base schedule of {out['checkpoint']}" and baseline["name"] == "baseline"
+    assert base["mean"]["fd_ssl"] != baseline["mean"]["fd_ssl"]  # the baseline row does not run the base schedule
+    with pytest.raises(CheckpointError, match="base_schedule: checkpoint has"):
+        train(tiny_args(tmp_path, env="AdaGen/SiT-v0", num_steps=2, total_updates=2, resume=True,
+                        logdir=out["run_dir"]))

@@ -352,3 +352,37 @@ def test_autoreset_modes_follow_gymnasium(tiny_ode_sampler) -> None:
     assert (obs["step"] == 0).all()
     with pytest.raises(InvalidArgument, match="autoreset_mode must be one of"):
         SiTVectorEnv(num_envs=2, generator=tiny_ode_sampler, reward_model=None, autoreset_mode="sometimes")
+
+
+def test_zero_action_on_a_base_schedule_runs_that_schedule(tiny_case, tmp_path) -> None:
+    from adagen_env.samplers import activate_all, inverse_all
+    from adagen_env.samplers.schedules import save_schedule
+
+    env_cls, sampler = tiny_case
+    offsets = torch.linspace(-0.6, 0.6, sampler.horizon)[:, None].expand(-1, len(sampler.knob_specs))
+    table = activate_all(sampler.knob_specs, sampler.prior() + offsets)  # a static schedule other than the baseline
+    path = save_schedule(tmp_path / "table.json", sampler, table)
+    for base in (table, table.tolist(), str(path)):
+        envs = env_cls(num_envs=3, generator=sampler, reward_model=None, return_images=True, base_schedule=base)
+        envs.reset(seed=3, options={"labels": [0, 1, 2]})
+        for _ in range(sampler.horizon):
+            _, _, terminated, _, info = envs.step(np.zeros((3, len(sampler.knob_specs)), np.float32))
+        assert terminated.all() and torch.equal(envs.base_schedule, table)
+        # The env runs activate(inverse(table) + u): the table itself up to the activations' round trip.
+        run = activate_all(sampler.knob_specs, inverse_all(sampler.knob_specs, table))
+        assert torch.allclose(run, table, rtol=1e-5, atol=1e-6)
+        expected = sampler.sample(torch.arange(3), make_generator(3), schedule=run)
+        assert torch.equal(torch.from_numpy(info["final_images"]), expected)
+    assert not torch.equal(expected, sampler.sample(torch.arange(3), make_generator(3)))  # not the baseline
+
+
+def test_bad_base_schedules_are_refused_naming_the_problem(tiny_ode_sampler, tmp_path) -> None:
+    sampler = tiny_ode_sampler
+    with pytest.raises(InvalidArgument, match=r"base_schedule must have shape \(5, 2\)"):
+        SiTVectorEnv(generator=sampler, reward_model=None, base_schedule=[[0.5, 1.0]])
+    table = sampler.baseline_schedule().clone()
+    table[1, 1] = -1.0
+    with pytest.raises(InvalidArgument, match="knob 'cfg' at step 1 is -1.0"):
+        SiTVectorEnv(generator=sampler, reward_model=None, base_schedule=table)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        SiTVectorEnv(generator=sampler, reward_model=None, base_schedule=str(tmp_path / "none.json"))

@@ -6,14 +6,17 @@ import pytest
 import torch
 from conftest import TINY_CASES, tiny_dit
 
-from adagen_env.errors import InvalidArgument
+from adagen_env.errors import CheckpointError, InvalidArgument
 from adagen_env.samplers import DiffusionSampler, FlowSampler, make_generator
 from adagen_env.samplers.schedules import (
     HAND_MADE,
     SPACINGS,
     cfg_curve,
+    check_schedule,
     family_key,
+    load_schedule,
     ode_times,
+    save_schedule,
     search_space,
     search_start,
     static_schedule,
@@ -87,3 +90,29 @@ def test_bad_parameters_are_refused_with_their_name() -> None:
         static_schedule(maskgit, mask="exp")
     unguided = FlowSampler(tiny_dit(), num_steps=4, cfg_scale=None)
     assert static_schedule(unguided).shape == (5, 1) and "cfg" not in search_space(unguided)
+
+
+def test_schedule_files_round_trip_and_refuse_what_does_not_fit(tmp_path) -> None:
+    sampler = FlowSampler(tiny_dit(), num_steps=4)
+    table = static_schedule(sampler, spacing="shift", shift=2.0, cfg=1.5)
+    path = save_schedule(tmp_path / "s" / "shift2.json", sampler, table, env_id="AdaGen/SiT-v0", source="test")
+    assert torch.equal(load_schedule(path, sampler), table)
+    assert not list(path.parent.glob("*.tmp"))
+    with pytest.raises(CheckpointError, match="horizon"):
+        load_schedule(path, FlowSampler(tiny_dit(), num_steps=3))
+    with pytest.raises(CheckpointError, match="knob_names"):
+        load_schedule(path, FlowSampler(tiny_dit(), num_steps=4, cfg_scale=None))
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_schedule(tmp_path / "missing.json", sampler)
+    (tmp_path / "other.json").write_text('{"schedule": [[1, 1]]}')
+    with pytest.raises(CheckpointError, match="not a schedule file"):
+        load_schedule(tmp_path / "other.json", sampler)
+    with pytest.raises(InvalidArgument, match=r"shape \(5, 2\)"):
+        check_schedule(sampler, table[:4])
+    bad = table.clone()
+    bad[2, 0] = 1.5  # a time past the noise end
+    with pytest.raises(InvalidArgument, match="knob 'time' at step 2 is 1.5"):
+        check_schedule(sampler, bad)
+    bad[2, 0] = float("nan")
+    with pytest.raises(InvalidArgument, match="knob 'time' at step 2"):
+        save_schedule(tmp_path / "nan.json", sampler, bad)
