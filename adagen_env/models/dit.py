@@ -13,6 +13,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from adagen_env.errors import InvalidArgument
@@ -66,13 +67,42 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
     return x * (1 + scale[:, None]) + shift[:, None]
 
 
+class SelfAttention(nn.Module):
+    """Multi-head self-attention through `F.scaled_dot_product_attention` (fused on CPU and CUDA).
+
+    Parameters, their names and their initialisation are `nn.MultiheadAttention(width, heads, batch_first=True)`'s
+    (`in_proj_weight` (3D, D), `in_proj_bias` (3D,), `out_proj`), so its state dicts load either way and a seeded
+    init draws the same numbers; its output equals that module's to float tolerance.
+    """
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        if width % heads:
+            raise InvalidArgument(f"width {width} must be divisible by heads {heads}")
+        self.heads = heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * width, width))
+        self.in_proj_bias = nn.Parameter(torch.empty(3 * width))
+        self.out_proj = nn.Linear(width, width)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.in_proj_bias)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, N, D) -> (B, N, D)."""
+        b, n, d = x.shape
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, N, 3D)
+        q, k, v = qkv.view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, N, hs)
+        y = F.scaled_dot_product_attention(q, k, v)  # (B, nh, N, hs)
+        return self.out_proj(y.transpose(1, 2).reshape(b, n, d))
+
+
 class DiTBlock(nn.Module):
     """Pre-norm attention + MLP block whose norms and gates come from the conditioning (AdaLN-zero)."""
 
     def __init__(self, width: int, heads: int) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.attn = SelfAttention(width, heads)
         self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(approximate="tanh"), nn.Linear(4 * width, width))
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
@@ -83,7 +113,7 @@ class DiTBlock(nn.Module):
         """x: (B, N, D) tokens, c: (B, D) conditioning -> (B, N, D)."""
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=-1)
         h = modulate(self.norm1(x), shift1, scale1)
-        x = x + gate1[:, None] * self.attn(h, h, h, need_weights=False)[0]
+        x = x + gate1[:, None] * self.attn(h)
         return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
 
 
