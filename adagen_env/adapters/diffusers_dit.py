@@ -367,8 +367,8 @@ class DiffusersDiT(nn.Module):
 class DiffusersDiTSampler(DiffusionSampler):
     """`DiffusionSampler` over a `DiffusersDiT`: latent noise at reset, VAE decoding, a baseline on the training grid.
 
-    Same arguments as `ODESampler` (`num_steps`, `solver`, `cfg_scale`, `device`); `cfg_scale` w is diffusers'
-    guidance_scale minus 1 (DiTPipeline's default 4.0 is w = 3).
+    Same arguments as `ODESampler` (`num_steps`, `solver`, `cfg_scale`, `device`, `precision`); `cfg_scale` w is
+    diffusers' guidance_scale minus 1 (DiTPipeline's default 4.0 is w = 3).
     """
 
     def __init__(
@@ -378,13 +378,15 @@ class DiffusersDiTSampler(DiffusionSampler):
         solver: str = "dpmpp2m",
         cfg_scale: float | None = 1.0,
         device: torch.device | str = "cpu",
+        precision: str = "float32",
     ) -> None:
         if not isinstance(model, DiffusersDiT):
             raise InvalidArgument(f"DiffusersDiTSampler needs a DiffusersDiT, got {_class_name(model)}")
         if cfg_scale is not None and not model.has_null_class:
             raise InvalidArgument("this DiT has no null-class embedding (it was built with class_dropout_prob 0), so "
                                   "it cannot be guided; use cfg_scale=None")
-        super().__init__(model, num_steps=num_steps, solver=solver, cfg_scale=cfg_scale, device=device)
+        super().__init__(model, num_steps=num_steps, solver=solver, cfg_scale=cfg_scale, device=device,
+                         precision=precision)
         self.latent_shape = model.latent_shape
         self.image_shape = model.image_shape
 

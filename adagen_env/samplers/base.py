@@ -117,6 +117,18 @@ def rand(shape: tuple[int, ...], generator: torch.Generator | None, device: torc
     return torch.rand(shape, generator=generator, device=where).to(device)
 
 
+PRECISIONS = ("float32", "bfloat16")
+"""Precision of a sampler's network forwards: float32, or bfloat16 autocast around each forward (on the sampler's
+device type, CPU or CUDA), whose outputs are upcast to float32 before the step's own math."""
+
+
+def check_precision(precision: str) -> str:
+    """`precision` if it is one of `PRECISIONS`; else `InvalidArgument` naming the option."""
+    if precision not in PRECISIONS:
+        raise InvalidArgument(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return precision
+
+
 MAX_CFG = 100.0
 """Guidance weights are clipped to [0, MAX_CFG] (larger ones only overflow the logits)."""
 TEMPERATURE_RANGE = (1e-4, 100.0)
@@ -213,6 +225,17 @@ class Sampler(abc.ABC, Generic[StateT]):
     image_shape: tuple[int, int, int]
     """(3, R, R) of the decoded images."""
     device: torch.device
+    precision: str = "float32"
+    """One of `PRECISIONS`: the network forwards run inside `autocast()`."""
+
+    def autocast(self) -> torch.autocast:
+        """The context of the generator's network forwards: bfloat16 autocast under precision "bfloat16", a no-op
+        under "float32"."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
+
+    def precision_config(self) -> dict[str, str]:
+        """{"precision": ...} for `config`, empty under float32 (a config without the key means float32)."""
+        return {} if self.precision == "float32" else {"precision": self.precision}
 
     @property
     def knob_names(self) -> tuple[str, ...]:

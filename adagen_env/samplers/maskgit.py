@@ -36,6 +36,7 @@ from adagen_env.samplers.base import (
     Sampler,
     cfg_mix,
     check_knobs,
+    check_precision,
     decode_with_grain,
     gumbel_max,
     gumbel_noise,
@@ -82,6 +83,8 @@ class MaskGITSampler(Sampler[MaskGITState]):
             off (no "cfg" knob, no unconditional passes).
         cfg_schedule: one of `CFG_SCHEDULES`.
         device: where sampling runs.
+        precision: one of `PRECISIONS`: "bfloat16" runs the transformer's forwards under autocast; sampling and the
+            tokenizer's decoder stay float32.
     """
 
     def __init__(
@@ -92,9 +95,11 @@ class MaskGITSampler(Sampler[MaskGITState]):
         cfg_scale: float | None = 1.0,
         cfg_schedule: str = "linear",
         device: torch.device | str = "cpu",
+        precision: str = "float32",
     ) -> None:
         if not isinstance(num_steps, int) or num_steps < 1:
             raise InvalidArgument(f"num_steps must be an int >= 1, got {num_steps!r}")
+        self.precision = check_precision(precision)
         if not (0 <= remask_temp <= MAX_REMASK_TEMP):
             raise InvalidArgument(f"remask_temp must be in [0, {MAX_REMASK_TEMP}], got {remask_temp!r}")
         if cfg_scale is not None and not (0 < cfg_scale <= MAX_CFG):
@@ -125,7 +130,7 @@ class MaskGITSampler(Sampler[MaskGITState]):
 
     def config(self) -> dict:
         return {"num_steps": self.num_steps, "remask_temp": self.remask_temp, "cfg_scale": self.cfg_scale,
-                "cfg_schedule": self.cfg_schedule}
+                "cfg_schedule": self.cfg_schedule, **self.precision_config()}
 
     # -- schedule ---------------------------------------------------------------------------------
     def baseline_values(self) -> torch.Tensor:
@@ -201,7 +206,8 @@ class MaskGITSampler(Sampler[MaskGITState]):
         logits = state.cond
         if self.cfg_scale is not None:
             null = torch.full_like(state.labels, self.model.null_class)
-            uncond = self.model(state.ids, null)[0].float()
+            with self.autocast():
+                uncond = self.model(state.ids, null)[0].float()
             logits = cfg_mix(state.cond, uncond, knobs[:, 3][:, None, None])
         # 2. Draw a token at every position by Gumbel-max at temperature tau_1; decoded ones stay.
         sampled = gumbel_max(logits, knobs[:, 2], state.noise.gumbel((b, n, v), state.step, 0, self.device))
@@ -221,8 +227,9 @@ class MaskGITSampler(Sampler[MaskGITState]):
         return new if new.step == self.horizon else self._evaluate(new)
 
     def _evaluate(self, state: MaskGITState) -> MaskGITState:
-        logits, feats = self.model(state.ids, state.labels)
-        return replace(state, cond=logits.float(), feats=feats)
+        with self.autocast():
+            logits, feats = self.model(state.ids, state.labels)
+        return replace(state, cond=logits.float(), feats=feats.float())
 
     @torch.no_grad()
     def decode(self, state: MaskGITState) -> torch.Tensor:

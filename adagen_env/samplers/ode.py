@@ -31,7 +31,7 @@ import torch
 from adagen_env.errors import InvalidArgument
 from adagen_env.models.dit import DiT
 from adagen_env.models.paths import path_for
-from adagen_env.samplers.base import MAX_CFG, KnobSpec, Sampler, cfg_mix, check_knobs, randn
+from adagen_env.samplers.base import MAX_CFG, KnobSpec, Sampler, cfg_mix, check_knobs, check_precision, randn
 
 TIME_KNOB = "time"
 CFG_KNOB = "cfg"
@@ -70,6 +70,8 @@ class ODESampler(Sampler[ODEState]):
         cfg_scale: baseline guidance weight w, constant over steps; `None` turns guidance off
             (no "cfg" knob, no unconditional passes).
         device: where sampling runs.
+        precision: one of `PRECISIONS`: "bfloat16" runs the model's forwards under autocast; the solver updates
+            stay float32.
     """
 
     path_name: str
@@ -84,9 +86,11 @@ class ODESampler(Sampler[ODEState]):
         solver: str = "dpmpp2m",
         cfg_scale: float | None = 1.0,
         device: torch.device | str = "cpu",
+        precision: str = "float32",
     ) -> None:
         if not isinstance(num_steps, int) or num_steps < 1:
             raise InvalidArgument(f"num_steps must be an int >= 1, got {num_steps!r}")
+        self.precision = check_precision(precision)
         if solver not in SOLVERS:
             raise InvalidArgument(f"solver must be one of {sorted(SOLVERS)}, got {solver!r}")
         if cfg_scale is not None and not (cfg_scale > 0 and cfg_scale < float("inf")):
@@ -112,7 +116,8 @@ class ODESampler(Sampler[ODEState]):
         self.min_gap = 0.2 / num_steps
 
     def config(self) -> dict:
-        return {"num_steps": self.num_steps, "solver": self.solver, "cfg_scale": self.cfg_scale}
+        return {"num_steps": self.num_steps, "solver": self.solver, "cfg_scale": self.cfg_scale,
+                **self.precision_config()}
 
     # -- schedule ---------------------------------------------------------------------------------
     def baseline_values(self) -> torch.Tensor:
@@ -186,7 +191,8 @@ class ODESampler(Sampler[ODEState]):
         out = state.cond
         if self.cfg_scale is not None:
             null = torch.full_like(state.labels, self.model.null_class)
-            uncond, _ = self.model(state.x, state.t, null)
+            with self.autocast():
+                uncond = self.model(state.x, state.t, null)[0].float()
             out = cfg_mix(state.cond, uncond, knobs[:, 1][:, None, None, None])
         # 2. Data estimate, then the solver update t -> t_next.
         x0 = self.path.to_data(state.x, out, state.t)
@@ -198,8 +204,9 @@ class ODESampler(Sampler[ODEState]):
 
     def _evaluate(self, state: ODEState) -> ODEState:
         """Run the conditional pass at (x, t) and cache its output and features."""
-        cond, feats = self.model(state.x, state.t, state.labels)
-        return replace(state, cond=cond, feats=feats)
+        with self.autocast():
+            cond, feats = self.model(state.x, state.t, state.labels)
+        return replace(state, cond=cond.float(), feats=feats.float())
 
     def _update(self, state: ODEState, x0: torch.Tensor, t_next: torch.Tensor, second_order: bool) -> torch.Tensor:
         """DPM-Solver++ update of x from state.t to t_next using the data estimate x0 (and the previous one)."""

@@ -38,6 +38,7 @@ from adagen_env.samplers.base import (
     Sampler,
     cfg_mix,
     check_knobs,
+    check_precision,
     decode_with_grain,
     gumbel_max,
 )
@@ -105,6 +106,8 @@ class VARSampler(Sampler[VARState]):
             scaled to the vocabulary.
         top_p: the baseline's top-p in (0, 1].
         device: where sampling runs.
+        precision: one of `PRECISIONS`: "bfloat16" runs the transformer's forwards under autocast; sampling and the
+            tokenizer stay float32.
     """
 
     def __init__(
@@ -114,7 +117,9 @@ class VARSampler(Sampler[VARState]):
         top_k: int | None = None,
         top_p: float = 0.96,
         device: torch.device | str = "cpu",
+        precision: str = "float32",
     ) -> None:
+        self.precision = check_precision(precision)
         v = model.vocab_size
         top_k = round(900 / 4096 * v) if top_k is None else top_k
         if cfg_scale is not None and not (0 < cfg_scale <= MAX_CFG):
@@ -153,7 +158,7 @@ class VARSampler(Sampler[VARState]):
         self._index = {spec.name: i for i, spec in enumerate(self.knob_specs)}
 
     def config(self) -> dict:
-        return {"cfg_scale": self.cfg_scale, "top_k": self.top_k, "top_p": self.top_p}
+        return {"cfg_scale": self.cfg_scale, "top_k": self.top_k, "top_p": self.top_p, **self.precision_config()}
 
     # -- schedule ---------------------------------------------------------------------------------
     def baseline_values(self) -> torch.Tensor:
@@ -217,7 +222,8 @@ class VARSampler(Sampler[VARState]):
         logits = state.cond
         if self.cfg_scale is not None and si > 0:
             null = torch.full_like(state.labels, self.model.null_class)
-            uncond = self.model(null, state.inputs)[0][:, self.model.scale_slice(si)].float()
+            with self.autocast():
+                uncond = self.model(null, state.inputs)[0][:, self.model.scale_slice(si)].float()
             t = knobs[:, i[CFG_KNOB]] * si / (self.horizon - 1)
             logits = cfg_mix(state.cond, uncond, t[:, None, None])
         # 2. Top-k, then top-p on the guided distribution at temperature 1 (the argmax always survives).
@@ -236,11 +242,12 @@ class VARSampler(Sampler[VARState]):
 
     def _evaluate(self, state: VARState) -> VARState:
         """Conditional pass over the prefix up to scale `state.step`: cache its logits and resized hidden states."""
-        logits, hidden = self.model(state.labels, state.inputs)
+        with self.autocast():
+            logits, hidden = self.model(state.labels, state.inputs)
         part = self.model.scale_slice(state.step)
         pn, g = self.scales[state.step], self.scales[-1]
-        h = hidden[:, part].transpose(1, 2).reshape(hidden.shape[0], -1, pn, pn)  # (B, D, pn, pn)
-        feats = h if pn == g else F.interpolate(h.float(), size=(g, g), mode="bicubic", align_corners=False)
+        h = hidden[:, part].float().transpose(1, 2).reshape(hidden.shape[0], -1, pn, pn)  # (B, D, pn, pn)
+        feats = h if pn == g else F.interpolate(h, size=(g, g), mode="bicubic", align_corners=False)
         return replace(state, cond=logits[:, part].float(), feats=feats)
 
     @torch.no_grad()

@@ -116,8 +116,8 @@ class ParadigmEval:
 
 
 def _ode_factory(cls: type[Sampler], solver: str) -> SamplerFactory:
-    def make(model: nn.Module, nfe: int, cfg: float | None, device: torch.device | str) -> Sampler:
-        return cls(model, num_steps=nfe, solver=solver, cfg_scale=cfg, device=device)
+    def make(model: nn.Module, nfe: int, cfg: float | None, device: torch.device | str, **settings: Any) -> Sampler:
+        return cls(model, num_steps=nfe, solver=solver, cfg_scale=cfg, device=device, **settings)
 
     return make
 
