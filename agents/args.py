@@ -32,6 +32,12 @@ class Args:
     """Registered env id."""
     algo: str = "ppo"
     """The algorithm, a row of `agents.presets.ALGORITHMS` (recurrent_ppo needs sb3-contrib)."""
+    engine: str = "sb3"
+    """Who trains: "sb3" (Stable-Baselines3, one process) or "rllib" (Ray RLlib PPO over `num_env_runners` env
+    runners sharing one discriminator, `agents.rllib`; needs the `rllib` extra)."""
+    num_env_runners: int = 2
+    """RLlib env runners (Ray actors) that split the `num_envs` lanes between them; 0 samples in the driver
+    (engine "rllib" only)."""
     num_envs: int = 64
     """Lanes B: images generated per env step (one generator forward serves them all)."""
     num_steps: int | None = None
@@ -103,6 +109,7 @@ NOT_FLAGS = ("run_dir", "horizon")
 CHOICES: dict[str, tuple[str, ...]] = {
     "env": ENV_IDS,
     "algo": ALGORITHM_NAMES,
+    "engine": ("sb3", "rllib"),
     "reward_model": REWARD_MODELS,
     "feature_dtype": FEATURE_DTYPE_NAMES,
     "observation": OBSERVATIONS,

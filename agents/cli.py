@@ -28,10 +28,21 @@ def _train(args: argparse.Namespace) -> None:
     import json
 
     from adagen_env.errors import AdaGenError
-    from agents.train import args_from_namespace, train
+    from agents.train import args_from_namespace
 
     try:
-        summary = train(args_from_namespace(args))
+        parsed = args_from_namespace(args)
+        if parsed.engine == "rllib":
+            try:
+                from agents.rllib import train
+            except ModuleNotFoundError as exc:
+                if (exc.name or "").split(".")[0] != "ray":
+                    raise
+                raise SystemExit(f"adagen train --engine rllib needs Ray RLlib ({exc}); install it with "
+                                 "pip install 'adagen-env[rllib]'") from exc
+        else:
+            from agents.train import train
+        summary = train(parsed)
     except AdaGenError as exc:
         raise SystemExit(f"adagen train: error: {exc}") from exc
     print(json.dumps(summary, indent=2, default=str))
@@ -134,7 +145,7 @@ def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
     from agents.names import ABLATION_NAMES, ENV_IDS
 
     envs = list(ENV_IDS)
-    train = commands.add_parser("train", help="train a schedule policy with Stable-Baselines3 (resumable)")
+    train = commands.add_parser("train", help="train a schedule policy with Stable-Baselines3 or RLlib (resumable)")
     _add_args_flags(train)
     train.set_defaults(func=_train)
 
