@@ -7,7 +7,8 @@ named hand-made members (`HAND_MADE`), and the candidate values a black-box sear
 used by `agents.bench` to find the tuned static schedule).
 
 A schedule file (`save_schedule` / `load_schedule`, JSON) holds one such table with its knob names and horizon:
-`adagen bench` writes one per static row it measures, and an env's ``base_schedule`` reads one, so that a policy
+`adagen bench` writes one per static row it measures, `adagen export-schedule` one of a trained policy's mean knob
+trajectory, `adagen bench --schedule` measures one, and an env's ``base_schedule`` reads one, so that a policy
 learns residuals on top of a tuned static schedule instead of the baseline.
 
 | paradigm | family parameters |
@@ -338,22 +339,54 @@ def check_schedule(sampler: Sampler, schedule: Any, what: str = "schedule") -> t
 
 
 def save_schedule(path: str | Path, sampler: Sampler, schedule: torch.Tensor, env_id: str | None = None,
-                  source: str = "") -> Path:
+                  source: str = "", extra: dict[str, Any] | None = None) -> Path:
     """Write a static schedule ((H, K) knob values of `sampler`) as JSON, atomically; `load_schedule` reads it.
 
     The file records the knob names and the horizon, which `load_schedule` checks, the sampler's settings
-    (`Sampler.config`, for the reader) and `source`, a note of where the table comes from.
+    (`Sampler.config`, for the reader), `source`, a note of where the table comes from, and the entries of `extra`
+    (JSON values under keys of their own, for the reader; `load_schedule` ignores them).
+
+    Raises:
+        InvalidArgument: the table does not fit the sampler (`check_schedule`), or `extra` reuses a key of the
+            format or holds something strict JSON cannot (NaN, infinities, objects).
     """
     table = check_schedule(sampler, schedule)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     record = {"format": SCHEDULE_FORMAT, "env_id": env_id, "knob_names": list(sampler.knob_names),
               "horizon": sampler.horizon, "sampler_config": sampler.config(), "source": source,
               "schedule": table.tolist()}
+    clash = sorted(set(extra or {}) & set(record))
+    if clash:
+        raise InvalidArgument(f"extra entries {clash} would overwrite the schedule file's own keys {sorted(record)}")
+    record.update(extra or {})
+    try:
+        text = json.dumps(record, indent=1, allow_nan=False) + "\n"
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"schedule file entries must be finite JSON values: {exc}") from exc
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
     return path
+
+
+def read_schedule(path: str | Path) -> dict[str, Any]:
+    """Every entry of a schedule file written by `save_schedule` (JSON only, nothing is unpickled), its table not yet
+    checked against any sampler (`load_schedule` does that).
+
+    Raises:
+        CheckpointError: the file is missing, not JSON, or not a schedule file.
+    """
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"schedule file {str(path)!r} does not exist") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"schedule file {str(path)!r} is not readable JSON: {exc}") from exc
+    if not isinstance(record, dict) or record.get("format") != SCHEDULE_FORMAT or "schedule" not in record:
+        raise CheckpointError(f"{str(path)!r} is not a schedule file (no format {SCHEDULE_FORMAT!r} entry)")
+    return record
 
 
 def load_schedule(path: str | Path, sampler: Sampler) -> torch.Tensor:
@@ -365,14 +398,7 @@ def load_schedule(path: str | Path, sampler: Sampler) -> torch.Tensor:
         InvalidArgument: its table does not fit the sampler's knob ranges.
     """
     path = Path(path)
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise CheckpointError(f"schedule file {str(path)!r} does not exist") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"schedule file {str(path)!r} is not readable JSON: {exc}") from exc
-    if not isinstance(record, dict) or record.get("format") != SCHEDULE_FORMAT or "schedule" not in record:
-        raise CheckpointError(f"{str(path)!r} is not a schedule file (no format {SCHEDULE_FORMAT!r} entry)")
+    record = read_schedule(path)
     for key, expected in (("knob_names", list(sampler.knob_names)), ("horizon", sampler.horizon)):
         if record.get(key) != expected:
             raise CheckpointError(f"schedule file {str(path)!r} has {key} {record.get(key)!r}; this sampler has "
@@ -394,6 +420,7 @@ __all__ = [
     "maskgit_schedule",
     "ode_schedule",
     "ode_times",
+    "read_schedule",
     "save_schedule",
     "search_space",
     "search_start",
