@@ -12,7 +12,9 @@ sees the same noise), it evaluates:
   and with `cma_evaluations` the best whole (H, K) table found by CMA-ES, each candidate scored by FD-SSL on
   `search_samples` images drawn with `search_seed`, a seed the evaluation never uses (so the tuned row is not
   selected on its own test noise);
-* `adaptive`: each `--policy` checkpoint, at the env and step count it was trained on.
+* `adaptive`: each `--policy` checkpoint, at the env and step count it was trained on;
+* `static`: each `--schedule` file (`adagen export-schedule` or a tuned row's), a row "static <file stem>" at the
+  env and step count it was written for.
 
 Every row has FID, KID, IS, precision/recall and class agreement with their spread over seeds, the NFE per
 image and the wall time per image. A difference smaller than the two rows' combined spread is a tie.
@@ -52,6 +54,8 @@ from adagen_env.samplers.base import activate_all
 from adagen_env.samplers.schedules import (
     HAND_MADE,
     family_key,
+    load_schedule,
+    read_schedule,
     save_schedule,
     search_space,
     search_start,
@@ -147,6 +151,36 @@ def config_from_args(args: Any) -> BenchConfig:
     else:
         baseline_grid = {env_id: tuple(args.baseline_steps) for env_id in grid if STEP_GRID[env_id] != (None,)}
     return replace(base, step_grid=grid, baseline_step_grid=baseline_grid, hand_made=args.hand_made, **overrides)
+
+
+def schedule_files(paths: Sequence[str | Path], device: str = "cpu") -> list[tuple[str, dict[str, Any], int | None, torch.Tensor]]:
+    """(path, record, step count, (H, K) table) of each schedule file, checked against the sampler of the env and
+    step count it names, so that a bad file is refused before any work.
+
+    Raises:
+        CheckpointError: not a schedule file, or one for other knobs or another horizon than that sampler's.
+        InvalidArgument: no bench env or no step count named, settings other than the sampler's, or values out of
+            its knob ranges.
+    """
+    files = []
+    for path in map(str, paths):
+        record = read_schedule(path)
+        env_id, written = record.get("env_id"), record.get("sampler_config") or {}
+        if env_id not in STEP_GRID:
+            raise InvalidArgument(f"schedule file {path!r} names env {env_id!r}; the bench runs {sorted(STEP_GRID)}")
+        fixed = STEP_GRID[env_id] == (None,)  # the env fixes its step count (VAR)
+        steps = None if fixed else written.get("num_steps")
+        if steps is None and not fixed:
+            raise InvalidArgument(f"schedule file {path!r} names no num_steps in its sampler_config {written}")
+        sampler = eval_env(env_id, {"num_steps": steps}, 0.0, 1, device).unwrapped.sampler
+        table = load_schedule(path, sampler)
+        ours = sampler.config()
+        differ = {k: (v, ours[k]) for k, v in written.items() if k in ours and ours[k] != v}
+        if differ:
+            raise InvalidArgument(f"schedule file {path!r} was written for other sampler settings than the bench's "
+                                  f"(setting: (file, bench)) {differ}: its row would not be at equal settings")
+        files.append((path, record, steps, table))
+    return files
 
 
 def policy_steps(meta: dict[str, Any]) -> int | None:
@@ -268,14 +302,17 @@ def bench(
     out_dir: str | Path | None = "runs/bench",
     device: str = "cpu",
     command: str | None = None,
+    schedules: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
     """Run the comparison; returns the results and writes them to `out_dir` (nothing written when None).
 
-    `command` (the command line that ran it) is recorded in the results and printed atop the table.
+    `command` (the command line that ran it) is recorded in the results and printed atop the table. `schedules` are
+    schedule files, each a static row at its env and step count (`schedule_files`).
 
     Raises:
-        InvalidArgument: an env id without a step grid, or a policy whose env is not in the grid.
-        CheckpointError: a corrupt policy checkpoint.
+        InvalidArgument: an env id without a step grid, a policy or schedule file whose env is not in the grid, or a
+            schedule file that does not fit its env's sampler.
+        CheckpointError: a corrupt policy checkpoint or schedule file.
     """
     config = config or BenchConfig()
     out = None if out_dir is None else writable_dir(out_dir)  # before any work
@@ -288,6 +325,13 @@ def bench(
             raise InvalidArgument(f"policy {path!r} is for {meta['env_id']}, which is not in the bench grid {sorted(grid)}")
         if policy_steps(meta) not in grid[meta["env_id"]]:
             grid[meta["env_id"]].append(policy_steps(meta))
+    files = schedule_files(schedules, device)
+    for path, record, steps, _ in files:
+        if record["env_id"] not in grid:
+            raise InvalidArgument(f"schedule file {path!r} is for {record['env_id']}, which is not in the bench grid "
+                                  f"{sorted(grid)}")
+        if steps not in grid[record["env_id"]]:
+            grid[record["env_id"]].append(steps)
 
     rows: list[dict[str, Any]] = []
     knob_plots: list[tuple[str, Generation, np.ndarray, tuple[str, ...]]] = []
@@ -343,6 +387,12 @@ def bench(
                          "generator_digest": policy_env.unwrapped.generator_digest, **result})
             knob_plots.append((knob_plot_name(env_id, steps), generation, sampler.baseline_schedule().cpu().numpy(),
                                sampler.knob_names))
+        for path, record, file_steps, table in files:
+            if record["env_id"] == env_id and file_steps == steps:
+                row = _static_row(env_id, steps, f"static {Path(path).stem}", "static",
+                                  {"schedule_file": path, "source": record.get("source", "")}, sampler, labels, config,
+                                  device, schedule=table)
+                rows.append({**row, **measured_on})
 
     results = {
         "config": {**asdict(config), "step_grid": {k: list(v) for k, v in grid.items()},

@@ -1,4 +1,4 @@
-"""The `adagen` command line: `adagen zoo train NAME`, `adagen zoo eval`, `adagen train`, `adagen eval`, `adagen export`, `adagen bench`.
+"""The `adagen` command line: `adagen zoo train NAME`, `adagen zoo eval`, `adagen train`, `adagen eval`, `adagen export`, `adagen export-schedule`, `adagen bench`.
 
 It sits on the RL side (`agents`), the top floor: the library (`adagen_env`) never imports it. Each command
 imports what it runs when it runs.
@@ -81,6 +81,18 @@ def _export(args: argparse.Namespace) -> None:
     print(f"wrote {out}")
 
 
+def _export_schedule(args: argparse.Namespace) -> None:
+    from adagen_env.errors import AdaGenError
+    from agents.export import export_schedule
+
+    given = {name: getattr(args, name) for name in ("num_samples", "seed", "batch_size") if getattr(args, name) is not None}
+    try:
+        out = export_schedule(args.policy, args.out, device=args.device, **given)
+    except AdaGenError as exc:
+        raise SystemExit(f"adagen export-schedule: error: {exc}") from exc
+    print(f"wrote {out}")
+
+
 def _bench(args: argparse.Namespace) -> None:
     from adagen_env.errors import AdaGenError
     from agents.bench import bench, config_from_args, markdown
@@ -89,7 +101,8 @@ def _bench(args: argparse.Namespace) -> None:
         config = config_from_args(args)
         out = args.out or ("runs/bench_quick" if args.quick else "runs/bench")
         command = args.command_line if args.out else f"{args.command_line} --out {out}"  # the record names its folder
-        results = bench(config, policies=args.policy or [], out_dir=out, device=args.device, command=command)
+        results = bench(config, policies=args.policy or [], out_dir=out, device=args.device, command=command,
+                        schedules=args.schedule or [])
     except AdaGenError as exc:
         raise SystemExit(f"adagen bench: error: {exc}") from exc
     print(markdown(results))
@@ -141,7 +154,8 @@ def _add_args_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
-    """`adagen train` (its flags are `agents.args.Args`), `adagen eval`, `adagen bench` and `adagen export`."""
+    """`adagen train` (its flags are `agents.args.Args`), `adagen eval`, `adagen bench`, `adagen export` and
+    `adagen export-schedule`."""
     from agents.names import ABLATION_NAMES, ENV_IDS
 
     envs = list(ENV_IDS)
@@ -169,6 +183,9 @@ def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--baseline-steps", type=int, nargs="*", default=None,
                        help="larger step counts run with the baseline only (default: the env's; none when empty)")
     bench.add_argument("--policy", action="append", help="checkpoint.zip of `adagen train` (repeatable)")
+    bench.add_argument("--schedule", nargs="+", action="extend", metavar="FILE",
+                       help="schedule files (`adagen export-schedule`, a bench's schedules/), each a static row at its "
+                            "env and step count")
     bench.add_argument("--num-samples", type=int, default=None, help="images per seed")
     bench.add_argument("--seeds", type=int, nargs="+", default=None)
     bench.add_argument("--search-samples", type=int, default=None, help="images per candidate of the tuned search")
@@ -198,6 +215,16 @@ def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--policy", required=True, help="checkpoint.zip of `adagen train`")
     export.add_argument("--out", required=True, help="where the exported zip goes")
     export.set_defaults(func=_export)
+
+    schedule = commands.add_parser("export-schedule", help="a trained policy's mean knob trajectory as a schedule file")
+    schedule.add_argument("--policy", required=True, help="checkpoint.zip of `adagen train`")
+    schedule.add_argument("--out", required=True, help="the schedule file (JSON) to write")
+    schedule.add_argument("--num-samples", type=int, default=None, help="class-balanced images averaged (default 1000)")
+    schedule.add_argument("--seed", type=int, default=None,
+                          help="sampling seed (default agents.export.EXPORT_SEED, 3000, which no evaluation uses)")
+    schedule.add_argument("--batch-size", type=int, default=None, help="lanes per generator call (default 64)")
+    schedule.add_argument("--device", default="cpu")
+    schedule.set_defaults(func=_export_schedule)
 
 
 def build_parser() -> argparse.ArgumentParser:
