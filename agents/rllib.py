@@ -531,7 +531,7 @@ class RLlibRun:
         folder = self.run_dir / "checkpoints" / f"update_{self.updates:06d}"
         if folder.exists():
             shutil.rmtree(folder)
-        self.algo.save_to_path(str((folder / "rllib").resolve()))
+        self.algo.save_to_path(str((folder / "rllib").resolve()), use_msgpack=True)
         reward = None if self.discriminator is None else self.discriminator.reward.state_dict()
         torch.save({"updates": self.updates, "elapsed_seconds": self.elapsed, "reward_model": reward,
                     "torch_rng": torch.get_rng_state()}, folder / STATE)
@@ -572,20 +572,26 @@ class RLlibRun:
 def train(args: Args, env_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train (or resume) a run with RLlib until `total_updates` or the budget; returns a summary like
     `agents.train.train`'s (run_dir, updates, elapsed, last eval scores)."""
+    from tqdm import tqdm
+
     run = RLlibRun(args, env_overrides)
     budget = None if args.budget_minutes is None else args.budget_minutes * 60
     stopped_by_budget = False
+    bar = tqdm(total=args.total_updates, initial=run.updates, unit="update", disable=not args.progress_bar)
     try:
         while run.updates < args.total_updates:
             if budget is not None and run.elapsed >= budget:
                 stopped_by_budget = True
                 break
-            run.step()
+            row = run.step()
+            bar.update(1)
+            bar.set_postfix(reward=f"{row['reward/terminal_mean']:.3f}", steps_per_s=f"{row['charts/env_steps_per_second']:.0f}")
         if run.updates % args.checkpoint_every or stopped_by_budget:
             run.save()
         return {"run_dir": str(run.run_dir), "checkpoint": str(run.run_dir / LATEST), "updates": run.updates,
                 "elapsed_seconds": run.elapsed, "stopped_by_budget": stopped_by_budget, "eval": run.last_eval}
     finally:
+        bar.close()
         run.close()
 
 

@@ -127,6 +127,9 @@ def test_a_resumed_run_continues_policy_discriminator_and_counter(run) -> None:
     run.close()
     run.algo = None  # closed: the fixture must not close it again
 
+    saved = logdir / "run" / json.loads((logdir / "run" / "latest.json").read_text())["checkpoint"]
+    states = sorted(f.name for f in saved.rglob("*state*") if f.is_file())
+    assert states and all(name.endswith(".msgpack") for name in states if name != "adagen_state.pt")  # no pickles
     resumed = RLlibRun(tiny_args(logdir, resume=True, num_env_runners=0, total_updates=2))  # samples in the driver
     try:
         assert resumed.updates == 1
