@@ -137,6 +137,7 @@ class AdversarialReward(RewardModel):
         self.discriminator.eval()
         return self.reward_function(self.discriminator(images.to(self.device), labels.to(self.device))).float()
 
+    @torch.enable_grad()  # callers may step the env under no_grad (TorchRL's collectors do)
     def update(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         """Non-saturating BCE steps: reals (same labels, fresh) vs these fakes; returns loss and accuracies."""
         if not self.training:

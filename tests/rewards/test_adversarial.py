@@ -55,6 +55,14 @@ def test_state_round_trip_and_frozen_mode() -> None:
         AdversarialReward(8, 16, architecture="conv").load_state_dict(a.state_dict())
 
 
+def test_update_learns_when_the_caller_runs_without_gradients() -> None:
+    reward = AdversarialReward(8, 16, seed=0)
+    before = {k: v.clone() for k, v in reward.discriminator.state_dict().items()}
+    with torch.no_grad():  # e.g. a TorchRL collector stepping the env
+        stats = reward.update(torch.rand(4, 3, 16, 16), torch.arange(4))
+    assert stats and any(not torch.equal(v, before[k]) for k, v in reward.discriminator.state_dict().items())
+
+
 def test_bad_inputs() -> None:
     reward = AdversarialReward(8, 16)
     with pytest.raises(InvalidArgument, match=r"shape \(B, 3, H, W\)"):
