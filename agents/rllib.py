@@ -186,7 +186,8 @@ def on_every_runner(algo: Any, func: Any) -> list[tuple[int, Any]]:
     expected = group.num_remote_env_runners() or 1
     if len(answers) != expected:
         raise RuntimeError(f"{expected} env runners should have answered, {len(answers)} did: "
-                           f"{sorted(index for index, _ in answers)}; see the Ray logs of the missing ones")
+                           f"{sorted(index for index, _ in answers)}; the missing ones' errors are in the Ray session's "
+                           "logs (/tmp/ray/session_latest/logs on the head node)")
     return sorted(answers, key=lambda answer: answer[0])
 
 
@@ -340,7 +341,8 @@ class RLlibRun:
 
     Args:
         args: the run's arguments (`engine="rllib"`); `run_dir` and `horizon` are filled in.
-        env_overrides: keyword arguments merged into the env's (tests pass a small `generator` this way).
+        env_overrides: keyword arguments merged into the env's on the driver and every runner (e.g. `generator`, a
+            `.safetensors` path, or `sampler_kwargs`).
 
     Raises:
         InvalidArgument: bad arguments.
@@ -348,11 +350,9 @@ class RLlibRun:
     """
 
     def __init__(self, args: Args, env_overrides: dict[str, Any] | None = None) -> None:
-        from agents.train import find_run_dir
-
         validate(args)
         self.args = args
-        run_dir, resuming = self._find(args, find_run_dir)
+        run_dir, resuming = self._find(args)
         args.run_dir = str(run_dir)
         random.seed(args.seed)
         np.random.seed(args.seed)
@@ -377,10 +377,8 @@ class RLlibRun:
         self.eval_env = smooth(probe, beta)
         sampler = unwrapped.sampler
         self.knob_names = list(sampler.knob_names)
-        reward = None
-        if args.reward_model is not None:
-            reward = make_reward_model(args.reward_model, sampler.num_classes, sampler.image_shape[-1], args.device)
-        self.discriminator = SharedDiscriminator(reward) if reward is not None and reward.online else None
+        reward = make_reward_model(args.reward_model, sampler.num_classes, sampler.image_shape[-1], args.device)
+        self.discriminator = SharedDiscriminator(reward) if reward.online else None
         self.meta = {
             "engine": "rllib", "env_id": args.env, "algo": "ppo", "paradigm": unwrapped.paradigm,
             "knobs": list(unwrapped.controlled), "knob_names": self.knob_names, "horizon": unwrapped.horizon,
@@ -421,7 +419,8 @@ class RLlibRun:
         self.baseline_scores: dict[str, float] | None = None
 
     @staticmethod
-    def _find(args: Args, find_run_dir: Any) -> tuple[Path, bool]:
+    def _find(args: Args) -> tuple[Path, bool]:
+        """(run directory, whether it holds a checkpoint): `agents.train.find_run_dir`'s rules, `latest.json`'s name."""
         logdir = Path(args.logdir)
         if args.resume and not args.run_name and (logdir / LATEST).is_file():
             return logdir, True
