@@ -165,7 +165,7 @@ def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
 
     evaluate = commands.add_parser("eval", help="FID/KID/IS/PR and class agreement of policies vs the baseline")
     evaluate.add_argument("--policy", action="append", help="checkpoint.zip of `adagen train` (repeatable)")
-    evaluate.add_argument("--schedule", choices=["baseline"], default=None, help="also evaluate the baseline schedule")
+    evaluate.add_argument("--schedule", choices=["baseline"], default=None, help="also evaluate the baseline schedule (and the base schedule of a policy trained on one)")
     evaluate.add_argument("--env", default=None, choices=envs, help="required without --policy; checked against it")
     evaluate.add_argument("--num-samples", type=int, default=1000, help="images per seed")
     evaluate.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

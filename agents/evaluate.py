@@ -107,8 +107,8 @@ def evaluate(
 
     Args:
         policies: checkpoint zips written by `adagen train`.
-        baseline: also evaluate the baseline schedule (u = 0) on each policy's env, or on `env_id` alone. A policy
-            trained on a base schedule (`Args.base_schedule`) also gets a row of that schedule (its u = 0).
+        baseline: also evaluate the baseline schedule (u = 0) on each policy's env, or on `env_id` alone, and the
+            base schedule (its u = 0) of each policy trained on one (`Args.base_schedule`).
         env_id: the env every policy must have been trained on; required when there is no policy.
         num_samples: images per seed (class-balanced labels).
         seeds: sampling seeds; the spread over them is reported.
@@ -162,12 +162,14 @@ def evaluate(
             # Zero actions give the same images whatever the policy sees or how its actions are smoothed.
             baseline_envs.setdefault(key, (meta["env_id"], env))
             continue
+        if not baseline:
+            continue
         # A policy on a base schedule: its zero action runs that schedule, a row of its own; the baseline needs an
         # env without it.
         zero = ZeroPolicy(env.single_action_space.shape[0])
         rows.append({**_run(f"base schedule of {path}", zero, env, num_samples, seeds, metrics, device),
                      "env_id": meta["env_id"], "algo": None, "generator_digest": env.unwrapped.generator_digest})
-        if baseline and key not in baseline_envs:
+        if key not in baseline_envs:
             plain = {**meta["env_kwargs"], "base_schedule": None}
             baseline_envs[key] = (meta["env_id"], eval_env(meta["env_id"], plain, 0.0, batch_size, device, env_fn))
     if baseline:
