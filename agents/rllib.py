@@ -468,11 +468,14 @@ class RLlibRun:
         result = self.algo.train()
         row: dict[str, float] = {}
         if self.discriminator is not None:
+            disc_start = time.monotonic()
             row.update(self.discriminator.update(self.algo))
+            row["charts/disc_seconds"] = time.monotonic() - disc_start
         self.updates += 1
         self.set_action_std(std_at(self.args, self.updates))
         runners = result.get("env_runners", {})
         learner = result.get("learners", {}).get(DEFAULT_MODULE_ID, {})
+        timers = result.get("timers", {})  # RLlib's, smoothed over recent updates
         seconds = time.monotonic() - start
         steps = float(runners.get("num_env_steps_sampled", 0.0))
         row.update({
@@ -481,6 +484,8 @@ class RLlibRun:
             "charts/action_std": self.std,
             "charts/env_steps_per_second": steps / seconds if seconds > 0 else 0.0,
             "charts/env_steps": steps,
+            **{f"charts/{name}_seconds": float(timers[key]) for name, key in
+               (("sample", "env_runner_sampling_timer"), ("learn", "learner_update_timer")) if key in timers},
             "reward/terminal_mean": float(runners.get("episode_return_mean", math.nan)),
             **{f"losses/{key}": float(learner[key]) for key in ("policy_loss", "vf_loss", "entropy", "mean_kl_loss")
                if key in learner},
