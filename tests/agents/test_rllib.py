@@ -7,6 +7,7 @@ untrained policy first, then one update, then a resume from its checkpoint.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -130,7 +131,8 @@ def test_a_resumed_run_continues_policy_discriminator_and_counter(run) -> None:
     saved = logdir / "run" / json.loads((logdir / "run" / "latest.json").read_text())["checkpoint"]
     states = sorted(f.name for f in saved.rglob("*state*") if f.is_file())
     assert states and all(name.endswith(".msgpack") for name in states if name != "adagen_state.pt")  # no pickles
-    resumed = RLlibRun(tiny_args(logdir, resume=True, num_env_runners=0, total_updates=2))  # samples in the driver
+    resumed = RLlibRun(tiny_args(logdir, resume=True, num_env_runners=0, total_updates=2,  # samples in the driver
+                                 eval_every=2, eval_samples=8))
     try:
         assert resumed.updates == 1
         assert all(torch.equal(v, policy[k]) for k, v in resumed.module.state_dict().items())
@@ -139,5 +141,6 @@ def test_a_resumed_run_continues_policy_discriminator_and_counter(run) -> None:
         assert set(resumed.discriminator.runner_digests(resumed.algo).values()) == {disc}
         row = resumed.step()
         assert row["charts/updates"] == 2 and row["disc/fakes"] == 4
+        assert math.isfinite(row["eval/fd_ssl"]) and math.isfinite(row["eval/fd_ssl_baseline"])  # the periodic eval
     finally:
         resumed.close()
