@@ -22,7 +22,7 @@ from adagen_env.checks import check_images, check_labels
 from adagen_env.data import ShapesDataset
 from adagen_env.errors import InvalidArgument
 from adagen_env.rewards.base import RewardModel
-from adagen_env.rewards.projected import ProjectedDiscriminator, diff_augment
+from adagen_env.rewards.projected import AUGMENTATIONS, DEFAULT_AUGMENTATIONS, ProjectedDiscriminator, diff_augment
 
 
 class TransformerDiscriminator(nn.Module):
@@ -85,8 +85,9 @@ class AdversarialReward(RewardModel):
             procedural shapes at `resolution` when None.
         architecture: "transformer" (default), "conv", or "projected" (`ProjectedDiscriminator`: trainable heads
             on the frozen `reward-classifier`'s features at three depths).
-        augment: DiffAugment (colour, translation, cutout) on reals and fakes alike at every update; None: on for
-            "projected", off for the pixel discriminators.
+        augment: the DiffAugment operations (of `AUGMENTATIONS`: "colour", "translation", "cutout") applied to
+            reals and fakes alike at every update, () for none; None: `DEFAULT_AUGMENTATIONS` (translation and
+            cutout) for "projected", none for the pixel discriminators.
         reward: "sigmoid" (the anchor's D(x), in (0, 1)) or "log-sigmoid" (log D(x) <= 0, non-saturating).
         updates_per_batch: discriminator steps per batch of finished episodes.
         lr, betas: Adam settings (anchor: 1e-4, (0.5, 0.999)).
@@ -102,7 +103,7 @@ class AdversarialReward(RewardModel):
         resolution: int,
         real_data: object | None = None,
         architecture: str = "transformer",
-        augment: bool | None = None,
+        augment: tuple[str, ...] | list[str] | None = None,
         reward: str = "sigmoid",
         updates_per_batch: int = 2,
         lr: float = 1e-4,
@@ -122,7 +123,11 @@ class AdversarialReward(RewardModel):
             self.discriminator = DISCRIMINATORS[architecture](num_classes, resolution).to(self.device)
         trainable = [p for p in self.discriminator.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(trainable, lr=lr, betas=betas)
-        self.augment = architecture == "projected" if augment is None else bool(augment)
+        if augment is None:
+            augment = DEFAULT_AUGMENTATIONS if architecture == "projected" else ()
+        if isinstance(augment, str) or any(op not in AUGMENTATIONS for op in augment):
+            raise InvalidArgument(f"augment must be a sequence of {list(AUGMENTATIONS)}, got {augment!r}")
+        self.augment = tuple(op for op in AUGMENTATIONS if op in augment)
         self.augment_rng = torch.Generator(device=self.device).manual_seed(seed + 2)
         self.real_data = real_data if real_data is not None else ShapesDataset(resolution, num_classes=num_classes)
         self.real_rng = torch.Generator().manual_seed(seed + 1)
@@ -149,7 +154,8 @@ class AdversarialReward(RewardModel):
             reals, _ = self.real_data.sample(labels.shape[0], labels=labels.cpu(), generator=self.real_rng)
             reals, seen_fakes = reals.to(self.device), fakes
             if self.augment:
-                reals, seen_fakes = diff_augment(reals, self.augment_rng), diff_augment(fakes, self.augment_rng)
+                reals = diff_augment(reals, self.augment_rng, self.augment)
+                seen_fakes = diff_augment(fakes, self.augment_rng, self.augment)
             logits = self.discriminator(torch.cat([reals, seen_fakes]), torch.cat([labels, labels]))  # one pass
             logit_real, logit_fake = logits.chunk(2)
             loss = F.softplus(-logit_real).mean() + F.softplus(logit_fake).mean()

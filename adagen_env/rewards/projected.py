@@ -4,7 +4,7 @@ A discriminator trained from scratch on pixels wins within a few hundred updates
 statistics, and its reward then stops ranking images by quality. A projected discriminator (Sauer et al., 2021;
 AdaNAT's, on DINO ViT-S) reads a frozen network's features at several depths and trains only small
 spectral-normalised heads with class projection on each, under differentiable augmentation of reals and fakes
-alike (DiffAugment, Zhao et al., 2020). Here the frozen network is the zoo's `reward-classifier` (never the
+alike (DiffAugment, Zhao et al., 2020; translation and cutout here, `DEFAULT_AUGMENTATIONS`). Here the frozen network is the zoo's `reward-classifier` (never the
 metrics' networks).
 
 Letters: B images, R image side, C channels of a depth, D head width.
@@ -21,8 +21,16 @@ BACKBONE = "reward-classifier"
 """Zoo name of the frozen feature network."""
 
 
-def diff_augment(images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """DiffAugment's colour, translation and cutout on (B, 3, R, R) images in [0, 1]; differentiable in the images.
+AUGMENTATIONS = ("colour", "translation", "cutout")
+"""DiffAugment's operations, in the order they apply."""
+DEFAULT_AUGMENTATIONS = ("translation", "cutout")
+"""The projected discriminator's: DiffAugment's colour jitter (brightness +- 0.5, saturation x [0, 2]) hides the
+colour errors a sample of the shapes data can make, and with it the reward ranked images by quality far worse
+(`benchmarks/results/reward_alignment`)."""
+
+
+def diff_augment(images: torch.Tensor, g: torch.Generator, ops: tuple[str, ...] = AUGMENTATIONS) -> torch.Tensor:
+    """DiffAugment's `ops` (of `AUGMENTATIONS`) on (B, 3, R, R) images in [0, 1]; differentiable in the images.
 
     Colour: brightness +- 0.5, saturation x [0, 2], contrast x [0.5, 1.5]; translation by up to 1/8 of the side
     (zero padding); one cutout square of half the side. Each image draws its own parameters from `g`.
@@ -30,27 +38,32 @@ def diff_augment(images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     b, _, r, _ = images.shape
     dev = images.device
     u = lambda *shape: torch.rand(*shape, generator=g, device=g.device).to(dev)  # noqa: E731
-    x = images + (u(b, 1, 1, 1) - 0.5)
-    mean = x.mean(dim=1, keepdim=True)
-    x = (x - mean) * (u(b, 1, 1, 1) * 2) + mean
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    x = (x - mean) * (u(b, 1, 1, 1) + 0.5) + mean
-    # Translation: shift every image by its own integer offset, zeros where it moved in from outside.
-    shift = max(1, r // 8)
-    offset = (u(b, 2) * (2 * shift + 1)).long() - shift  # (B, 2) in [-shift, shift]
+    x = images
     grid = torch.arange(r, device=dev)
-    rows = (grid[None, :] - offset[:, :1]).clamp(-1, r)  # (B, R)
-    cols = (grid[None, :] - offset[:, 1:]).clamp(-1, r)
-    padded = F.pad(x, (1, 1, 1, 1))
-    x = padded[torch.arange(b, device=dev)[:, None, None], :, rows[:, :, None] + 1, cols[:, None, :] + 1]
-    x = x.permute(0, 3, 1, 2)  # advanced indexing put the channels last
-    # Cutout: one square of half the side, zeroed.
-    half = r // 2
-    corner = (u(b, 2) * (r - half + 1)).long()
-    inside_r = (grid[None, :] >= corner[:, :1]) & (grid[None, :] < corner[:, :1] + half)
-    inside_c = (grid[None, :] >= corner[:, 1:]) & (grid[None, :] < corner[:, 1:] + half)
-    keep = ~(inside_r[:, :, None] & inside_c[:, None, :])
-    return x * keep[:, None].to(x.dtype)
+    if "colour" in ops:
+        x = x + (u(b, 1, 1, 1) - 0.5)
+        mean = x.mean(dim=1, keepdim=True)
+        x = (x - mean) * (u(b, 1, 1, 1) * 2) + mean
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * (u(b, 1, 1, 1) + 0.5) + mean
+    if "translation" in ops:
+        # Shift every image by its own integer offset, zeros where it moved in from outside.
+        shift = max(1, r // 8)
+        offset = (u(b, 2) * (2 * shift + 1)).long() - shift  # (B, 2) in [-shift, shift]
+        rows = (grid[None, :] - offset[:, :1]).clamp(-1, r)  # (B, R)
+        cols = (grid[None, :] - offset[:, 1:]).clamp(-1, r)
+        padded = F.pad(x, (1, 1, 1, 1))
+        x = padded[torch.arange(b, device=dev)[:, None, None], :, rows[:, :, None] + 1, cols[:, None, :] + 1]
+        x = x.permute(0, 3, 1, 2)  # advanced indexing put the channels last
+    if "cutout" in ops:
+        # One square of half the side, zeroed.
+        half = r // 2
+        corner = (u(b, 2) * (r - half + 1)).long()
+        inside_r = (grid[None, :] >= corner[:, :1]) & (grid[None, :] < corner[:, :1] + half)
+        inside_c = (grid[None, :] >= corner[:, 1:]) & (grid[None, :] < corner[:, 1:] + half)
+        keep = ~(inside_r[:, :, None] & inside_c[:, None, :])
+        x = x * keep[:, None].to(x.dtype)
+    return x
 
 
 class _Head(nn.Module):
@@ -117,4 +130,4 @@ class ProjectedDiscriminator(nn.Module):
         return torch.stack(logits).mean(dim=0)
 
 
-__all__ = ["BACKBONE", "ProjectedDiscriminator", "diff_augment"]
+__all__ = ["AUGMENTATIONS", "BACKBONE", "DEFAULT_AUGMENTATIONS", "ProjectedDiscriminator", "diff_augment"]

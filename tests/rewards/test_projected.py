@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from adagen_env.data import ShapesDataset
+from adagen_env.errors import InvalidArgument
 from adagen_env.rewards import AdversarialReward, make_reward_model
 from adagen_env.rewards import adversarial as adversarial_module
 from adagen_env.rewards.projected import diff_augment
@@ -23,6 +24,21 @@ def test_diff_augment_is_seeded_differentiable_and_changes_every_image() -> None
     assert ((a == 0).flatten(1).sum(1) >= 8 * 8 * 3).all()  # the cutout: a quarter of each image zeroed
     a.sum().backward()
     assert images.grad is not None and images.grad.abs().sum() > 0
+
+
+def test_diff_augment_without_colour_moves_pixels_but_keeps_their_values() -> None:
+    images, _ = ShapesDataset(16).sample(8, seed=0)
+    a = diff_augment(images, torch.Generator().manual_seed(3), ("translation", "cutout"))
+    assert not torch.equal(a, images)
+    for image, out in zip(images, a):  # every output pixel is an input pixel of that image, or zero
+        values = image.flatten(1).T  # (R * R, 3)
+        pixels = out.flatten(1).T
+        kept = pixels.abs().sum(1) > 0
+        assert (pixels[kept][:, None] - values[None]).abs().sum(-1).amin(1).max() == 0
+    with pytest.raises(InvalidArgument, match="augment must be a sequence of"):
+        AdversarialReward(8, 16, architecture="projected", augment=("color",))
+    with pytest.raises(InvalidArgument, match="augment must be a sequence of"):
+        AdversarialReward(8, 16, architecture="projected", augment="translation")
 
 
 def test_projected_backbone_stays_frozen_and_heads_learn() -> None:
@@ -42,9 +58,10 @@ def test_projected_backbone_stays_frozen_and_heads_learn() -> None:
 def test_augmentation_reaches_both_reals_and_fakes(monkeypatch) -> None:
     seen = []
 
-    def spy(images, g):
+    def spy(images, g, ops):
         seen.append(images.clone())
-        return diff_augment(images, g)
+        assert ops == ("translation", "cutout")  # the projected discriminator's default: no colour jitter
+        return diff_augment(images, g, ops)
 
     monkeypatch.setattr(adversarial_module, "diff_augment", spy)
     reward = AdversarialReward(8, 16, architecture="projected", updates_per_batch=1)
