@@ -1,10 +1,11 @@
 """Compare committed results: policy rows of `eval.json` files against a baseline row, or two training curves.
 
     python benchmarks/compare.py evals BASELINE_EVAL.json EVAL.json [EVAL.json ...]
+    python benchmarks/compare.py evals BENCH.json EVAL.json --reference "CMA-ES static"
     python benchmarks/compare.py curves RUN_A/train_progress.csv RUN_B/train_progress.csv --until 139
 
-`evals` refuses files of another sample count, seeds or generator digest than the baseline's, then prints each
-policy row's verdict (`agents.reporting.change_cell`: the headline yardsticks must agree beyond the spread).
+`evals` refuses files of another sample count, seeds or generator digest than the reference row's (the baseline of
+an `eval.json`, or any method of a `bench.json`), then prints each policy row's verdict (`agents.reporting.change_cell`: the headline yardsticks must agree beyond the spread).
 `curves` prints, for the updates both runs reached, the periodic evaluations side by side and the medians of
 PPO's explained variance and of the terminal reward's spread.
 """
@@ -21,23 +22,31 @@ from adagen_env.errors import InvalidArgument
 from agents.reporting import change_cell
 
 
-def compare_evals(baseline_path: Path, paths: list[Path]) -> list[str]:
-    baseline_file = json.loads(baseline_path.read_text())
-    base = next((r for r in baseline_file["rows"] if r["name"] == "baseline"), None)
-    if base is None:
-        raise InvalidArgument(f"{baseline_path} has no baseline row")
+def _reference(path: Path, name: str) -> tuple[dict, dict]:
+    """(the row called `name`, the file's num_samples and seeds) of an `eval.json` (rows by `name`) or a
+    `bench.json` (rows by `method`)."""
+    data = json.loads(path.read_text())
+    settings = data.get("config", data)
+    row = next((r for r in data["rows"] if r.get("name", r.get("method")) == name), None)
+    if row is None:
+        raise InvalidArgument(f"{path} has no row {name!r}; rows: {[r.get('name', r.get('method')) for r in data['rows']]}")
+    return row, {key: settings[key] for key in ("num_samples", "seeds")}
+
+
+def compare_evals(baseline_path: Path, paths: list[Path], reference: str = "baseline") -> list[str]:
+    base, settings = _reference(baseline_path, reference)
     lines = []
     for path in paths:
         other = json.loads(path.read_text())
         for key in ("num_samples", "seeds"):
-            if other[key] != baseline_file[key]:
-                raise InvalidArgument(f"{path}: {key} {other[key]} differs from the baseline's {baseline_file[key]}")
+            if other[key] != settings[key]:
+                raise InvalidArgument(f"{path}: {key} {other[key]} differs from the reference's {settings[key]}")
         for row in other["rows"]:
             if row["name"] == "baseline":
                 continue
             if row["generator_digest"] != base["generator_digest"]:
                 raise InvalidArgument(f"{path}: {row['name']} ran on generator {row['generator_digest']}, the "
-                                      f"baseline on {base['generator_digest']}")
+                                      f"reference on {base['generator_digest']}")
             lines.append(f"{row['name']}: {change_cell(row, base)}")
     return lines
 
@@ -67,12 +76,14 @@ def main() -> None:
     evals = sub.add_parser("evals")
     evals.add_argument("baseline", type=Path)
     evals.add_argument("others", type=Path, nargs="+")
+    evals.add_argument("--reference", default="baseline",
+                       help="the reference row: its name in an eval.json, its method in a bench.json (e.g. 'CMA-ES static')")
     curves = sub.add_parser("curves")
     curves.add_argument("a", type=Path)
     curves.add_argument("b", type=Path)
     curves.add_argument("--until", type=int, default=None, help="last update compared")
     args = parser.parse_args()
-    lines = compare_evals(args.baseline, args.others) if args.what == "evals" else compare_curves(args.a, args.b, args.until)
+    lines = compare_evals(args.baseline, args.others, args.reference) if args.what == "evals" else compare_curves(args.a, args.b, args.until)
     print("\n".join(lines))
 
 
