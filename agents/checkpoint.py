@@ -202,15 +202,24 @@ EXPORT_EXCLUDES = ("_last_obs", "_last_original_obs", "_last_episode_starts", "_
 """Rollout leftovers an exported policy does not need (the last observation batch alone is megabytes)."""
 
 
+DISCRIMINATOR = "discriminator.safetensors"
+"""The zip entry of an exported policy with its run's trained discriminator (weights only, safetensors; the metadata
+names its architecture), which inference-time refinement scores with (`agents.refine`)."""
+
+
 def export_policy(checkpoint: str | Path, out: str | Path) -> Path:
-    """Write a small copy of a checkpoint for shipping: same weights and metadata, fresh optimiser, no rollout
-    leftovers and no run state. The copy loads like any checkpoint (`adagen eval --policy`); training from it starts a
-    new optimiser.
+    """Write a small copy of a checkpoint for shipping: same weights (the critic's too) and metadata, fresh optimiser,
+    no rollout leftovers and no run state, but the run's trained discriminator as the `DISCRIMINATOR` entry when its
+    reward learned online (a training checkpoint holds it in its run state). The copy loads like any checkpoint
+    (`adagen eval --policy`); training from it starts a new optimiser.
 
     Raises:
         CheckpointError: `checkpoint` is missing, corrupt or not written by `adagen train`.
     """
+    from safetensors.torch import save
+
     model, meta = load_model(checkpoint)
+    discriminator = read_discriminator(checkpoint)
     optimizer = model.policy.optimizer
     groups = [dict(group) for group in optimizer.param_groups]  # same parameters and settings, no moments
     model.policy.optimizer = type(optimizer)(groups, **optimizer.defaults)
@@ -220,8 +229,45 @@ def export_policy(checkpoint: str | Path, out: str | Path) -> Path:
     tmp = out.with_name(f"{out.name}.tmp")
     with open(tmp, "wb") as handle:
         model.save(handle, exclude=list(EXPORT_EXCLUDES))
+    if discriminator is not None:
+        architecture, weights = discriminator
+        tensors = {k: v.detach().clone(memory_format=torch.contiguous_format) for k, v in weights.items()}
+        payload = save(tensors, metadata={"architecture": architecture})
+        with zipfile.ZipFile(tmp, "a") as archive:
+            archive.writestr(DISCRIMINATOR, payload)
     os.replace(tmp, out)
     return out
+
+
+def read_discriminator(path: str | Path) -> tuple[str, dict[str, torch.Tensor]] | None:
+    """(architecture, weights) of the discriminator a policy file carries: its `DISCRIMINATOR` entry (an export), or
+    the run state of a training checkpoint; None when it has neither (`best_model.zip`, or a run whose reward is
+    frozen and holds no weights).
+
+    Raises:
+        CheckpointError: the file, or its entry, is missing or corrupt.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    path = Path(path)
+    meta = read_meta(path)
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+        payload = archive.read(DISCRIMINATOR) if DISCRIMINATOR in names else None
+    if payload is not None:
+        try:
+            weights = load(payload)
+            header = json.loads(payload[8 : 8 + int.from_bytes(payload[:8], "little")])  # safetensors' JSON header
+        except (SafetensorError, json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
+            raise CheckpointError(f"{str(path)!r}: its {DISCRIMINATOR} entry is corrupt: {exc}") from exc
+        return str(header.get("__metadata__", {}).get("architecture")), weights
+    if STATE not in names:
+        return None
+    reward = load_state(path, meta["num_timesteps"]).get("reward_model") or {}
+    if "discriminator" not in reward:
+        return None
+    return str(reward["architecture"]), dict(reward["discriminator"])
 
 
 ROLLOUT_LEFTOVERS = (*EXPORT_EXCLUDES, "rollout_buffer_class", "replay_buffer_class", "lr_schedule")

@@ -64,6 +64,8 @@ def _eval(args: argparse.Namespace) -> None:
             knobs=args.knobs,
             out_dir=args.out,
             device=args.device,
+            best_of=args.best_of,
+            lookahead=args.lookahead,
         )
     except AdaGenError as exc:
         raise SystemExit(f"adagen eval: error: {exc}") from exc
@@ -172,6 +174,12 @@ def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--num-steps", type=int, default=None, help="baseline-only: the env's step count")
     evaluate.add_argument("--knobs", nargs="+", default=None)
+    evaluate.add_argument("--best-of", type=int, default=1, metavar="K",
+                          help="also each policy's best of K candidates per label by its run's discriminator (and, "
+                               "with --schedule baseline, the baseline's): rows at K x NFE (agents.refine)")
+    evaluate.add_argument("--lookahead", type=int, default=1, metavar="K",
+                          help="also each policy with value lookahead over K candidate actions per step (PPO / A2C): "
+                               "a row at K x NFE (agents.refine)")
     evaluate.add_argument("--out", default="runs/eval", help="where eval.json and eval.md go")
     evaluate.add_argument("--device", default="cpu")
     evaluate.set_defaults(func=_eval)

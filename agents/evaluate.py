@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -81,12 +82,47 @@ def score_seeds(
 
 
 def _run(
-    name: str, policy: Any, env: Any, num_samples: int, seeds: Sequence[int], metrics: tuple[str, ...], device: str
+    name: str, policy: Any, env: Any, num_samples: int, seeds: Sequence[int], metrics: tuple[str, ...], device: str,
+    make: Callable[..., Generation] = generate,
 ) -> dict[str, Any]:
+    """One row: `make(policy, env, labels, seed)` (`generate` or a refinement) scored over the seeds."""
     labels = balanced_labels(num_samples, env.unwrapped.sampler.num_classes)
-    result = score_seeds(lambda seed: generate(policy, env, labels, seed), seeds, metrics, device, desc=name)
+    result = score_seeds(lambda seed: make(policy, env, labels, seed), seeds, metrics, device, desc=name)
     result.pop("generation")
     return {"name": name, **result}
+
+
+def _refined_rows(
+    path: str | Path, model: Any, meta: dict[str, Any], best_of: int, lookahead: int, baseline: bool,
+    num_samples: int, seeds: Sequence[int], batch_size: int, metrics: tuple[str, ...], device: str,
+    env_fn: EnvFn | None,
+) -> list[dict[str, Any]]:
+    """The rows of `agents.refine` for one policy, each on an env of K x `batch_size` lanes and scored by the run's
+    own reward: best-of-K (and the baseline's best-of-K by the same scorer when `baseline`), value lookahead."""
+    from agents.refine import best_of_k, load_scorer
+    from agents.refine import lookahead as value_lookahead
+
+    rows: list[dict[str, Any]] = []
+    scorer = None
+    for method, k in (("best-of", best_of), ("lookahead", lookahead)):
+        if k <= 1:
+            continue
+        env = eval_env(meta["env_id"], meta["env_kwargs"], meta["smoothing"], batch_size * k, device, env_fn)
+        sampler = env.unwrapped.sampler
+        if scorer is None:
+            scorer = load_scorer(path, sampler.num_classes, sampler.image_shape[-1], device)
+        common = {"env_id": meta["env_id"], "generator_digest": env.unwrapped.generator_digest,
+                  "refinement": {"method": method, "k": k, "scorer": f"{meta['reward_model']} of {path}"}}
+        runs = [(f"{method}-{k} {path}", model, meta["algo"])]
+        if method == "best-of" and baseline:
+            schedule = "baseline" if env.unwrapped.base_schedule is None else f"base schedule of {path}"
+            runs.append((f"{method}-{k} {schedule} (scorer of {path})", ZeroPolicy(env.single_action_space.shape[0]),
+                         None))
+        make = partial(best_of_k if method == "best-of" else value_lookahead, k=k, scorer=scorer)
+        for name, policy, algo in runs:
+            row = _run(name, policy, env, num_samples, seeds, metrics, device, make)
+            rows.append({**row, **common, "algo": algo, "nfe_per_candidate": row["nfe"] // k})
+    return rows
 
 
 def evaluate(
@@ -102,6 +138,8 @@ def evaluate(
     device: str = "cpu",
     metrics: tuple[str, ...] = METRICS,
     env_fn: EnvFn | None = None,
+    best_of: int = 1,
+    lookahead: int = 1,
 ) -> dict[str, Any]:
     """Evaluate checkpoints and / or the baseline schedule; returns the results and writes `eval.json` / `eval.md`.
 
@@ -121,15 +159,21 @@ def evaluate(
         device: where generation and the metric network run.
         metrics: `compute_metrics` switches.
         env_fn: builds the unwrapped env instead of `gym.make_vec` (tests).
+        best_of: K > 1 adds each policy's best-of-K row by its run's discriminator (`agents.refine.best_of_k`) and,
+            with `baseline`, the baseline's best-of-K by that same scorer: rows at K times the NFE.
+        lookahead: K > 1 adds each policy's value-lookahead row with K candidates per step (`agents.refine.lookahead`).
 
     Raises:
-        InvalidArgument: nothing to evaluate, or no env for the baseline.
+        InvalidArgument: nothing to evaluate, no env for the baseline, or refinement without a policy.
         CheckpointError: a corrupt checkpoint, or one of another env or knob set.
     """
     if not policies and not baseline:
         raise InvalidArgument("nothing to evaluate: give --policy PATH and/or --schedule baseline")
     if num_samples < 2 or not seeds:
         raise InvalidArgument(f"need num_samples >= 2 and at least one seed, got {num_samples} and {list(seeds)}")
+    if min(best_of, lookahead) < 1 or (max(best_of, lookahead) > 1 and not policies):
+        raise InvalidArgument(f"best_of and lookahead must be >= 1, and refine a --policy (the scorer and critic are "
+                              f"its run's); got best_of={best_of}, lookahead={lookahead}, {len(policies)} policies")
     if out_dir is not None:  # before any work; an earlier eval's results there must not look like this one's
         out = writable_dir(out_dir)
         for name in ("eval.json", "eval.md"):
@@ -157,6 +201,8 @@ def evaluate(
                 "generator_digest": env.unwrapped.generator_digest,
             }
         )
+        rows += _refined_rows(path, model, meta, best_of, lookahead, baseline, num_samples, seeds, batch_size,
+                              metrics, device, env_fn)
         key = json.dumps([meta["env_id"], meta["sampler_config"]], sort_keys=True)
         if env.unwrapped.base_schedule is None:
             # Zero actions give the same images whatever the policy sees or how its actions are smoothed.
@@ -207,7 +253,8 @@ def markdown(results: dict[str, Any]) -> str:
         (
             f"{results['num_samples']} samples per seed, seeds {results['seeds']}, {results['labels']} labels; "
             "mean ± std over seeds; every schedule of an env at the same NFE, labels and noise. A verdict needs "
-            "FD-SSL and oracle coverage to agree beyond the combined spread (lower is better)."
+            "FD-SSL and oracle coverage to agree beyond the combined spread (lower is better). Refined rows "
+            "(best-of-K, lookahead-K) count the NFE of all K candidates: compare them with rows of that NFE."
         ),
         "",
         generators_line(results["rows"]),
@@ -218,7 +265,7 @@ def markdown(results: dict[str, Any]) -> str:
     baselines = {row["env_id"]: row for row in results["rows"] if row["name"] == "baseline"}
     for row in results["rows"]:
         base = baselines.get(row["env_id"])
-        change = change_cell(row, base) if base is not None and row is not base else "-"
+        change = change_cell(row, base) if base is not None and row is not base and row["nfe"] == base["nfe"] else "-"
         cells = " | ".join(stat_cells(row))
         lines.append(f"| {row['env_id']} | {row['name']} | {row['nfe']} | {cells} | {change} |")
     return "\n".join(lines) + "\n"

@@ -424,6 +424,22 @@ class AdaGenVectorEnv(VectorEnv):
             self._generator = make_generator(0, self.device if self.device.type == "cuda" else "cpu")
             self._generator.set_state(state["generator"])
 
+    def select_lanes(self, index: np.ndarray | torch.Tensor) -> None:
+        """Lane i continues from the current state of lane `index[i]`, for (B,) lane indices (value lookahead: each
+        lane of a candidate set takes the chosen candidate's state, noise stream included); between steps only.
+
+        Raises:
+            InvalidArgument: not B indices in [0, B), or the episodes have not started or have ended.
+        """
+        if self._state is None or self._needs_reset:
+            raise InvalidArgument("select_lanes needs running episodes: call it after reset() or a non-final step()")
+        index = torch.as_tensor(np.asarray(index)).reshape(-1)
+        if index.dtype.is_floating_point or index.shape != (self.num_envs,) or not bool(
+                ((index >= 0) & (index < self.num_envs)).all()):
+            raise InvalidArgument(f"select_lanes needs {self.num_envs} integer lane indices in [0, {self.num_envs}), "
+                                  f"got {index.tolist()[:16]}")
+        self._state = self.sampler.select_lanes(self._state, index.long().to(self.device))
+
     @property
     def labels(self) -> np.ndarray:
         """(B,) class ids of the current episodes."""

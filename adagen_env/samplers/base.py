@@ -326,3 +326,13 @@ class Sampler(abc.ABC, Generic[StateT]):
             for f in dataclasses.fields(state)
             if torch.is_tensor(value := getattr(state, f.name))
         })
+
+    @staticmethod
+    def select_lanes(state: StateT, index: torch.Tensor) -> StateT:
+        """Lane i of the result is lane `index[i]` of `state`, for a (B',) int64 `index` into its B lanes (value
+        lookahead: the copies of a chosen candidate share its label, noise and everything drawn so far)."""
+        return dataclasses.replace(state, **{
+            f.name: value.index_select(0, index.to(value.device))
+            for f in dataclasses.fields(state)
+            if torch.is_tensor(value := getattr(state, f.name))
+        })

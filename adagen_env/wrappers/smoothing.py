@@ -124,3 +124,11 @@ class VectorActionSmoothing(VectorWrapper):
         obs, rewards, terminations, truncations, infos = self.env.step(self.smoothed)
         self.resetting = terminations | truncations
         return {**obs, "prev_action": self.smoothed.copy()}, rewards, terminations, truncations, infos
+
+    def select_lanes(self, index: np.ndarray) -> None:
+        """Lane i continues from lane `index[i]` of the (B,) lane indices: its filter here, its state in the env
+        (`AdaGenVectorEnv.select_lanes`)."""
+        self.env.select_lanes(index)
+        index = np.asarray(index).reshape(-1)
+        self.smoothed, self.first = self.smoothed[index].copy(), self.first[index].copy()
+        self.resetting = self.resetting[index].copy()
