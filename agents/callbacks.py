@@ -7,7 +7,8 @@ or an evaluation always sees a whole number of updates, and a resumed run repeat
 Tensorboard namespaces (STYLE.md 20): `reward/` terminal rewards, `disc/` the discriminator's loss and accuracies
 (from the env's infos), `knobs/<knob>/step_<k>` mean knob value per step index, `charts/` std, wall time,
 `eval/` every yardstick of the deterministic policy and of the baseline, image grids (policy row over baseline
-row) and knob-trajectory figures; `reward/alignment_auc` whether the online reward still ranks quality.
+row) and knob-trajectory figures; `reward/alignment_auc` whether the online reward still ranks quality; `monitor/`
+per-class recall and near-duplicates of the evaluation batch against the baseline's (`agents.monitors`).
 
 Letters: B lanes, H horizon, K knobs, N evaluation images.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from stable_baselines3.common.logger import Figure, Image
 
 from adagen_env.errors import InvalidArgument
 from agents.checkpoint import env_rng_state, rng_state, save_checkpoint, save_model
+from agents.monitors import CollapseMonitor
 from agents.reporting import SELECTION_METRIC
 from agents.rollout import ZeroPolicy, generate
 
@@ -224,6 +226,8 @@ class PolicyEvaluation(UpdateCallback):
             (like SB3's `EvalCallback`); a checkpoint zip with `meta` plus `updates` and `best_eval_score`. None: not
             saved. The other yardsticks are logged beside it, so that the selection does not grade itself.
         meta: run metadata stored in the best model (`agents.checkpoint.read_meta`).
+        monitor: watches the batch for collapse against the baseline's (`agents.monitors.CollapseMonitor`), logged
+            under `monitor/`; an alarm warns and joins `marks()` (the metadata of later checkpoints). None: off.
     """
 
     def __init__(
@@ -238,10 +242,13 @@ class PolicyEvaluation(UpdateCallback):
         device: str = "cpu",
         best_model_path: str | Path | None = None,
         meta: dict[str, Any] | None = None,
+        monitor: CollapseMonitor | None = None,
     ) -> None:
         super().__init__(timesteps_per_update)
         if every < 1:
             raise InvalidArgument(f"every must be >= 1 update, got {every}")
+        self.monitor = monitor
+        self.alarms: list[dict[str, Any]] = []
         self.best_model_path = None if best_model_path is None else Path(best_model_path)
         self.meta = meta or {}
         self.eval_env, self.seed, self.every = eval_env, seed, every
@@ -270,8 +277,12 @@ class PolicyEvaluation(UpdateCallback):
             self.baseline_scores = compute_metrics(base.images, base.labels, metrics=self.metrics, device=self.device)
             self._baseline_images = base.images[: self.grid_size]
             self._baseline_knobs = base.knobs.mean(axis=0)  # (H, K) as applied (after the validity projection)
+            if self.monitor is not None:
+                self.monitor.set_baseline(base.images, base.labels)
         gen = generate(self.model, self.eval_env, self.labels, self.seed)
         scores = compute_metrics(gen.images, gen.labels, metrics=self.metrics, device=self.device)
+        if self.monitor is not None:
+            self._watch(gen.images, gen.labels)
         for key, value in scores.items():
             if key not in ("num_samples", "num_reference"):
                 self.logger.record(f"eval/{key}", value)
@@ -281,7 +292,7 @@ class PolicyEvaluation(UpdateCallback):
             score = scores[SELECTION_METRIC]
             if score < self.best_score and self.best_model_path is not None:
                 best = {"updates": self.updates, "selected_by": SELECTION_METRIC, "best_eval_score": score}
-                save_model(self.model, self.best_model_path, {**self.meta, **best})
+                save_model(self.model, self.best_model_path, {**self.meta, **self.marks(), **best})
             self.best_score = min(self.best_score, score)
             self.logger.record(f"eval/best_{SELECTION_METRIC}", self.best_score)
         if self.grid_size:
@@ -299,12 +310,34 @@ class PolicyEvaluation(UpdateCallback):
         self.last_scores = scores
         return scores
 
+    def _watch(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """Log the monitor's view of the policy's batch beside the baseline's; warn and keep an alarm."""
+        stats, reasons = self.monitor.check(images, labels)
+        base = self.monitor.baseline
+        for key in ("recall", "duplicates"):
+            self.logger.record(f"monitor/{key}", stats[key])
+            self.logger.record(f"monitor/{key}_baseline", base[key])
+        for c, value in enumerate(stats["class_recall"]):
+            self.logger.record(f"monitor/recall_class_{c}", value)
+        self.logger.record("monitor/alarm", float(bool(reasons)))
+        if reasons:
+            import warnings
+
+            self.alarms.append({"updates": self.updates, "reasons": reasons})
+            warnings.warn(f"update {self.updates}: the policy may be collapsing: " + "; ".join(reasons), stacklevel=2)
+
+    def marks(self) -> dict[str, Any]:
+        """What checkpoints saved from now on carry in their metadata: `collapse_alarms`, every alarm so far
+        ({"updates", "reasons"}), when there was one."""
+        return {"collapse_alarms": list(self.alarms)} if self.alarms else {}
+
     def state_dict(self) -> dict[str, Any]:
-        return {"best_score": self.best_score, "selected_by": SELECTION_METRIC}
+        return {"best_score": self.best_score, "selected_by": SELECTION_METRIC, "alarms": list(self.alarms)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("selected_by") == SELECTION_METRIC:  # a run selected by another yardstick starts afresh
             self.best_score = state["best_score"]
+        self.alarms = list(state.get("alarms", []))
 
 
 class AlignmentProbe(UpdateCallback):
@@ -378,6 +411,7 @@ class Checkpointer(UpdateCallback):
         budget_seconds: total wall-time budget, or None.
         elapsed_before: wall time spent before this process (a resumed run).
         stateful: callbacks whose `state_dict()` is saved, by name.
+        marks: returns entries for the metadata of each checkpoint (`PolicyEvaluation.marks`), or None.
     """
 
     def __init__(
@@ -390,10 +424,12 @@ class Checkpointer(UpdateCallback):
         budget_seconds: float | None = None,
         elapsed_before: float = 0.0,
         stateful: dict[str, Any] | None = None,
+        marks: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(timesteps_per_update)
         if every < 1:
             raise InvalidArgument(f"checkpoint every must be >= 1 update, got {every}")
+        self.marks = marks
         self.run_dir, self.every, self.env, self.meta = Path(run_dir), every, env, meta
         self.budget_seconds, self.elapsed_before = budget_seconds, elapsed_before
         self.stateful = stateful or {}
@@ -437,7 +473,7 @@ class Checkpointer(UpdateCallback):
             "elapsed_seconds": self.elapsed,
             "callbacks": {name: cb.state_dict() for name, cb in self.stateful.items()},
         }
-        meta = {**self.meta, "updates": self.updates}
+        meta = {**self.meta, **(self.marks() if self.marks is not None else {}), "updates": self.updates}
         path = save_checkpoint(self.model, self.run_dir, meta, state)
         self.last_saved = self.updates
         return path

@@ -56,6 +56,7 @@ from agents.checkpoint import (
     set_env_rng_state,
     set_rng_state,
 )
+from agents.monitors import CollapseMonitor
 from agents.presets import get_algorithm, make_model, resolve_hyperparameters, timesteps_per_update
 from agents.vec_env import SB3VecEnv
 
@@ -297,6 +298,7 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
         evaluation = PolicyEvaluation(
             eval_env, labels, args.eval_seed, args.eval_every, tpu, device=args.device,
             best_model_path=run_dir / BEST_MODEL, meta=meta,
+            monitor=CollapseMonitor(unwrapped.sampler.num_classes, device=args.device),
         )
         if "evaluation" in callback_state:
             evaluation.load_state_dict(callback_state["evaluation"])
@@ -306,7 +308,8 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
             probe = AlignmentProbe(unwrapped.reward_model, eval_env, labels, args.eval_seed, args.eval_every, tpu)
             callbacks.append(probe)
     budget = None if args.budget_minutes is None else args.budget_minutes * 60
-    checkpointer = Checkpointer(run_dir, args.checkpoint_every, tpu, env, meta, budget, elapsed_before, stateful)
+    checkpointer = Checkpointer(run_dir, args.checkpoint_every, tpu, env, meta, budget, elapsed_before, stateful,
+                                marks=None if evaluation is None else evaluation.marks)
     callbacks.append(checkpointer)
     if args.progress_bar:
         callbacks.append(ProgressBar(total_timesteps, checkpointer if budget is not None else None))
