@@ -16,7 +16,7 @@ from adagen_env.rewards.projected import ProjectedDiscriminator
 
 def make_reward_model(name: str, num_classes: int, resolution: int, device: torch.device | str = "cpu") -> RewardModel:
     """Build a reward model by name, one of `REWARD_MODELS` ("adversarial-ns": log-sigmoid, non-saturating;
-    "adversarial-projected": the projected discriminator with DiffAugment)."""
+    "adversarial-projected": the projected discriminator with DiffAugment's translation and cutout)."""
     if name == "adversarial":
         return AdversarialReward(num_classes, resolution, device=device)
     if name == "adversarial-ns":
