@@ -4,6 +4,7 @@ sets branch from one shared state and continue from the critic's favourite, the 
 
 from __future__ import annotations
 
+import dataclasses
 import zipfile
 
 import numpy as np
@@ -195,3 +196,17 @@ def test_eval_rows_of_refinement_count_k_times_the_nfe(maskgit_policy) -> None:
         evaluate(env_id="AdaGen/MaskGIT-v0", baseline=True, best_of=2, out_dir=None, env_fn=make)
     parsed = build_parser().parse_args(["eval", "--policy", "p.zip", "--best-of", "4", "--lookahead", "2"])
     assert (parsed.best_of, parsed.lookahead) == (4, 2)
+
+
+@pytest.mark.parametrize("paradigm", sorted(TINY_CASES))
+def test_selected_lanes_share_every_tensor_of_the_state(paradigm: str) -> None:
+    _, make_sampler = TINY_CASES[paradigm]
+    sampler = make_sampler()
+    state = sampler.reset(torch.tensor([0, 1, 2]), torch.Generator().manual_seed(0))
+    state = sampler.step(state, sampler.baseline_schedule()[0].expand(3, -1))
+    picked = sampler.select_lanes(state, torch.tensor([2, 0, 2]))
+    assert picked.step == state.step and torch.equal(picked.labels, torch.tensor([2, 0, 2]))
+    for field in dataclasses.fields(state):
+        value = getattr(state, field.name)
+        if torch.is_tensor(value):
+            assert torch.equal(getattr(picked, field.name), value[[2, 0, 2]]), field.name
