@@ -39,20 +39,27 @@ Letters: B lanes, C latent channels, g latent side / patch (token grid), D trans
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from adagen_env.adapters.common import (
+    LatentODESampling,
+    Layout,
+    check_directory,
+    check_feature_options,
+    class_name,
+    decode_latents,
+    load_component,
+    pool_tokens,
+    require_diffusers,
+)
 from adagen_env.errors import CheckpointError, InvalidArgument
 from adagen_env.models.paths import VarPreservingRegression
-from adagen_env.samplers.base import randn
 from adagen_env.samplers.diffusion import DiffusionSampler
-from adagen_env.samplers.ode import ODEState
 
 SNAP = 1e-3
 """Model timesteps within this distance of an integer are put on it (see the module docstring)."""
@@ -61,16 +68,11 @@ DIT_CLASSES = ("DiTTransformer2DModel", "Transformer2DModel")
 and says `Transformer2DModel` with `norm_type="ada_norm_zero"`, which diffusers loads as a DiT."""
 PREDICTIONS = {"epsilon": "epsilon", "v_prediction": "v"}
 """diffusers' `prediction_type` -> the VP path's prediction name."""
-INSTALL_HINT = 'pip install "adagen-env[diffusers]"  (or: pip install "diffusers==0.42.*")'
-
-
-def require_diffusers() -> Any:
-    """The diffusers module, or an ImportError that says how to install it."""
-    try:
-        import diffusers
-    except ImportError as exc:  # pragma: no cover - the dev extra installs it
-        raise ImportError(f"the diffusers adapters need the diffusers package: {INSTALL_HINT}") from exc
-    return diffusers
+LAYOUT = Layout(
+    adapter="DiT", model_classes=DIT_CLASSES, model_description="a class-conditional DiTTransformer2DModel",
+    decoder="vae", decoder_class="AutoencoderKL", decoder_role="a latent DiT needs its AutoencoderKL to decode images",
+    accepts=lambda config: config.get("_class_name") != "Transformer2DModel" or config.get("norm_type") == "ada_norm_zero",
+)
 
 
 class DiscreteVPPath(VarPreservingRegression):
@@ -166,10 +168,6 @@ class DiffusersDiTConfig:
         return asdict(self)
 
 
-def _class_name(obj: Any) -> str:
-    return type(obj).__name__ if obj is not None else "None"
-
-
 def _schedule_of(scheduler: Any) -> tuple[torch.Tensor, str]:
     """(alphas_cumprod, prediction) from a scheduler object, a scheduler config dict, or None (DiT's training one)."""
     diffusers = require_diffusers()
@@ -183,7 +181,7 @@ def _schedule_of(scheduler: Any) -> tuple[torch.Tensor, str]:
     alphas_cumprod = getattr(scheduler, "alphas_cumprod", None)
     if alphas_cumprod is None:
         raise InvalidArgument(
-            f"scheduler {_class_name(scheduler)} has no discrete VP schedule (alphas_cumprod): it belongs to another "
+            f"scheduler {class_name(scheduler)} has no discrete VP schedule (alphas_cumprod): it belongs to another "
             "model family (e.g. a flow-matching scheduler); a DiT needs its DDPM/DDIM-style beta schedule"
         )
     prediction_type = getattr(scheduler.config, "prediction_type", "epsilon")
@@ -228,13 +226,13 @@ class DiffusersDiT(nn.Module):
         if not isinstance(transformer, diffusers.DiTTransformer2DModel):
             raise InvalidArgument(
                 f"transformer must be a diffusers DiTTransformer2DModel (class-conditional DiT), got "
-                f"{_class_name(transformer)}: another model family (UNets, text-conditioned or flow transformers "
+                f"{class_name(transformer)}: another model family (UNets, text-conditioned or flow transformers "
                 "are not this adapter's)"
             )
         if vae is None:
             raise InvalidArgument("missing VAE: a latent DiT needs its diffusers AutoencoderKL to decode images")
         if not isinstance(vae, diffusers.AutoencoderKL):
-            raise InvalidArgument(f"vae must be a diffusers AutoencoderKL, got {_class_name(vae)}")
+            raise InvalidArgument(f"vae must be a diffusers AutoencoderKL, got {class_name(vae)}")
         tc, vc = transformer.config, vae.config
         channels, side, patch = int(tc.in_channels), tc.sample_size, int(tc.patch_size)
         out_channels = int(tc.out_channels or channels)
@@ -251,15 +249,7 @@ class DiffusersDiT(nn.Module):
         if int(vc.out_channels) != 3:
             raise InvalidArgument(f"the VAE decodes {vc.out_channels}-channel images; the envs serve RGB (3 channels)")
         depth, grid = len(transformer.transformer_blocks), side // patch
-        feature_grid = min(grid, 8) if feature_grid is None else feature_grid
-        if isinstance(feature_block, bool) or not isinstance(feature_block, int) or not -depth <= feature_block < depth:
-            raise InvalidArgument(f"feature_block must be an int in [-{depth}, {depth}) (the model has {depth} "
-                                  f"blocks), got {feature_block!r}")
-        if isinstance(feature_grid, bool) or not isinstance(feature_grid, int) or not 1 <= feature_grid <= grid:
-            raise InvalidArgument(f"feature_grid must be an int in [1, {grid}] (the token grid is {grid}x{grid}), "
-                                  f"got {feature_grid!r}")
-        if isinstance(decode_batch, bool) or not isinstance(decode_batch, int) or decode_batch < 1:
-            raise InvalidArgument(f"decode_batch must be an int >= 1, got {decode_batch!r}")
+        feature_grid = check_feature_options(depth, grid, feature_block, feature_grid, decode_batch)
         alphas_cumprod, prediction = _schedule_of(scheduler)
         self.path = DiscreteVPPath(alphas_cumprod, prediction)
         self.transformer, self.vae = transformer, vae
@@ -295,19 +285,11 @@ class DiffusersDiT(nn.Module):
         """
         diffusers = require_diffusers()
         root = Path(path)
-        scheduler = _check_directory(root)
-        loaded = {}
-        # Without accelerate, diffusers initialises the weights before loading them (and says so); ask for that.
-        options = {} if diffusers.utils.is_accelerate_available() else {"low_cpu_mem_usage": False}
-        for name, model_cls in (("transformer", diffusers.DiTTransformer2DModel), ("vae", diffusers.AutoencoderKL)):
-            try:
-                loaded[name] = model_cls.from_pretrained(root, subfolder=name, local_files_only=True,
-                                                         torch_dtype=dtype, **options)
-            except (OSError, ValueError, RuntimeError, KeyError) as exc:
-                raise CheckpointError(f"diffusers directory {str(root)!r}: cannot load {name}/ as "
-                                      f"{model_cls.__name__}: {exc}") from exc
+        scheduler = check_directory(root, LAYOUT)
+        transformer = load_component(root, "transformer", diffusers.DiTTransformer2DModel, dtype)
+        vae = load_component(root, "vae", diffusers.AutoencoderKL, dtype)
         try:
-            model = cls(loaded["transformer"], loaded["vae"], scheduler, **kwargs)
+            model = cls(transformer, vae, scheduler, **kwargs)
         except InvalidArgument as exc:
             raise CheckpointError(f"diffusers directory {str(root)!r}: {exc}") from exc
         return model.to(device).eval().requires_grad_(False)
@@ -340,31 +322,19 @@ class DiffusersDiT(nn.Module):
         self._captured = output
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        b, c = x.shape[0], self.config.channels
         timestep = self.path.timestep(t).float()  # fractional off the training grid
         self._captured = None
         out = self.transformer(x.to(self.dtype), timestep=timestep, class_labels=y, return_dict=False)[0]
         tokens, self._captured = self._captured, None  # (B, N, D)
-        prediction = out[:, :c].float()
-        grid = tokens.float().transpose(1, 2).reshape(b, -1, self.grid, self.grid)  # (B, D, g, g)
-        features = F.adaptive_avg_pool2d(grid, self.config.feature_grid)
-        return prediction, features
+        prediction = out[:, :self.config.channels].float()
+        return prediction, pool_tokens(tokens, self.grid, self.config.feature_grid)
 
-    @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """(B, C, g p, g p) latents -> (B, 3, R, R) float32 images in [0, 1], as `DiTPipeline` decodes."""
-        scaling = self.vae.config.scaling_factor
-        shift = getattr(self.vae.config, "shift_factor", None)
-        images = []
-        for chunk in latents.split(self.decode_batch):
-            z = 1 / scaling * chunk.to(next(self.vae.parameters()).dtype)
-            if shift is not None:
-                z = z + shift
-            images.append(self.vae.decode(z, return_dict=False)[0].float())
-        return (torch.cat(images) / 2 + 0.5).clamp(0, 1)
+        return decode_latents(self.vae, latents, self.decode_batch)
 
 
-class DiffusersDiTSampler(DiffusionSampler):
+class DiffusersDiTSampler(LatentODESampling, DiffusionSampler):
     """`DiffusionSampler` over a `DiffusersDiT`: latent noise at reset, VAE decoding, a baseline on the training grid.
 
     Same arguments as `ODESampler` (`num_steps`, `solver`, `cfg_scale`, `device`, `precision`); `cfg_scale` w is
@@ -381,14 +351,12 @@ class DiffusersDiTSampler(DiffusionSampler):
         precision: str = "float32",
     ) -> None:
         if not isinstance(model, DiffusersDiT):
-            raise InvalidArgument(f"DiffusersDiTSampler needs a DiffusersDiT, got {_class_name(model)}")
+            raise InvalidArgument(f"DiffusersDiTSampler needs a DiffusersDiT, got {class_name(model)}")
         if cfg_scale is not None and not model.has_null_class:
             raise InvalidArgument("this DiT has no null-class embedding (it was built with class_dropout_prob 0), so "
                                   "it cannot be guided; use cfg_scale=None")
         super().__init__(model, num_steps=num_steps, solver=solver, cfg_scale=cfg_scale, device=device,
                          precision=precision)
-        self.latent_shape = model.latent_shape
-        self.image_shape = model.image_shape
 
     def baseline_values(self) -> torch.Tensor:
         """The uniform grid put on the training timesteps (diffusers' "trailing" spacing), constant CFG."""
@@ -396,64 +364,9 @@ class DiffusersDiTSampler(DiffusionSampler):
         values[:, 0] = self.model.path.on_grid(values[:, 0])
         return values
 
-    def reset(self, labels: torch.Tensor, generator: torch.Generator | None = None) -> ODEState:
-        labels = self.check_labels(labels)
-        x = randn((labels.shape[0], *self.latent_shape), generator, self.device)
-        return ODEState(x=x, t=torch.full_like(labels, self.path.noise_end, dtype=torch.float32), labels=labels, step=0)
-
-    def intermediate(self, state: ODEState) -> torch.Tensor:
-        """The current noisy latent x_t decoded by the VAE, (B, 3, R, R) in [0, 1]."""
-        return self.model.decode(state.x)
-
-    def decode(self, state: ODEState) -> torch.Tensor:
-        if state.step != self.horizon:
-            raise InvalidArgument(f"decode needs a finished episode ({self.horizon} steps), this state is at step {state.step}")
-        return self.model.decode(state.x)
-
 
 DiffusersDiT.sampler_cls = DiffusersDiTSampler
 """The sampler an env builds around this model (`AdaGenVectorEnv` reads `model.sampler_cls`)."""
-
-
-def _read_json(path: Path, root: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"diffusers directory {str(root)!r}: cannot read {path.relative_to(root)}: {exc}") from exc
-
-
-def _check_directory(root: Path) -> dict | None:
-    """Refuse what is not a DiT pipeline directory, naming the problem; returns the scheduler config (or None)."""
-    if not root.is_dir():
-        raise CheckpointError(f"diffusers directory {str(root)!r} does not exist or is not a directory")
-    expected = "diffusers' from_pretrained layout: transformer/ (a DiTTransformer2DModel), vae/ (an AutoencoderKL), scheduler/"
-    transformer = root / "transformer" / "config.json"
-    if not transformer.is_file():
-        if (root / "unet").is_dir():
-            raise CheckpointError(f"diffusers directory {str(root)!r} holds a UNet (unet/): another model family; "
-                                  f"the DiT adapter takes {expected}")
-        if (root / "config.json").is_file():
-            name = _read_json(root / "config.json", root).get("_class_name")
-            raise CheckpointError(f"{str(root)!r} is a single model's folder ({name}), not a pipeline directory; "
-                                  f"expected {expected}")
-        found = sorted(p.name for p in root.iterdir())[:10]
-        raise CheckpointError(f"{str(root)!r} is not a diffusers model directory (no transformer/config.json; it holds "
-                              f"{found}); expected {expected}")
-    config = _read_json(transformer, root)
-    name = config.get("_class_name")
-    if name not in DIT_CLASSES or (name == "Transformer2DModel" and config.get("norm_type") != "ada_norm_zero"):
-        raise CheckpointError(f"diffusers directory {str(root)!r}: transformer/ holds a {name} "
-                              f"(norm_type {config.get('norm_type')!r}), another model family; the DiT adapter takes "
-                              "a class-conditional DiTTransformer2DModel")
-    vae = root / "vae" / "config.json"
-    if not vae.is_file():
-        raise CheckpointError(f"diffusers directory {str(root)!r}: missing VAE (no vae/config.json); a latent DiT "
-                              "needs its AutoencoderKL to decode images")
-    vae_name = _read_json(vae, root).get("_class_name")
-    if vae_name != "AutoencoderKL":
-        raise CheckpointError(f"diffusers directory {str(root)!r}: vae/ holds a {vae_name}, not an AutoencoderKL")
-    scheduler = root / "scheduler" / "scheduler_config.json"
-    return _read_json(scheduler, root) if scheduler.is_file() else None
 
 
 def from_pretrained(path: str | Path, **kwargs: Any) -> DiffusersDiT:
