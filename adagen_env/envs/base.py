@@ -49,7 +49,8 @@ class AdaGenVectorEnv(VectorEnv):
     Args:
         num_envs: lanes B; one generator forward serves them all.
         generator: a zoo name, a path to a `.safetensors` file with its `.json` config beside it, a local diffusers
-            directory (`adagen_env.adapters`: a DiT-XL/2-style pipeline for `AdaGen/DiT-v0`, docs/diffusers.md), a
+            directory (`adagen_env.adapters`: a DiT-XL/2-style pipeline for `AdaGen/DiT-v0`, SD3 for `AdaGen/SiT-v0`,
+            aMUSEd for `AdaGen/MaskGIT-v0`; docs/diffusers.md), a
             ready model (a module with the paradigm model's interface, e.g. `DiffusersDiT`; its `sampler_cls`, if it
             has one, is the sampler built around it), or a ready `Sampler` (then `num_steps` and `sampler_kwargs`
             must be left unset).

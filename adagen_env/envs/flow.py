@@ -36,7 +36,9 @@ class SiTVectorEnv(AdaGenVectorEnv):
 
     ## Arguments
     See `AdaGenVectorEnv`. Defaults: `generator="flow"`, `num_steps=8`, and through `sampler_kwargs`:
-    `solver="dpmpp2m"` (or "ddim", which is Euler on this path), `cfg_scale=1.0`.
+    `solver="dpmpp2m"` (or "ddim", which is Euler on this path), `cfg_scale=1.0`. A real SD3 flow transformer
+    comes in as `generator=` a local diffusers directory or a `DiffusersSD3`, its labels indexing a table of prompt
+    embeddings (docs/diffusers.md).
 
     ## Version History
     * v0: initial version.

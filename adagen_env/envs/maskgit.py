@@ -38,7 +38,8 @@ class MaskGITVectorEnv(AdaGenVectorEnv):
 
     ## Arguments
     See `AdaGenVectorEnv`. Defaults: `generator="maskgit"`, `num_steps=8`; `sampler_kwargs`:
-    `remask_temp`, `cfg_scale` (None: no guidance, no cfg knob).
+    `remask_temp`, `cfg_scale` (None: no guidance, no cfg knob). A real aMUSEd comes in as `generator=` a local
+    diffusers directory or a `DiffusersAmused`, its labels indexing a table of prompt embeddings (docs/diffusers.md).
 
     ## Version History
     * v0: initial version.

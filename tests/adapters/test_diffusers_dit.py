@@ -22,7 +22,7 @@ diffusers = pytest.importorskip("diffusers", reason="the diffusers adapters need
 import adagen_env  # noqa: E402,F401  (registers the ids)
 from adagen_env.adapters import load_pretrained  # noqa: E402
 from adagen_env.adapters.diffusers_dit import DiffusersDiT, DiffusersDiTSampler, DiscreteVPPath  # noqa: E402
-from adagen_env.envs import DiTEnv, DiTVectorEnv, MaskGITVectorEnv, SiTVectorEnv  # noqa: E402
+from adagen_env.envs import DiTEnv, DiTVectorEnv, SiTVectorEnv, VARVectorEnv  # noqa: E402
 from adagen_env.errors import CheckpointError, InvalidArgument  # noqa: E402
 from adagen_env.models.paths import VPPath  # noqa: E402
 from adagen_env.samplers import make_generator  # noqa: E402
@@ -322,11 +322,12 @@ def test_objects_of_another_family_or_a_missing_vae_are_refused(tiny_model) -> N
 
 
 def test_a_diffusers_directory_on_an_env_without_an_adapter_is_refused(tiny_dir) -> None:
-    with pytest.raises(InvalidArgument, match="no diffusers adapter for the 'maskgit' paradigm yet"):
-        MaskGITVectorEnv(num_envs=1, generator=str(tiny_dir), reward_model=None)
+    with pytest.raises(InvalidArgument, match="no diffusers adapter for the 'var' paradigm yet"):
+        VARVectorEnv(num_envs=1, generator=str(tiny_dir), reward_model=None)
 
 
 def test_importing_the_library_does_not_import_diffusers() -> None:
-    code = "import sys, adagen_env, adagen_env.adapters, adagen_env.envs; print('diffusers' in sys.modules)"
+    code = ("import sys, adagen_env, adagen_env.adapters, adagen_env.envs, adagen_env.adapters.diffusers_dit, "
+            "adagen_env.adapters.diffusers_sd3, adagen_env.adapters.diffusers_amused; print('diffusers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.strip() == "False"
