@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 import adagen_env
 from adagen_env.errors import InvalidArgument
+from adagen_env.evaluation import generate_static
 from adagen_env.metrics import METRICS, balanced_labels, compute_metrics
 from adagen_env.outputs import save_figure, writable_dir, write_text
 from adagen_env.samplers import Sampler
@@ -64,7 +65,7 @@ from adagen_env.samplers.schedules import (
 from agents.checkpoint import check_meta, generator_expectation, load_model
 from agents.evaluate import eval_env, generators_line, score_seeds
 from agents.reporting import COLUMNS, SELECTION_METRIC, SHORT, agreed_verdict, change_cell, headline, stat_cells
-from agents.rollout import Generation, generate, generate_static
+from agents.rollout import Generation, generate
 
 STEP_GRID: dict[str, tuple[int | None, ...]] = {
     "AdaGen/DiT-v0": (4, 8),

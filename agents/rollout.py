@@ -9,7 +9,6 @@ Letters: B lanes of the env, N images, H horizon, K knobs, R image side.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -17,7 +16,7 @@ import torch
 from gymnasium.vector import VectorEnv
 
 from adagen_env.errors import InvalidArgument
-from adagen_env.samplers import Sampler, make_generator
+from adagen_env.evaluation.static import Generation, batch_seed
 
 
 class Predictor(Protocol):
@@ -46,28 +45,6 @@ class ZeroPolicy:
         deterministic: bool = False,
     ) -> tuple[np.ndarray, Any]:
         return np.zeros((len(observation["step"]), self.action_dim), dtype=np.float32), None
-
-
-@dataclass
-class Generation:
-    """What `generate` returns.
-
-    Args:
-        images: (N, 3, R, R) float32 in [0, 1].
-        labels: (N,) int64 class ids.
-        knobs: (N, H, K) knob values applied at each step.
-        nfe: network evaluations per image.
-    """
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    knobs: np.ndarray
-    nfe: int
-
-
-def batch_seed(seed: int, batch: int) -> int:
-    """Reset seed of batch `batch` of a run with sampling seed `seed` (independent streams per pair)."""
-    return int(np.random.SeedSequence([int(seed), int(batch)]).generate_state(1)[0])
 
 
 @torch.no_grad()
@@ -104,25 +81,3 @@ def generate(policy: Predictor, env: VectorEnv, labels: torch.Tensor | np.ndarra
         images.append(torch.from_numpy(info["final_images"][: chunk.shape[0]]))
         knobs.append(np.stack(steps, axis=1)[: chunk.shape[0]])  # (b, H, K)
     return Generation(torch.cat(images), labels, np.concatenate(knobs), nfe)
-
-
-@torch.no_grad()
-def generate_static(
-    sampler: Sampler, schedule: torch.Tensor, labels: torch.Tensor | np.ndarray, seed: int, batch_size: int
-) -> Generation:
-    """Run a static (H, K) schedule on the sampler with `generate`'s batches, padding and seeds.
-
-    Batch b is drawn from the generator an env of `batch_size` lanes makes for `reset(seed=batch_seed(seed, b))`,
-    so a static schedule sees the same labels and noise as a policy run by `generate` on such an env (the
-    baseline schedule gives the same images bit for bit).
-    """
-    labels = torch.as_tensor(np.asarray(labels), dtype=torch.long).reshape(-1)
-    where = sampler.device if sampler.device.type == "cuda" else "cpu"
-    images = []
-    for start in range(0, labels.shape[0], batch_size):
-        chunk = labels[start : start + batch_size]
-        padded = torch.cat([chunk, chunk.new_zeros(batch_size - chunk.shape[0])])
-        generator = make_generator(batch_seed(seed, start // batch_size), where)
-        images.append(sampler.sample(padded.to(sampler.device), generator, schedule)[: chunk.shape[0]].float().cpu())
-    knobs = schedule.detach().cpu().numpy()[None].repeat(labels.shape[0], axis=0)  # (N, H, K) before projection
-    return Generation(torch.cat(images), labels, knobs, sampler.episode_nfe)

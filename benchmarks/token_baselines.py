@@ -30,11 +30,11 @@ from tqdm.auto import tqdm
 import adagen_env  # noqa: F401  (registers the ids)
 from adagen_env import zoo
 from adagen_env.data.shapes import GRAIN_SIGMA, ShapesDataset, render_shapes
+from adagen_env.evaluation import generate_static
 from adagen_env.metrics import balanced_labels, compute_metrics, shapes_reference
 from adagen_env.models.vq import add_grain
 from adagen_env.outputs import writable_dir, write_text
 from agents.reporting import COLUMNS
-from agents.rollout import generate_static
 
 STEPS = (4, 8, 16)
 SETTINGS: dict[str, dict] = {

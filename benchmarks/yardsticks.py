@@ -19,9 +19,9 @@ import torch
 from tqdm.auto import tqdm
 
 import adagen_env  # noqa: F401  (registers the ids)
+from adagen_env.evaluation import generate_static
 from adagen_env.metrics import FLOOR_SEED, balanced_labels, compute_metrics, shapes_reference
 from agents.reporting import COLUMNS
-from agents.rollout import generate_static
 
 POINTS = {  # env id -> step counts (None: the env's own)
     "AdaGen/DiT-v0": (4, 32),

@@ -29,8 +29,9 @@ import torch
 from torch import nn
 
 from adagen_env.errors import InvalidArgument
+from adagen_env.evaluation import generate_static
 from adagen_env.outputs import writable_dir, write_text
-from adagen_env.samplers import DiffusionSampler, FlowSampler, Sampler, make_generator
+from adagen_env.samplers import DiffusionSampler, FlowSampler, Sampler
 from adagen_env.samplers.maskgit import MaskGITSampler
 from adagen_env.samplers.schedules import static_schedule
 from adagen_env.samplers.var import VARSampler
@@ -183,27 +184,6 @@ def paradigm_eval(name: str) -> ParadigmEval:
             f"paradigms with a sampler factory: {sorted(PARADIGMS)} (add a row to adagen_env.zoo.evaluate.PARADIGMS)"
         )
     return PARADIGMS[paradigm]
-
-
-@torch.no_grad()
-def generate(
-    sampler: Sampler,
-    labels: torch.Tensor,
-    batch_size: int = BATCH_SIZE,
-    seed: int = SAMPLE_SEED,
-    on_batch: Callable[[int], None] | None = None,
-    schedule: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Samples for (n,) labels under an (H, K) `schedule` (the baseline when None), batch i seeded with `seed + i`;
-    returns (n, 3, R, R) on the CPU."""
-    chunks = []
-    for i, start in enumerate(range(0, labels.shape[0], batch_size)):
-        batch = labels[start : start + batch_size]
-        generator = make_generator(seed + i, sampler.device)
-        chunks.append(sampler.sample(batch.to(sampler.device), generator, schedule).float().cpu())
-        if on_batch is not None:
-            on_batch(batch.shape[0])
-    return torch.cat(chunks)
 
 
 @torch.no_grad()
@@ -434,9 +414,10 @@ def evaluate_zoo(
                 continue
             bar.set_postfix_str(f"{name} NFE {nfe} CFG {cfg} {settings or ''}")
             t0 = time.perf_counter()
-            images = generate(
-                sampler, labels, on_batch=lambda n, s=sampler: bar.update(n * s.episode_nfe), schedule=schedule
-            )
+            images = generate_static(
+                sampler, schedule, labels, SAMPLE_SEED, BATCH_SIZE, seeding="consecutive",
+                on_batch=lambda n, s=sampler: bar.update(n * s.episode_nfe),
+            ).images
             sample_seconds = time.perf_counter() - t0
             resolution = images.shape[-1]
             if str(resolution) not in floors:
@@ -462,7 +443,8 @@ def evaluate_zoo(
         best_row, grid, best_sampler, best_schedule = best
         if grid is None:  # a reused row: batch 0 again gives the same images
             first = labels[:BATCH_SIZE]
-            grid = class_grid(generate(best_sampler, first, schedule=best_schedule), first, num_classes)
+            again = generate_static(best_sampler, best_schedule, first, SAMPLE_SEED, BATCH_SIZE, seeding="consecutive")
+            grid = class_grid(again.images, first, num_classes)
         grid_path = out_dir / f"{stem}_{name}_samples.png"
         save_class_grid(grid, grid_path)
         generators[name] = {
@@ -568,7 +550,6 @@ __all__ = [
     "SamplerFactory",
     "class_grid",
     "evaluate_zoo",
-    "generate",
     "paradigm_eval",
     "results_markdown",
     "save_class_grid",

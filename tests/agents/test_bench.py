@@ -12,13 +12,14 @@ from conftest import tiny_dit  # tests/conftest.py
 from adagen_env import zoo
 from adagen_env.envs import SiTVectorEnv
 from adagen_env.errors import InvalidArgument
+from adagen_env.evaluation import generate_static
 from adagen_env.metrics import balanced_labels
 from adagen_env.samplers import FlowSampler
 from adagen_env.samplers.schedules import search_start, static_schedule
 from agents.bench import BenchConfig, bench, matching_nfe, tune, tune_cma
 from agents.cli import main
 from agents.reporting import agreed_verdict, verdict
-from agents.rollout import ZeroPolicy, generate, generate_static
+from agents.rollout import ZeroPolicy, generate
 
 TINY = dict(num_samples=4, seeds=(0, 1), search_samples=4, search_rounds=1, batch_size=4)
 

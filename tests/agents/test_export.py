@@ -13,6 +13,7 @@ from test_train import env_fn, tiny_args
 
 from adagen_env.envs import DiTVectorEnv
 from adagen_env.errors import CheckpointError, InvalidArgument
+from adagen_env.evaluation import generate_static
 from adagen_env.metrics import METRICS, balanced_labels, compute_metrics
 from adagen_env.samplers import DiffusionSampler, FlowSampler
 from adagen_env.samplers.schedules import load_schedule, read_schedule, save_schedule, static_schedule
@@ -21,7 +22,7 @@ from agents.checkpoint import load_model, save_model
 from agents.cli import main
 from agents.evaluate import eval_env
 from agents.export import EXPORT_SEED, export_schedule, time_grid
-from agents.rollout import ZeroPolicy, generate, generate_static
+from agents.rollout import ZeroPolicy, generate
 from agents.train import train
 
 TINY_BENCH = dict(num_samples=4, seeds=(0, 1), search_samples=4, search_rounds=0, batch_size=4, hand_made=False)

@@ -50,13 +50,13 @@ def test_reuse_keeps_measured_rows_and_samples_only_new_points(tmp_path, monkeyp
     wider = dataclasses.replace(PARADIGMS["var"], quick_points=PARADIGMS["var"].quick_points + cross({6: (3.0,)}))
     monkeypatch.setitem(PARADIGMS, "var", wider)
     sampled = []
-    real_generate = evaluate.generate
+    real_generate = evaluate.generate_static
 
-    def counting_generate(sampler, labels, **kwargs):
+    def counting_generate(sampler, schedule, labels, *args, **kwargs):
         sampled.append(labels.shape[0])
-        return real_generate(sampler, labels, **kwargs)
+        return real_generate(sampler, schedule, labels, *args, **kwargs)
 
-    monkeypatch.setattr(evaluate, "generate", counting_generate)
+    monkeypatch.setattr(evaluate, "generate_static", counting_generate)
     second = evaluate_zoo(["var"], num_samples=32, out_dir=tmp_path, quick=True, reuse=True)
     second = second["generators"]["var"]["results"]
     assert [r.pop("reused") for r in second[:2]] == [True, True]
