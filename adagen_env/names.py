@@ -20,8 +20,10 @@ ENVIRONMENTS = {
 
 DEFAULT_REWARD_MODEL = "adversarial-projected"
 """The reward every env and `adagen train` use unless told otherwise."""
-REWARD_MODELS = ("adversarial", "adversarial-ns", "adversarial-conv", "adversarial-projected", "batch-fid", "classifier")
-"""The names `adagen_env.rewards.make_reward_model` builds."""
+REWARD_MODELS = ("adversarial", "adversarial-ns", "adversarial-conv", "adversarial-projected",
+                 "adversarial-projected+classifier", "batch-fid", "classifier")
+"""The names `adagen_env.rewards.make_reward_model` builds ("adversarial-projected+classifier": the fidelity reward
+of a blend's fidelity policy, `adagen_env.rewards.FidelityReward`)."""
 
 OBSERVATIONS = ("features", "image", "step-only")
 """What the `features` observation holds: the generator's features, the sampler's raw intermediate image, or

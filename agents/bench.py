@@ -14,7 +14,9 @@ sees the same noise), it evaluates:
   selected on its own test noise);
 * `adaptive`: each `--policy` checkpoint, at the env and step count it was trained on;
 * `static`: each `--schedule` file (`adagen export-schedule` or a tuned row's), a row "static <file stem>" at the
-  env and step count it was written for.
+  env and step count it was written for;
+* `blend`: each `--blend FIDELITY DIVERSITY` pair (`agents.blend`) at every lambda of `--lambdas`, a row
+  "blend <lambda> (<fidelity> + <diversity>)" at the env and step count both were trained on.
 
 Every row has FID, KID, IS, precision/recall and class agreement with their spread over seeds, the NFE per
 image and the wall time per image. A difference smaller than the two rows' combined spread is a tie.
@@ -22,7 +24,8 @@ image and the wall time per image. A difference smaller than the two rows' combi
 Outputs in `out_dir`: `bench.json` (everything, with the settings), `bench.csv`, `bench.md` (tables, verdicts and
 the NFE at which each method matches the baseline at its largest NFE), `bench_fid_vs_nfe.png`, and per policy
 `bench_knobs_<env>_<steps>.png` (its knob trajectories per class; `<steps>` is `default` where the env fixes its
-step count, VAR), and per tuned row its table as a schedule file, `schedules/<env>_<steps>_<method>.json`
+step count, VAR), per blend point `bench_blend_<env>_<steps>.png` (precision, recall, FID, FD-SSL and class
+agreement against lambda), and per tuned row its table as a schedule file, `schedules/<env>_<steps>_<method>.json`
 (`adagen_env.samplers.schedules.load_schedule`; `adagen train --base-schedule` starts a policy from it). The CLI writes to `runs/bench` (`--quick`: `runs/bench_quick`) unless `--out` says otherwise.
 
 Letters: N images per seed, H horizon, K knobs.
@@ -62,6 +65,7 @@ from adagen_env.samplers.schedules import (
     search_start,
     static_schedule,
 )
+from agents.blend import Blend, load_blend
 from agents.checkpoint import check_meta, generator_expectation, load_model
 from agents.evaluate import eval_env, generators_line, score_seeds
 from agents.reporting import COLUMNS, SELECTION_METRIC, SHORT, agreed_verdict, change_cell, headline, stat_cells
@@ -113,6 +117,8 @@ class BenchConfig:
     """Evaluate the hand-made schedules besides the baseline."""
     cma_evaluations: int = 0
     """Candidates of the CMA-ES search over the whole per-step table (0: no CMA-ES row; needs `cma`)."""
+    blend_lambdas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    """The lambdas (weight of the fidelity policy) at which each blend is evaluated."""
 
     @classmethod
     def quick(cls) -> BenchConfig:
@@ -129,6 +135,8 @@ class BenchConfig:
             raise InvalidArgument(f"cma_evaluations must be 0 (off) or >= 2, got {self.cma_evaluations}")
         if self.search_rounds < 0 or self.batch_size < 1:
             raise InvalidArgument(f"need search_rounds >= 0 and batch_size >= 1, got {self.search_rounds}, {self.batch_size}")
+        if not self.blend_lambdas or not all(0 <= lam <= 1 for lam in self.blend_lambdas):
+            raise InvalidArgument(f"blend_lambdas must be numbers in [0, 1], got {list(self.blend_lambdas)}")
 
 
 def config_from_args(args: Any) -> BenchConfig:
@@ -147,6 +155,8 @@ def config_from_args(args: Any) -> BenchConfig:
                  if getattr(args, name) is not None}
     if args.seeds is not None:
         overrides["seeds"] = tuple(args.seeds)
+    if args.lambdas is not None:
+        overrides["blend_lambdas"] = tuple(args.lambdas)
     if args.baseline_steps is None:
         baseline_grid = {env_id: steps for env_id, steps in base.baseline_step_grid.items() if env_id in grid}
     else:
@@ -297,6 +307,24 @@ def _static_row(env_id: str, steps: int | None, method: str, kind: str, params: 
             "schedule": schedule.cpu().tolist(), **result}
 
 
+def _policy_env(path: str, meta: dict[str, Any], sampler: Sampler, config: BenchConfig, device: str) -> Any:
+    """The evaluation env of the policy at `path`, checked to run the bench's sampler settings and its recorded
+    generator."""
+    env = eval_env(meta["env_id"], meta["env_kwargs"], meta["smoothing"], config.batch_size, device)
+    if env.unwrapped.sampler.config() != sampler.config():
+        raise InvalidArgument(
+            f"policy {path!r} runs its sampler with {env.unwrapped.sampler.config()}, the bench's static "
+            f"rows with {sampler.config()}: they would not be at equal settings"
+        )
+    check_meta(path, meta, generator_expectation(meta, env.unwrapped))
+    return env
+
+
+def run_name(path: str | Path) -> str:
+    """How a row names a policy file: its run directory's name (the file itself when it has none)."""
+    return Path(path).parent.name or str(path)
+
+
 def bench(
     config: BenchConfig | None = None,
     policies: Sequence[str | Path] = (),
@@ -304,24 +332,27 @@ def bench(
     device: str = "cpu",
     command: str | None = None,
     schedules: Sequence[str | Path] = (),
+    blends: Sequence[tuple[str | Path, str | Path]] = (),
 ) -> dict[str, Any]:
     """Run the comparison; returns the results and writes them to `out_dir` (nothing written when None).
 
     `command` (the command line that ran it) is recorded in the results and printed atop the table. `schedules` are
-    schedule files, each a static row at its env and step count (`schedule_files`).
+    schedule files, each a static row at its env and step count (`schedule_files`). `blends` are (fidelity,
+    diversity) policy pairs (`agents.blend.load_blend`), each a row per lambda of `config.blend_lambdas`.
 
     Raises:
-        InvalidArgument: an env id without a step grid, a policy or schedule file whose env is not in the grid, or a
-            schedule file that does not fit its env's sampler.
-        CheckpointError: a corrupt policy checkpoint or schedule file.
+        InvalidArgument: an env id without a step grid, a policy, blend or schedule file whose env is not in the grid,
+            or a schedule file that does not fit its env's sampler.
+        CheckpointError: a corrupt policy checkpoint or schedule file, or a blend of policies of different envs.
     """
     config = config or BenchConfig()
     out = None if out_dir is None else writable_dir(out_dir)  # before any work
     labels = balanced_labels(config.num_samples)
     search_labels = balanced_labels(config.search_samples)
     loaded = [(str(path), *load_model(path, device=device)) for path in policies]
+    blended: list[Blend] = [load_blend(fidelity, diversity, device) for fidelity, diversity in blends]
     grid = {env_id: list(steps) for env_id, steps in config.step_grid.items()}
-    for path, _, meta in loaded:
+    for path, meta in [(path, meta) for path, _, meta in loaded] + [(b.paths[0], b.meta) for b in blended]:
         if meta["env_id"] not in grid:
             raise InvalidArgument(f"policy {path!r} is for {meta['env_id']}, which is not in the bench grid {sorted(grid)}")
         if policy_steps(meta) not in grid[meta["env_id"]]:
@@ -373,21 +404,28 @@ def bench(
         for path, model, meta in loaded:
             if meta["env_id"] != env_id or policy_steps(meta) != steps:
                 continue
-            policy_env = eval_env(env_id, meta["env_kwargs"], meta["smoothing"], config.batch_size, device)
-            if policy_env.unwrapped.sampler.config() != sampler.config():
-                raise InvalidArgument(
-                    f"policy {path!r} runs its sampler with {policy_env.unwrapped.sampler.config()}, the bench's static "
-                    f"rows with {sampler.config()}: they would not be at equal settings"
-                )
-            check_meta(path, meta, generator_expectation(meta, policy_env.unwrapped))
+            policy_env = _policy_env(path, meta, sampler, config, device)
             result = score_seeds(lambda seed: generate(model, policy_env, labels, seed), config.seeds, METRICS, device,
                                  desc=f"{env_id} {steps} policy")
             generation = result.pop("generation")
-            rows.append({"env_id": env_id, "steps": steps, "method": f"policy {Path(path).parent.name or path}",
+            rows.append({"env_id": env_id, "steps": steps, "method": f"policy {run_name(path)}",
                          "kind": "adaptive", "params": {"checkpoint": path, "algo": meta["algo"]},
                          "generator_digest": policy_env.unwrapped.generator_digest, **result})
             knob_plots.append((knob_plot_name(env_id, steps), generation, sampler.baseline_schedule().cpu().numpy(),
                                sampler.knob_names))
+        for blend in blended:
+            if blend.meta["env_id"] != env_id or policy_steps(blend.meta) != steps:
+                continue
+            policy_env = _policy_env(blend.paths[0], blend.meta, sampler, config, device)
+            pair = " + ".join(map(run_name, blend.paths))
+            for lam in config.blend_lambdas:
+                policy = blend.at(lam)
+                result = score_seeds(lambda seed: generate(policy, policy_env, labels, seed), config.seeds, METRICS,
+                                     device, desc=f"{env_id} {steps} blend {lam:g}")
+                result.pop("generation")
+                rows.append({"env_id": env_id, "steps": steps, "method": f"blend {lam:g} ({pair})", "kind": "blend",
+                             "params": {"fidelity": blend.paths[0], "diversity": blend.paths[1], "lambda": lam},
+                             "generator_digest": policy_env.unwrapped.generator_digest, **result})
         for path, record, file_steps, table in files:
             if record["env_id"] == env_id and file_steps == steps:
                 row = _static_row(env_id, steps, f"static {Path(path).stem}", "static",
@@ -491,6 +529,7 @@ def markdown(results: dict[str, Any]) -> str:
                              f"{heldout.mean():.4g} ± {heldout.std(ddof=1) if len(heldout) > 1 else 0:.2g} on "
                              f"{len(heldout)} held-out seeds of the same size (a search score far below the held-out "
                              "ones means the search fitted its seed's noise).")
+        lines += blend_table(group)
     lines += ["", "## NFE to match the baseline at its largest NFE", "",
               "| env | baseline at its largest NFE | method | smallest NFE that matches |", "|---|---|---|---|"]
     for env_id in dict.fromkeys(r["env_id"] for r in results["rows"]):
@@ -502,15 +541,70 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+BLEND_COLUMNS = ("precision", "recall", "fid", "fd_ssl", "class_agreement")
+"""The yardsticks of the blend sweep's table and figure, against lambda."""
+
+
+def _blend_pairs(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """The blend rows of `rows` by (fidelity, diversity) pair, in lambda order."""
+    pairs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["kind"] == "blend":
+            pairs.setdefault((row["params"]["fidelity"], row["params"]["diversity"]), []).append(row)
+    return {pair: sorted(found, key=lambda r: r["params"]["lambda"]) for pair, found in pairs.items()}
+
+
+def blend_table(group: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines of the blend sweep of one env and step count (none without blend rows): a table per pair,
+    mean ± std over seeds of `BLEND_COLUMNS` per lambda."""
+    lines: list[str] = []
+    for (fidelity, diversity), found in _blend_pairs(group).items():
+        lambdas = " ".join(f"{r['params']['lambda']:g}" for r in found)
+        lines += ["", f"Fidelity-diversity blend: lambda {lambdas} of fidelity "
+                      f"`{fidelity}` and 1 - lambda of diversity `{diversity}` "
+                      f"(`{blend_plot_name(found[0]['env_id'], found[0]['steps'])}`).", "",
+                  "| lambda | " + " | ".join(COLUMNS[k] for k in BLEND_COLUMNS) + " |",
+                  "|---|" + "---|" * len(BLEND_COLUMNS)]
+        for row in found:
+            cells = [f"{row['mean'][k]:.4g} ± {row['std'][k]:.2g}" if k in row["mean"] else "-" for k in BLEND_COLUMNS]
+            lines.append(f"| {row['params']['lambda']:g} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def blend_figure(rows: list[dict[str, Any]]) -> Any:
+    """`BLEND_COLUMNS` against lambda for the blend rows of one env and step count: a panel per yardstick, a line
+    per pair, error bars = std over seeds."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3.0 * len(BLEND_COLUMNS), 2.8), layout="constrained")
+    axes = fig.subplots(1, len(BLEND_COLUMNS), squeeze=False)[0]
+    for (fidelity, diversity), found in _blend_pairs(rows).items():
+        x = [r["params"]["lambda"] for r in found]
+        for ax, key in zip(axes, BLEND_COLUMNS):
+            ax.errorbar(x, [r["mean"][key] for r in found], yerr=[r["std"][key] for r in found], marker="o",
+                        capsize=2, label=f"{run_name(fidelity)} + {run_name(diversity)}")
+    for ax, key in zip(axes, BLEND_COLUMNS):
+        ax.set_title(COLUMNS[key])
+        ax.set_xlabel("lambda (weight of the fidelity policy)")
+    axes[0].legend(fontsize="xx-small")
+    return fig
+
+
+def blend_plot_name(env_id: str, steps: int | None) -> str:
+    """`bench_blend_<env>_<steps>.png`, spelt as `knob_plot_name`."""
+    return knob_plot_name(env_id, steps).replace("bench_knobs_", "bench_blend_", 1)
+
+
 def fid_figure(rows: list[dict[str, Any]]) -> Any:
-    """FID vs NFE per env (one panel each): a line per static method, error bars = std over seeds, policies as stars."""
+    """FID vs NFE per env (one panel each): a line per static method, error bars = std over seeds, policies as stars
+    (blend rows have their own figure, `blend_figure`)."""
     from matplotlib.figure import Figure
 
     envs = list(dict.fromkeys(r["env_id"] for r in rows))
     fig = Figure(figsize=(4.2 * len(envs), 3.4), layout="constrained")
     axes = fig.subplots(1, len(envs), squeeze=False)[0]
     for ax, env_id in zip(axes, envs):
-        env_rows = [r for r in rows if r["env_id"] == env_id]
+        env_rows = [r for r in rows if r["env_id"] == env_id and r["kind"] != "blend"]
         for method in dict.fromkeys(r["method"] for r in env_rows):
             points = sorted((r for r in env_rows if r["method"] == method), key=lambda r: r["nfe"])
             kind = points[0]["kind"]
@@ -553,7 +647,8 @@ def knob_plot_name(env_id: str, steps: int | None) -> str:
 
 
 def write_outputs(results: dict[str, Any], out: Path, knob_plots: Sequence[tuple[str, Generation, np.ndarray, tuple[str, ...]]] = ()) -> None:
-    """bench.json, bench.csv, bench.md, bench_fid_vs_nfe.png and the policies' knob figures, each written whole."""
+    """bench.json, bench.csv, bench.md, bench_fid_vs_nfe.png, the policies' knob figures and the blend figures,
+    each written whole."""
     write_text(out / "bench.json", json.dumps(results, indent=2) + "\n")
     write_text(out / "bench.md", markdown(results))
     table = io.StringIO()
@@ -568,6 +663,9 @@ def write_outputs(results: dict[str, Any], out: Path, knob_plots: Sequence[tuple
     save_figure(fid_figure(results["rows"]), out / "bench_fid_vs_nfe.png", dpi=110)
     for name, generation, baseline, knob_names in knob_plots:
         save_figure(class_knob_figure(generation, baseline, knob_names), out / name, dpi=110)
+    for (env_id, steps), group in _group(results["rows"]).items():
+        if any(row["kind"] == "blend" for row in group):
+            save_figure(blend_figure(group), out / blend_plot_name(env_id, steps), dpi=110)
 
 
-__all__ = ["BenchConfig", "bench", "knob_plot_name", "markdown", "matching_nfe", "tune", "tune_cma"]
+__all__ = ["BenchConfig", "bench", "blend_plot_name", "knob_plot_name", "markdown", "matching_nfe", "tune", "tune_cma"]

@@ -104,7 +104,7 @@ def _bench(args: argparse.Namespace) -> None:
         out = args.out or ("runs/bench_quick" if args.quick else "runs/bench")
         command = args.command_line if args.out else f"{args.command_line} --out {out}"  # the record names its folder
         results = bench(config, policies=args.policy or [], out_dir=out, device=args.device, command=command,
-                        schedules=args.schedule or [])
+                        schedules=args.schedule or [], blends=[tuple(pair) for pair in args.blend or []])
     except AdaGenError as exc:
         raise SystemExit(f"adagen bench: error: {exc}") from exc
     print(markdown(results))
@@ -194,6 +194,11 @@ def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--schedule", nargs="+", action="extend", metavar="FILE",
                        help="schedule files (`adagen export-schedule`, a bench's schedules/), each a static row at its "
                             "env and step count")
+    bench.add_argument("--blend", nargs=2, action="append", metavar=("FIDELITY", "DIVERSITY"),
+                       help="two policies of one env (the fidelity one trained with --reward-model "
+                            "adversarial-projected+classifier): a row per --lambdas value (agents.blend; repeatable)")
+    bench.add_argument("--lambdas", type=float, nargs="+", default=None,
+                       help="blend weights of the fidelity policy, in [0, 1] (default: 0 0.25 0.5 0.75 1)")
     bench.add_argument("--num-samples", type=int, default=None, help="images per seed")
     bench.add_argument("--seeds", type=int, nargs="+", default=None)
     bench.add_argument("--search-samples", type=int, default=None, help="images per candidate of the tuned search")

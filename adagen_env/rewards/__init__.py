@@ -1,4 +1,5 @@
-"""Reward models behind one interface: the online adversarial discriminator (default) and two frozen ones."""
+"""Reward models behind one interface: the online adversarial discriminator (default), two frozen ones, and the
+adversarial reward mixed with the frozen classifier (the fidelity reward)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ from adagen_env.names import DEFAULT_REWARD_MODEL, REWARD_MODELS  # the tables (
 from adagen_env.rewards.adversarial import AdversarialReward, ConvDiscriminator, TransformerDiscriminator
 from adagen_env.rewards.base import RewardModel
 from adagen_env.rewards.frozen import BatchFIDReward, ClassifierReward
+from adagen_env.rewards.mixed import CLASSIFIER_WEIGHT, FidelityReward
 from adagen_env.rewards.projected import ProjectedDiscriminator
 
 
 def make_reward_model(name: str, num_classes: int, resolution: int, device: torch.device | str = "cpu") -> RewardModel:
     """Build a reward model by name, one of `REWARD_MODELS` ("adversarial-ns": log-sigmoid, non-saturating;
-    "adversarial-projected": the projected discriminator with DiffAugment's translation and cutout)."""
+    "adversarial-projected": the projected discriminator with DiffAugment's translation and cutout;
+    "adversarial-projected+classifier": that reward plus `CLASSIFIER_WEIGHT` times the frozen classifier's
+    log-probability, `FidelityReward`, for a blend's fidelity policy)."""
     if name == "adversarial":
         return AdversarialReward(num_classes, resolution, device=device)
     if name == "adversarial-ns":
@@ -25,6 +29,8 @@ def make_reward_model(name: str, num_classes: int, resolution: int, device: torc
         return AdversarialReward(num_classes, resolution, architecture="conv", device=device)
     if name == "adversarial-projected":
         return AdversarialReward(num_classes, resolution, architecture="projected", device=device)
+    if name == "adversarial-projected+classifier":
+        return FidelityReward(num_classes, resolution, architecture="projected", device=device)
     if name == "batch-fid":
         return BatchFIDReward(num_classes, resolution, device=device)
     if name == "classifier":
@@ -39,8 +45,10 @@ __all__ = [
     "REWARD_MODELS",
     "AdversarialReward",
     "BatchFIDReward",
+    "CLASSIFIER_WEIGHT",
     "ClassifierReward",
     "ConvDiscriminator",
+    "FidelityReward",
     "ProjectedDiscriminator",
     "RewardModel",
     "TransformerDiscriminator",
