@@ -19,7 +19,7 @@ def _zoo_train(args: argparse.Namespace) -> None:
 
 
 def _zoo_eval(args: argparse.Namespace) -> None:
-    from adagen_env.zoo.evaluate import evaluate_zoo
+    from adagen_env.evaluation.zoo_eval import evaluate_zoo
 
     evaluate_zoo(args.names, args.num_samples, args.out, args.device, quick=args.quick, reuse=args.reuse)
 

@@ -43,10 +43,10 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from adagen_env import zoo
+from adagen_env.evaluation.grids import PARADIGMS
 from adagen_env.metrics import balanced_labels, compute_metrics
 from adagen_env.models.dit import DiT
 from adagen_env.samplers import Sampler, make_generator
-from adagen_env.zoo.evaluate import PARADIGMS
 
 METRICS = ("fid", "ssl")
 SEED_STRIDE = 1000

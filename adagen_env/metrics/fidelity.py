@@ -33,9 +33,11 @@ from adagen_env.checks import check_images, check_labels
 from adagen_env.data.shapes import ShapesDataset
 from adagen_env.errors import InvalidArgument
 from adagen_env.metrics.base import ImageTensorDataset, ShapesExtractorBase, kid_subset_size, to_uint8
+from adagen_env.models.weights import load_network, load_shipped
+from adagen_env.models.weights import weights_path as shipped_path
 
 SHAPES_EXTRACTOR = "shapes-classifier"
-"""torch-fidelity name of the shapes classifier feature extractor (also its zoo name)."""
+"""torch-fidelity name of the shapes classifier feature extractor (also the name of its shipped weights)."""
 INCEPTION_EXTRACTOR = "inception-v3-compat"
 """torch-fidelity's standard Inception-v3 (TF-compatible FID); needs a weights file on disk here."""
 DINOV2_EXTRACTORS = ("dinov2-vit-s-14", "dinov2-vit-b-14", "dinov2-vit-l-14", "dinov2-vit-g-14")
@@ -63,7 +65,7 @@ _REFERENCE_CACHE: dict[tuple[int, int, int, int], tuple[torch.Tensor, torch.Tens
 
 # -- the registered feature extractor ----------------------------------------------------------------
 def load_classifier(weights_path: str | Path | None = None, device: torch.device | str = "cpu") -> torch.nn.Module:
-    """The shapes classifier: the zoo's shipped weights, or those of a `.safetensors` file.
+    """The shapes classifier: its shipped weights, or those of a `.safetensors` file.
 
     Args:
         weights_path: None for `adagen_env/zoo/weights/shapes-classifier.safetensors`; else a safetensors
@@ -73,21 +75,11 @@ def load_classifier(weights_path: str | Path | None = None, device: torch.device
     Raises:
         CheckpointError: the weights are missing, unreadable, or do not match the config.
     """
-    from adagen_env import zoo
     from adagen_env.models.classifier import ClassifierConfig, ShapesClassifier
 
     if weights_path is None:
-        return zoo.load(SHAPES_EXTRACTOR, device=device)
-    path = Path(weights_path)
-    config = ClassifierConfig()
-    meta = path.with_suffix(".json")
-    if meta.exists():
-        import json
-
-        config = ClassifierConfig(**json.loads(meta.read_text())["config"])
-    model = ShapesClassifier(config)
-    zoo.load_state(model, path)
-    return model.to(device).eval().requires_grad_(False)
+        return load_shipped(SHAPES_EXTRACTOR, ShapesClassifier, ClassifierConfig, device=device)
+    return load_network(weights_path, ShapesClassifier, ClassifierConfig, ClassifierConfig(), device)
 
 
 class ShapesFeatureExtractor(ShapesExtractorBase):
@@ -171,9 +163,7 @@ def classifier_features(
 
 def _weights_key(weights_path: str | Path | None) -> str:
     """Identity of a classifier weights file: path, size and modification time."""
-    from adagen_env import zoo
-
-    path = Path(zoo.weights_path(SHAPES_EXTRACTOR) if weights_path is None else weights_path).resolve()
+    path = Path(shipped_path(SHAPES_EXTRACTOR) if weights_path is None else weights_path).resolve()
     stat = path.stat()
     return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
 

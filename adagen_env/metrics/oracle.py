@@ -28,7 +28,8 @@ import torch
 from adagen_env.checks import check_images, check_labels
 from adagen_env.data.shapes import GRAIN_SIGMA, SHAPE_CLASSES, ShapesDataset, render_shapes
 from adagen_env.errors import InvalidArgument
-from adagen_env.models.factors import factors_to_vector, vector_to_factors
+from adagen_env.models.factors import FactorNet, FactorNetConfig, factors_to_vector, vector_to_factors
+from adagen_env.models.weights import load_shipped
 
 COVERAGE_FACTORS: tuple[str, ...] = (
     "size", "centre_x", "centre_y", "angle_cos", "angle_sin", "fg_r", "fg_g", "fg_b", "bg_r", "bg_g", "bg_b",
@@ -47,17 +48,15 @@ TRUE_FACTORS_PER_CLASS = 2000
 """True factor draws per class."""
 _QUANTILES = torch.linspace(0.0025, 0.9975, 200)
 FACTOR_NET = "shapes-factors"
-"""Zoo name of the factor network."""
+"""Name of the factor network's shipped weights (its zoo name)."""
 _NETS: dict[str, torch.nn.Module] = {}
 
 
 def load_factor_net(device: torch.device | str = "cpu") -> torch.nn.Module:
-    """The zoo's frozen factor network (loaded once per process and device)."""
-    from adagen_env import zoo
-
+    """The shipped frozen factor network (loaded once per process and device)."""
     key = str(torch.device(device))
     if key not in _NETS:
-        _NETS[key] = zoo.load(FACTOR_NET, device=device)
+        _NETS[key] = load_shipped(FACTOR_NET, FactorNet, FactorNetConfig, device=device)
     return _NETS[key]
 
 

@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from adagen_env.errors import InvalidArgument
 from adagen_env.metrics import base
 from adagen_env.metrics.base import ShapesExtractorBase
+from adagen_env.models.ssl import SSLConfig, SSLEncoder
+from adagen_env.models.weights import load_shipped
 
 SSL_EXTRACTOR = "shapes-ssl"
 """torch-fidelity name of the self-supervised shapes encoder (also its zoo name)."""
@@ -65,12 +67,10 @@ _FEATURE_MEMO_SIZE = 64
 
 
 def load_ssl_encoder(device: torch.device | str = "cpu") -> SSLFeatures:
-    """The zoo's frozen self-supervised encoder with its block scales (built once per process and device)."""
-    from adagen_env import zoo
-
+    """The shipped frozen self-supervised encoder with its block scales (built once per process and device)."""
     key = str(torch.device(device))
     if key not in _NETS:
-        _NETS[key] = SSLFeatures(zoo.load(SSL_EXTRACTOR, device=device)).eval()
+        _NETS[key] = SSLFeatures(load_shipped(SSL_EXTRACTOR, SSLEncoder, SSLConfig, device=device)).eval()
     return _NETS[key]
 
 

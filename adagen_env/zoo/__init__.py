@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from adagen_env.data.shapes import GRAIN_SIGMA
-from adagen_env.errors import CheckpointError, InvalidArgument
+from adagen_env.errors import InvalidArgument
 from adagen_env.models.classifier import ClassifierConfig, ShapesClassifier, classifier_loss
 from adagen_env.models.dit import DiT, DiTConfig
 from adagen_env.models.factors import FactorNet, FactorNetConfig, factor_loss
@@ -31,10 +31,8 @@ from adagen_env.models.paths import PATHS, path_for, time_at_log_snr
 from adagen_env.models.ssl import SSLConfig, SSLEncoder, ssl_loss
 from adagen_env.models.var import VAR, VARConfig, var_loss
 from adagen_env.models.vq import VQConfig
+from adagen_env.models.weights import WEIGHTS_DIR, load_shipped, load_state, weights_path
 from adagen_env.zoo.training import SEGMENTS, LossFn, TrainConfig, train
-
-WEIGHTS_DIR = Path(__file__).parent / "weights"
-
 
 TIME_SAMPLINGS = ("uniform", "logit-normal", "log-snr-normal")
 """How training draws t: uniform on [0, 1]; sigmoid of a standard normal (SD3's logit-normal, which spends more of the
@@ -178,10 +176,6 @@ def entry(name: str) -> ZooEntry:
     return ZOO[name]
 
 
-def weights_path(name: str, weights_dir: str | Path = WEIGHTS_DIR) -> Path:
-    return Path(weights_dir) / f"{name}.safetensors"
-
-
 def load(name: str, device: str | torch.device = "cpu", weights_dir: str | Path = WEIGHTS_DIR) -> nn.Module:
     """Build zoo model `name` and load its shipped weights; returns it frozen, in eval mode.
 
@@ -190,37 +184,7 @@ def load(name: str, device: str | torch.device = "cpu", weights_dir: str | Path 
         CheckpointError: weights missing, unreadable, or of another shape than the config says.
     """
     recipe = entry(name)
-    path = weights_path(name, weights_dir)
-    if not path.exists():
-        raise CheckpointError(f"no weights for zoo model {name!r} at {str(path)!r}; train them with `adagen zoo train {name}`")
-    meta_path = path.with_suffix(".json")
-    config = recipe.config
-    if meta_path.exists():
-        config = type(recipe.config)(**json.loads(meta_path.read_text())["config"])
-    model = recipe.model_cls(config)
-    load_state(model, path)
-    return model.to(device).eval().requires_grad_(False)
-
-
-def load_state(model: nn.Module, path: str | Path) -> None:
-    """Load a safetensors file into `model`, naming the file and every mismatch on failure."""
-    try:
-        state = load_file(str(path))
-    except Exception as exc:
-        raise CheckpointError(f"cannot read weights file {str(path)!r}: {exc}") from exc
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        raise CheckpointError(
-            f"weights file {str(path)!r} does not match {type(model).__name__}: "
-            f"missing {missing[:5]}, unexpected {unexpected[:5]}, shape mismatches {shapes[:5]}"
-        )
-    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if broken:
-        raise CheckpointError(f"weights file {str(path)!r} has NaN or infinite values in {broken[:5]}: it is damaged")
-    model.load_state_dict(state)
+    return load_shipped(name, recipe.model_cls, type(recipe.config), recipe.config, device, weights_dir)
 
 
 def weights_digest(model: nn.Module) -> str:

@@ -1,4 +1,5 @@
-"""The layering holds: the library never imports the RL side, and no module imports itself back in a loop."""
+"""The layering holds: the library never imports the RL side, each floor of it imports only lower ones, the metrics
+never import the zoo, and no module imports itself back in a loop."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("adagen_env", "agents")
+FLOORS = ("data", "models", "zoo", "samplers", "adapters", "rewards", "envs", "wrappers", "metrics", "evaluation")
+"""The subpackages of `adagen_env` from the lowest floor up (docs/design.md 1); its top-level modules (errors, checks,
+names, outputs) sit below them all."""
 
 
 def _module_name(path: Path) -> str:
@@ -44,6 +48,30 @@ def test_the_library_never_imports_the_rl_side_or_the_benchmarks() -> None:
                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
                 for name in names:
                     assert name.split(".")[0] not in ("agents", "benchmarks"), f"{path.relative_to(ROOT)} imports {name}"
+
+
+def _floor(module: str) -> int:
+    """Index of `module`'s floor in `FLOORS`; -1 for a top-level module of `adagen_env`."""
+    part = module.split(".")[1]
+    return FLOORS.index(part) if part in FLOORS else -1
+
+
+def test_each_floor_of_the_library_imports_only_lower_floors() -> None:
+    graph = _imports()
+    assert {m.split(".")[1] for m in graph if m.count(".") and m.startswith("adagen_env.")
+            and (ROOT / "adagen_env" / m.split(".")[1]).is_dir()} == set(FLOORS), "a subpackage is missing from FLOORS"
+    for name, targets in graph.items():
+        if not name.startswith("adagen_env."):
+            continue
+        for target in targets:
+            if target.startswith("adagen_env."):  # the package itself (`from adagen_env import zoo`) is no floor
+                assert _floor(target) <= _floor(name), f"{name} imports {target}, a higher floor"
+
+
+def test_the_metrics_never_import_the_zoo() -> None:
+    for name, targets in _imports().items():
+        if name.startswith("adagen_env.metrics"):
+            assert not [t for t in targets if t.startswith("adagen_env.zoo")], f"{name} imports the zoo"
 
 
 def test_no_import_cycles() -> None:

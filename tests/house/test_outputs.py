@@ -34,7 +34,7 @@ def test_cli_path_defaults_are_under_runs_or_checkpoints() -> None:
 
 
 def test_library_output_defaults_are_under_runs() -> None:
-    from adagen_env.zoo.evaluate import evaluate_zoo
+    from adagen_env.evaluation.zoo_eval import evaluate_zoo
     from agents.ablation import run_ablation
     from agents.bench import bench
     from agents.evaluate import evaluate

@@ -5,8 +5,8 @@ schedule at every (NFE, CFG) point of its paradigm's grid, on the same class-bal
 per-batch seeds (so every point sees the same initial noise), and scored by `adagen_env.metrics` against
 the real shapes reference. The real-vs-real floor at the same sample count is measured beside them.
 
-Paradigms are rows of `PARADIGMS` (paradigm -> sampler factory and grid), like the zoo's own `ZOO` table; a
-new paradigm (MaskGIT, VAR...) joins the benchmark by adding a row.
+Each paradigm's sampler and grid are its row of `adagen_env.evaluation.grids.PARADIGMS`; batches are run by
+`generate_static` with the ``"consecutive"`` seeding, which the committed `benchmarks/results/zoo` numbers rely on.
 
 Outputs, in `out_dir`: `zoo.json` (every number, plus the settings that produced them), `zoo.md` (tables)
 and `zoo_<name>_samples.png` (rows = classes, at the generator's best-FID point). With `quick=True` the
@@ -19,8 +19,7 @@ import json
 import math
 import platform
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,34 +27,21 @@ from typing import Any
 import torch
 from torch import nn
 
+from adagen_env import zoo
 from adagen_env.errors import InvalidArgument
-from adagen_env.evaluation import generate_static
+from adagen_env.evaluation.grids import PARADIGMS, GridPoint, paradigm_eval
+from adagen_env.evaluation.static import generate_static
+from adagen_env.metrics import (
+    FLOOR_SEED,
+    REFERENCE_SEED,
+    SHAPES_EXTRACTOR,
+    balanced_labels,
+    compute_metrics,
+    real_floor,
+    shapes_reference,
+)
 from adagen_env.outputs import writable_dir, write_text
-from adagen_env.samplers import DiffusionSampler, FlowSampler, Sampler
-from adagen_env.samplers.maskgit import MaskGITSampler
-from adagen_env.samplers.schedules import static_schedule
-from adagen_env.samplers.var import VARSampler
 
-SamplerFactory = Callable[..., Sampler]
-"""(frozen model, NFE, CFG scale or None, device, **settings) -> a sampler whose baseline schedule gets evaluated."""
-
-NFE_GRID = (4, 8, 16, 32, 64)
-"""Conditional network evaluations per image (a guided step costs twice that; see `episode_nfe`). For the
-token paradigms one step is one network evaluation: MaskGIT's steps, VAR's scales."""
-CFG_BY_NFE: dict[int, tuple[float | None, ...]] = {
-    4: (None, 1.0, 3.0),
-    8: (None, 1.0, 3.0),
-    16: (None, 3.0),
-    32: (None, 1.0, 3.0),
-    64: (None, 3.0),
-}
-"""Guidance weights w (out = cond + w (cond - uncond); None = unguided) run at each step count. w = 3 gave the best
-class agreement in a first look, so it is kept at every step count; w = 1 (the envs' baseline) at low step counts and
-at 32 steps, where a guided run costs NFE 64: the other end of the 8-vs-64 NFE comparison. Cost: each
-point takes num_samples / 256 batches x `episode_nfe` batch-256 DiT forwards (0.5-1.5 s each on the 2-core build
-machine, depending on its load); this grid is 460 forwards per batch, ~35-70 min per generator at 2000 samples."""
-QUICK_NFE_GRID = (2, 4)
-QUICK_CFG_GRID: tuple[float | None, ...] = (None, 1.0)
 QUICK_MAX_SAMPLES = 64
 BATCH_SIZE = 256
 """Images per sampler call."""
@@ -67,125 +53,6 @@ GRID_UPSCALE = 4
 """Nearest-neighbour upscaling of the grid PNG, so 16x16 samples are visible."""
 
 
-@dataclass(frozen=True)
-class GridPoint:
-    """One setting of the benchmark: NFE, CFG weight, and any other constructor arguments of the sampler."""
-
-    nfe: int
-    cfg: float | None
-    settings: tuple[tuple[str, Any], ...] = ()
-    """Extra sampler arguments as (name, value) pairs, e.g. (("top_k", 0),)."""
-
-
-def cross(cfg_by_nfe: dict[int, tuple[float | None, ...]], *settings: dict[str, Any]) -> tuple[GridPoint, ...]:
-    """Every (NFE, CFG) of `cfg_by_nfe`, once per settings dict (once with none when no dict is given)."""
-    variants = [tuple(sorted(extra.items())) for extra in settings] or [()]
-    return tuple(GridPoint(nfe, cfg, extra) for nfe, cfgs in cfg_by_nfe.items() for cfg in cfgs for extra in variants)
-
-
-@dataclass(frozen=True)
-class ParadigmEval:
-    """How the benchmark samples one paradigm."""
-
-    make_sampler: SamplerFactory
-    """Builds the sampler for one grid point."""
-    solver: str = ""
-    """Name of the update rule, recorded in the results."""
-    points: tuple[GridPoint, ...] = field(default_factory=lambda: cross(CFG_BY_NFE))
-    """The full grid, in run order."""
-    quick_points: tuple[GridPoint, ...] = field(
-        default_factory=lambda: cross({nfe: QUICK_CFG_GRID for nfe in QUICK_NFE_GRID})
-    )
-    """The smoke-run grid."""
-    fixed_nfe: bool = False
-    """True where the model fixes the step count (VAR's scales): the factory then takes nfe=None."""
-    schedule_settings: tuple[str, ...] = ()
-    """Settings that go to the paradigm's static schedule family (`static_schedule`, on top of the baseline) rather
-    than to the sampler, e.g. the token samplers' sampling temperature, which they take only as a knob."""
-
-    def grid(self, quick: bool = False) -> tuple[GridPoint, ...]:
-        return self.quick_points if quick else self.points
-
-    def build(
-        self, model: nn.Module, point: GridPoint, device: torch.device | str
-    ) -> tuple[Sampler, torch.Tensor | None]:
-        """The sampler of one grid point and its (H, K) schedule (None: the sampler's baseline)."""
-        settings = dict(point.settings)
-        knobs = {name: settings.pop(name) for name in self.schedule_settings if name in settings}
-        sampler = self.make_sampler(model, point.nfe, point.cfg, device, **settings)
-        return sampler, static_schedule(sampler, **knobs) if knobs else None
-
-
-def _ode_factory(cls: type[Sampler], solver: str) -> SamplerFactory:
-    def make(model: nn.Module, nfe: int, cfg: float | None, device: torch.device | str, **settings: Any) -> Sampler:
-        return cls(model, num_steps=nfe, solver=solver, cfg_scale=cfg, device=device, **settings)
-
-    return make
-
-
-def _maskgit_factory(model: nn.Module, nfe: int, cfg: float | None, device: torch.device | str, **settings: Any) -> Sampler:
-    return MaskGITSampler(model, num_steps=nfe, cfg_scale=cfg, device=device, **settings)
-
-
-def _var_factory(model: nn.Module, nfe: int | None, cfg: float | None, device: torch.device | str, **settings: Any) -> Sampler:
-    if nfe is not None and nfe != len(model.scales):
-        raise InvalidArgument(f"VAR samples one step per scale: nfe must be {len(model.scales)} (scales {model.scales}), got {nfe}")
-    return VARSampler(model, cfg_scale=cfg, device=device, **settings)
-
-
-MASKGIT_CFG_BY_NFE: dict[int, tuple[float | None, ...]] = {nfe: (None, 1.0, 3.0) for nfe in (4, 8, 16, 32)}
-"""MaskGIT's steps and CFG weights (its baseline ramps CFG linearly up to w; w = 1 is the env's baseline); re-masking
-and sampling temperatures beside at 8 steps."""
-VAR_SCALES = 6
-"""Scales of the zoo VAR (1, 2, 3, 4, 6, 8): one network evaluation each."""
-
-DIFFUSION_CFG_BY_NFE: dict[int, tuple[float | None, ...]] = {
-    nfe: cfgs + ((4.0, 5.0) if nfe in (16, 32) else ()) for nfe, cfgs in CFG_BY_NFE.items()
-}
-"""`CFG_BY_NFE` plus w = 4 and 5 at 16 and 32 steps (NFE 32 and 64) for the diffusion generator: its class agreement
-still rose past w = 3 in an ad-hoc first look (0.774, 0.794, 0.804, 0.807 at w = 2, 3, 4, 5 and 16 steps)."""
-
-PARADIGMS: dict[str, ParadigmEval] = {
-    "diffusion": ParadigmEval(
-        _ode_factory(DiffusionSampler, "dpmpp2m"),
-        solver="dpmpp2m",
-        points=cross(DIFFUSION_CFG_BY_NFE),
-    ),
-    "flow": ParadigmEval(_ode_factory(FlowSampler, "dpmpp2m"), solver="dpmpp2m"),
-    "maskgit": ParadigmEval(
-        _maskgit_factory,
-        solver="confidence re-masking",
-        points=cross(MASKGIT_CFG_BY_NFE)
-        + cross({8: (1.0,)}, {"remask_temp": 0.3}, {"remask_temp": 3.0}, {"temperature": 0.7}, {"temperature": 1.5}),
-        quick_points=cross({2: (None, 1.0)}),
-        schedule_settings=("temperature",),
-    ),
-    "var": ParadigmEval(
-        _var_factory,
-        solver="next-scale",
-        points=cross({VAR_SCALES: (None, 1.5, 3.0)}, {}, {"top_k": 0}, {"top_k": 8})
-        + cross({VAR_SCALES: (1.5,)}, {"temperature": 0.8}, {"temperature": 1.2}),
-        quick_points=cross({VAR_SCALES: (None, 1.5)}),
-        fixed_nfe=True,
-        schedule_settings=("temperature",),
-    ),
-}
-"""paradigm (the zoo entry's `paradigm`) -> how to sample and which grid to run."""
-
-
-def paradigm_eval(name: str) -> ParadigmEval:
-    """The benchmark row of zoo generator `name`; raises `InvalidArgument` if its paradigm has none."""
-    from adagen_env.zoo import entry
-
-    paradigm = entry(name).paradigm
-    if paradigm not in PARADIGMS:
-        raise InvalidArgument(
-            f"zoo model {name!r} has paradigm {paradigm!r}, which the benchmark cannot sample; "
-            f"paradigms with a sampler factory: {sorted(PARADIGMS)} (add a row to adagen_env.zoo.evaluate.PARADIGMS)"
-        )
-    return PARADIGMS[paradigm]
-
-
 @torch.no_grad()
 def tokenizer_reconstruction(
     model: nn.Module, num_samples: int, device: torch.device | str = "cpu"
@@ -195,8 +62,6 @@ def tokenizer_reconstruction(
     The same real images and reference as `real_floor`, so the two compare directly: the reconstruction's FID
     bounds what the token generator on top of this tokenizer can reach.
     """
-    from adagen_env.metrics import FLOOR_SEED, compute_metrics, shapes_reference
-
     tokenizer = model.tokenizer
     real, labels = shapes_reference(num_samples, tokenizer.config.resolution, seed=FLOOR_SEED)
     recon = [
@@ -334,16 +199,6 @@ def evaluate_zoo(
         CheckpointError: a generator's or the classifier's weights are missing.
     """
     from tqdm.auto import tqdm
-
-    from adagen_env import zoo
-    from adagen_env.metrics import (
-        FLOOR_SEED,
-        REFERENCE_SEED,
-        SHAPES_EXTRACTOR,
-        balanced_labels,
-        compute_metrics,
-        real_floor,
-    )
 
     skipped: dict[str, str] = {}
     if names:
@@ -514,9 +369,7 @@ def _weights_meta(name: str) -> dict[str, Any]:
     """Short identity of a zoo weights file: its name, size and the first 16 hex digits of its SHA-256."""
     import hashlib
 
-    from adagen_env.zoo import weights_path
-
-    path = weights_path(name)
+    path = zoo.weights_path(name)
     if not path.exists():
         return {"file": path.name, "missing": True}
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
@@ -543,14 +396,8 @@ def _version(module: str) -> str:
 
 
 __all__ = [
-    "CFG_BY_NFE",
-    "NFE_GRID",
-    "PARADIGMS",
-    "ParadigmEval",
-    "SamplerFactory",
     "class_grid",
     "evaluate_zoo",
-    "paradigm_eval",
     "results_markdown",
     "save_class_grid",
     "tokenizer_reconstruction",

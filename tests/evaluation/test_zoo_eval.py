@@ -1,4 +1,4 @@
-"""The zoo benchmark's grids: one table of points per paradigm, token paradigms included."""
+"""The zoo benchmark: one grid of points per paradigm, token paradigms included; reuse of measured rows."""
 
 import dataclasses
 import json
@@ -8,8 +8,9 @@ import torch
 
 from adagen_env import zoo
 from adagen_env.errors import InvalidArgument
-from adagen_env.zoo import evaluate
-from adagen_env.zoo.evaluate import PARADIGMS, GridPoint, cross, evaluate_zoo
+from adagen_env.evaluation import zoo_eval
+from adagen_env.evaluation.grids import PARADIGMS, GridPoint, cross
+from adagen_env.evaluation.zoo_eval import evaluate_zoo
 
 
 def test_cross_repeats_each_nfe_cfg_point_per_settings_dict():
@@ -50,13 +51,13 @@ def test_reuse_keeps_measured_rows_and_samples_only_new_points(tmp_path, monkeyp
     wider = dataclasses.replace(PARADIGMS["var"], quick_points=PARADIGMS["var"].quick_points + cross({6: (3.0,)}))
     monkeypatch.setitem(PARADIGMS, "var", wider)
     sampled = []
-    real_generate = evaluate.generate_static
+    real_generate = zoo_eval.generate_static
 
     def counting_generate(sampler, schedule, labels, *args, **kwargs):
         sampled.append(labels.shape[0])
         return real_generate(sampler, schedule, labels, *args, **kwargs)
 
-    monkeypatch.setattr(evaluate, "generate_static", counting_generate)
+    monkeypatch.setattr(zoo_eval, "generate_static", counting_generate)
     second = evaluate_zoo(["var"], num_samples=32, out_dir=tmp_path, quick=True, reuse=True)
     second = second["generators"]["var"]["results"]
     assert [r.pop("reused") for r in second[:2]] == [True, True]
@@ -70,9 +71,9 @@ def test_rows_of_other_weights_are_never_reused():
     row = {"nfe": 6, "cfg": 1.5, "fid": 1.0}
     other_weights = {"file": "var.safetensors", "sha256_16": "0" * 16}
     previous = {"generators": {"var": {"weights": other_weights, "results": [row]}}}
-    assert evaluate._measured_rows(previous, "var") == {}
-    previous["generators"]["var"]["weights"] = evaluate._weights_meta("var")
-    assert evaluate._measured_rows(previous, "var") == {(6, 1.5, "{}"): row}
+    assert zoo_eval._measured_rows(previous, "var") == {}
+    previous["generators"]["var"]["weights"] = zoo_eval._weights_meta("var")
+    assert zoo_eval._measured_rows(previous, "var") == {(6, 1.5, "{}"): row}
 
 
 def test_schedule_settings_go_to_the_static_schedule_not_the_sampler():
