@@ -11,13 +11,25 @@ sampler and defaults; the transition is written once, here, over the `Sampler` i
 All lanes run in lock step (fixed horizon), so episodes end together; with next-step autoreset the
 call after the last step resets every lane and ignores its actions.
 
+Compute-aware episodes (`stop_knob=True`, DiT / SiT): the action gains a last entry, `stop`. A running lane whose
+stop exceeds `STOP_THRESHOLD` at a step 1 .. H-2 takes the sampler's last step there instead (the guided update
+straight to the data end, its NFE that step's unconditional pass) and is then frozen: it keeps its state, spends no
+more NFE and its actions are ignored (`info["knobs"]` is NaN for it). Lanes stay in lock step: the episode ends for
+all at the horizon, or at the step where the last running lane stops. At the end the reward is the reward model's
+score minus `nfe_cost` times the NFE the lane spent, `info["episode_nfe"]`; `info["nfe"]` is each lane's NFE of the
+step and `info["stopped"]` which lanes have stopped. While no lane has stopped, the step is the usual one, bit for
+bit; afterwards only the running lanes run through the network (a batch of another size, so their values may differ
+from the usual env's in the last float digits).
+
 Letters: B lanes (num_envs), K knobs of the paradigm, A controlled knobs, H horizon.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
+import math
 import numbers
 from functools import cached_property
 from pathlib import Path
@@ -35,10 +47,14 @@ from adagen_env.errors import CheckpointError, InvalidArgument, InvalidKnobValue
 from adagen_env.names import FEATURE_DTYPE_NAMES, OBSERVATIONS
 from adagen_env.rewards import DEFAULT_REWARD_MODEL, RewardModel, make_reward_model
 from adagen_env.samplers.base import Sampler, activate_all, inverse_all, make_generator
+from adagen_env.samplers.ode import ODESampler
 from adagen_env.samplers.schedules import check_schedule, load_schedule
 
 ACTION_LIMIT = 10.0
 """Raw residuals are clipped to [-10, 10] (in pre-activation units: a wide range)."""
+STOP_THRESHOLD = 1.5
+"""A lane stops when its `stop` action exceeds this: a policy whose mean starts at 0 then starts by never stopping,
+and PPO's initial exploration (std 0.6) stops a lane at a given step with probability 0.6 %."""
 FEATURE_DTYPES = {name: getattr(np, name) for name in FEATURE_DTYPE_NAMES}
 """Feature dtype name -> NumPy scalar type."""
 
@@ -77,6 +93,8 @@ class AdaGenVectorEnv(VectorEnv):
             step resets every lane and ignores its actions), "same_step" (the last step already returns the new
             episodes' first observation, the terminal one in `info["final_obs"]`) or "disabled" (call `reset`; a
             `reset_mask` option must select every lane, since lanes run in lock step).
+        stop_knob: add the `stop` action of compute-aware episodes (module docstring; DiT and SiT only).
+        nfe_cost: with `stop_knob`, the reward's cost per NFE a lane spent (>= 0).
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["rgb_array"], "render_fps": 4}
@@ -108,6 +126,8 @@ class AdaGenVectorEnv(VectorEnv):
         sampler_kwargs: dict[str, Any] | None = None,
         render_mode: str | None = None,
         autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
+        stop_knob: bool = False,
+        nfe_cost: float = 0.0,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -116,7 +136,7 @@ class AdaGenVectorEnv(VectorEnv):
             raise UnknownArgument(  # worded as Python's own TypeError, which wrappers such as TorchRL's GymEnv parse
                 f"{type(self).__name__}.__init__() got {plural} (unknown arguments of this env); valid: "
                 "num_envs, generator, num_steps, device, knobs, base_schedule, reward_model, feature_pool, feature_dtype, "
-                "observation, return_images, group_size, sampler_kwargs, render_mode, autoreset_mode"
+                "observation, return_images, group_size, sampler_kwargs, render_mode, autoreset_mode, stop_knob, nfe_cost"
             )
         if not isinstance(num_envs, int) or num_envs < 1:
             raise InvalidArgument(f"num_envs must be an int >= 1, got {num_envs!r}")
@@ -128,6 +148,13 @@ class AdaGenVectorEnv(VectorEnv):
             raise InvalidArgument(f"feature_dtype must be one of {sorted(FEATURE_DTYPES)}, got {feature_dtype!r}")
         if observation not in OBSERVATIONS:
             raise InvalidArgument(f"observation must be one of {OBSERVATIONS}, got {observation!r}")
+        if not isinstance(stop_knob, bool):
+            raise InvalidArgument(f"stop_knob must be True or False, got {stop_knob!r}")
+        if isinstance(nfe_cost, bool) or not isinstance(nfe_cost, numbers.Real) or not (
+                math.isfinite(nfe_cost) and nfe_cost >= 0):
+            raise InvalidArgument(f"nfe_cost must be a finite number >= 0, got {nfe_cost!r}")
+        if nfe_cost and not stop_knob:
+            raise InvalidArgument("nfe_cost needs stop_knob=True: without a stop every lane spends the same NFE")
         if render_mode not in (None, "rgb_array"):
             raise InvalidArgument(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         modes = {m.value.lower(): m for m in AutoresetMode}  # "NextStep", "next_step" and NEXT_STEP all name one
@@ -145,6 +172,10 @@ class AdaGenVectorEnv(VectorEnv):
             raise InvalidArgument(f"device {str(device)!r} requested but CUDA is not available; use device='cpu'")
         self.sampler = self._build_sampler(generator, num_steps, sampler_kwargs or {})
         self.horizon = self.sampler.horizon
+        if stop_knob and not isinstance(self.sampler, ODESampler):
+            raise InvalidArgument(f"stop_knob is offered for the ODE paradigms (DiT, SiT), whose last step can follow "
+                                  f"any step; not for {self.paradigm}")
+        self.stop_knob, self.nfe_cost = stop_knob, float(nfe_cost)
         self.feature_pool, self.feature_dtype = feature_pool, FEATURE_DTYPES[feature_dtype]
         self.observation = observation
         self.return_images, self.render_mode = return_images, render_mode
@@ -189,7 +220,7 @@ class AdaGenVectorEnv(VectorEnv):
                 "step": spaces.Discrete(self.horizon),
             }
         )
-        self.single_action_space = spaces.Box(-ACTION_LIMIT, ACTION_LIMIT, (len(chosen),), dtype=np.float32)
+        self.single_action_space = spaces.Box(-ACTION_LIMIT, ACTION_LIMIT, (len(chosen) + stop_knob,), dtype=np.float32)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
 
@@ -198,6 +229,10 @@ class AdaGenVectorEnv(VectorEnv):
         self._generator: torch.Generator | None = None
         self._episode_rng: dict[str, Any] | None = None
         self._last_images: torch.Tensor | None = None
+        self._running = torch.ones(num_envs, dtype=torch.bool, device=self.device)
+        """(B,) lanes that have not stopped (compute-aware episodes)."""
+        self._spent = np.zeros(num_envs, dtype=np.int64)
+        """(B,) NFE each lane spent in the current episodes."""
 
     # -- construction helpers -----------------------------------------------------------------
     def _build_sampler(
@@ -310,6 +345,8 @@ class AdaGenVectorEnv(VectorEnv):
         if self.group_size > 1:
             self._state = self.sampler.repeat_lanes(self._state, self.group_size)
         self._needs_reset = False
+        self._running = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        self._spent = np.zeros(self.num_envs, dtype=np.int64)
         return self._observe(), {}
 
     def step(self, actions: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, dict]:
@@ -321,18 +358,28 @@ class AdaGenVectorEnv(VectorEnv):
             obs, info = self.reset()  # next-step autoreset: this call's actions are ignored
             zeros = np.zeros(self.num_envs, dtype=bool)
             return obs, np.zeros(self.num_envs, dtype=np.float32), zeros, zeros.copy(), info
-        knobs = self.knob_values(actions)
         state = self._state
-        applied = self.sampler.project(state, knobs)
         k = state.step
-        self._state = self.sampler.step(state, applied)
-        infos: dict[str, Any] = {
-            "knobs": applied.cpu().numpy(),
-            "nfe": np.full(self.num_envs, self.sampler.step_nfe(k), dtype=np.int64),
-        }
+        stopping = None
+        if self.stop_knob:
+            actions, stop = self._split_stop(actions)
+            stopping = (stop > STOP_THRESHOLD) & self._running & (0 < k < self.horizon - 1)  # (B,)
+        knobs = self.knob_values(actions)
+        if stopping is not None and (bool(stopping.any()) or not bool(self._running.all())):
+            applied, nfe = self._step_running(knobs, stopping)
+        else:
+            applied = self.sampler.project(state, knobs)
+            self._state = self.sampler.step(state, applied)
+            nfe = np.full(self.num_envs, self.sampler.step_nfe(k), dtype=np.int64)
+        self._spent += nfe
+        infos: dict[str, Any] = {"knobs": applied.cpu().numpy(), "nfe": nfe}
+        if self.stop_knob:
+            infos["stopped"] = (~self._running).cpu().numpy()
         rewards = np.zeros(self.num_envs, dtype=np.float32)
-        terminal = k == self.horizon - 1
+        terminal = k == self.horizon - 1 or not bool(self._running.any())
         if terminal:
+            if self._state.step != self.horizon:  # the last running lane stopped: every lane is at the data end
+                self._state = dataclasses.replace(self._state, step=self.horizon)
             images = self.sampler.decode(self._state)
             finite = torch.isfinite(images).flatten(1).all(dim=1)
             if not bool(finite.all()):
@@ -347,8 +394,12 @@ class AdaGenVectorEnv(VectorEnv):
                                            f"{np.flatnonzero(~np.isfinite(rewards))[:8].tolist()}")
                 for key, value in self.reward_model.update(images, labels).items():
                     infos[key] = np.full(self.num_envs, value, dtype=np.float32)
+            if self.nfe_cost:
+                rewards = rewards - np.float32(self.nfe_cost) * self._spent.astype(np.float32)
             if self.return_images:
                 infos["final_images"] = images.float().cpu().numpy()
+            if self.stop_knob:
+                infos["episode_nfe"] = self._spent.copy()
             self._needs_reset = True
         infos.update({f"_{key}": np.ones(self.num_envs, dtype=bool) for key in list(infos)})
         terminations = np.full(self.num_envs, terminal, dtype=bool)
@@ -360,6 +411,41 @@ class AdaGenVectorEnv(VectorEnv):
             every = np.ones(self.num_envs, dtype=bool)
             infos = {**reset_info, "final_obs": final_obs, "_final_obs": every, "final_info": infos, "_final_info": every}
         return obs, rewards, terminations, np.zeros(self.num_envs, dtype=bool), infos
+
+    def _split_stop(self, actions: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, A + 1) actions -> (B, A) knob residuals and the (B,) stop entries (on the env's device)."""
+        u = torch.as_tensor(np.asarray(actions, dtype=np.float32) if not torch.is_tensor(actions) else actions)
+        u = u.to(self.device, torch.float32)
+        expected = (self.num_envs, len(self.controlled) + 1)
+        if tuple(u.shape) != expected:
+            raise InvalidKnobValue(f"actions must have shape {expected} (lanes, knobs {list(self.controlled)} and "
+                                   f"'stop'), got {tuple(u.shape)}")
+        bad = ~torch.isfinite(u[:, -1])
+        if bool(bad.any()):
+            lane = int(bad.nonzero()[0])
+            raise InvalidKnobValue(f"action is not finite in lane {lane}, knob 'stop' (index {expected[1] - 1}): got "
+                                   f"{float(u[lane, -1])}; actions must be finite")
+        return u[:, :-1], u[:, -1]
+
+    def _step_running(self, knobs: torch.Tensor, stopping: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+        """One step of the running lanes only: the (B,) `stopping` ones take the sampler's last step now, the others
+        this step; stopped lanes keep their state. Returns the (B, K) applied knobs (NaN for lanes stopped before)
+        and the (B,) NFE of the step."""
+        state, k = self._state, self._state.step
+        applied = torch.full_like(knobs, float("nan"))
+        nfe = np.zeros(self.num_envs, dtype=np.int64)
+        new = dataclasses.replace(state, step=k + 1)
+        for lanes, at in ((self._running & ~stopping, k), (stopping, self.horizon - 1)):
+            index = lanes.nonzero().flatten()
+            if index.numel() == 0:
+                continue
+            part = dataclasses.replace(self.sampler.select_lanes(state, index), step=at)
+            applied[index] = self.sampler.project(part, knobs[index])
+            new = _write_lanes(new, index, self.sampler.step(part, applied[index]), self.num_envs)
+            nfe[index.cpu().numpy()] = self.sampler.step_nfe(at)
+        self._running = self._running & ~stopping
+        self._state = new
+        return applied, nfe
 
     def knob_values(self, actions: np.ndarray | torch.Tensor) -> torch.Tensor:
         """(B, A) raw residuals -> (B, K) knob values of the current step (before projection)."""
@@ -440,6 +526,7 @@ class AdaGenVectorEnv(VectorEnv):
             raise InvalidArgument(f"select_lanes needs {self.num_envs} integer lane indices in [0, {self.num_envs}), "
                                   f"got {index.tolist()[:16]}")
         self._state = self.sampler.select_lanes(self._state, index.long().to(self.device))
+        self._running, self._spent = self._running[index.long().to(self.device)], self._spent[index.long().numpy()]
 
     @property
     def labels(self) -> np.ndarray:
@@ -493,6 +580,19 @@ class AdaGenEnv(gym.Env):
     def render(self) -> np.ndarray | None:
         frames = self.vector_env.render()
         return None if frames is None else frames[0]
+
+
+def _write_lanes(state: Any, index: torch.Tensor, part: Any, lanes: int) -> Any:
+    """`state` (a sampler state of B = `lanes` lanes) with lanes (n,) `index` replaced by the n lanes of `part` in
+    every tensor field; a field `state` does not hold yet (None) is zeros in its other lanes."""
+    fields = {}
+    for field in dataclasses.fields(part):
+        value = getattr(part, field.name)
+        if torch.is_tensor(value):
+            old = getattr(state, field.name)
+            old = value.new_zeros((lanes, *value.shape[1:])) if old is None else old
+            fields[field.name] = old.index_copy(0, index, value)
+    return dataclasses.replace(state, **fields)
 
 
 def _unbatch(obs: dict[str, np.ndarray]) -> dict[str, Any]:
