@@ -1,5 +1,6 @@
-"""What the diffusers adapters share: the lazy diffusers import, directory checks and loading, feature pooling, the
-prompt-embedding table of the text-conditioned families, VAE decoding and the latent ODE sampler's overrides.
+"""What the diffusers adapters share: the lazy diffusers import, directory checks and loading, the checks of a latent
+model's VAE, feature pooling, the prompt-embedding table of the text-conditioned families, the adapted models' common
+interface, VAE decoding and the latent ODE sampler's overrides.
 
 Letters: B lanes, C prompts (the env's classes), L prompt tokens, E prompt-token width, P pooled-prompt width,
 N tokens, D transformer width, g token-grid side, g' pooled side.
@@ -73,6 +74,8 @@ class Layout:
     accepts: Callable[[dict], bool] = lambda config: True
     """Further test of an accepted class's config (the hub DiT's legacy `Transformer2DModel` name)."""
     model: str = "transformer"
+    prompts: bool = False
+    """The directory holds a prompt table (`PROMPTS_FILE`): a text-conditioned family."""
 
     @property
     def expected(self) -> str:
@@ -134,6 +137,55 @@ def load_component(root: Path, folder: str, model_cls: type, dtype: torch.dtype 
     if dtype is not None and not model._keep_in_fp32_modules:
         model = model.to(dtype)
     return model
+
+
+def load_pipeline(
+    cls: type[nn.Module], path: str | Path, layout: Layout, dtype: torch.dtype | None, device: torch.device | str,
+    **kwargs: Any,
+) -> nn.Module:
+    """`cls(transformer, decoder, [prompt table,] scheduler config, **kwargs)` from a local pipeline directory of
+    `layout` (its first model class and its decoder class, local files only), frozen, in eval mode on `device`; where
+    the layout has a prompt table, `prompts_in(path, kwargs.pop("prompts", None))`.
+
+    Raises:
+        CheckpointError: what `check_directory`, `prompts_in` and `load_component` refuse, and what `cls` refuses.
+    """
+    diffusers = require_diffusers()
+    root = Path(path)
+    scheduler = check_directory(root, layout)
+    table = (prompts_in(root, kwargs.pop("prompts", None)),) if layout.prompts else ()
+    transformer = load_component(root, layout.model, getattr(diffusers, layout.model_classes[0]), dtype)
+    decoder = load_component(root, layout.decoder, getattr(diffusers, layout.decoder_class), dtype)
+    try:
+        model = cls(transformer, decoder, *table, scheduler, **kwargs)
+    except InvalidArgument as exc:
+        raise CheckpointError(f"diffusers directory {str(root)!r}: {exc}") from exc
+    return model.to(device).eval().requires_grad_(False)
+
+
+def check_decoder(decoder: Any, layout: Layout) -> None:
+    """`InvalidArgument` unless `decoder` is a diffusers `layout.decoder_class`."""
+    if decoder is None:
+        raise InvalidArgument(f"missing VAE: {layout.decoder_role}")
+    if not isinstance(decoder, getattr(require_diffusers(), layout.decoder_class)):
+        raise InvalidArgument(f"{layout.decoder} must be a diffusers {layout.decoder_class}, got {class_name(decoder)}")
+
+
+def check_latent_shape(transformer: nn.Module, vae: nn.Module) -> tuple[int, int, int]:
+    """(latent channels, latent side, patch) of a latent transformer over `vae`; `InvalidArgument` for latents that
+    are not square, not a whole number of patches or of other channels than the VAE's, or a VAE that is not RGB."""
+    tc, vc = transformer.config, vae.config
+    channels, side, patch = int(tc.in_channels), tc.sample_size, int(tc.patch_size)
+    if not isinstance(side, int):
+        raise InvalidArgument(f"latent shape not served: sample_size must be one int (square latents), got {side!r}")
+    if side % patch:
+        raise InvalidArgument(f"latent shape not served: sample_size {side} is not a multiple of patch_size {patch}")
+    if int(vc.latent_channels) != channels:
+        raise InvalidArgument(f"latent shape not served: the transformer takes {channels} latent channels, the VAE "
+                              f"makes {vc.latent_channels}")
+    if int(vc.out_channels) != 3:
+        raise InvalidArgument(f"the VAE decodes {vc.out_channels}-channel images; the envs serve RGB (3 channels)")
+    return channels, side, patch
 
 
 def check_feature_options(depth: int, grid: int, feature_block: Any, feature_grid: Any, decode_batch: Any) -> int:
@@ -259,6 +311,57 @@ def decode_latents(vae: nn.Module, latents: torch.Tensor, decode_batch: int) -> 
     return (torch.cat(images) / 2 + 0.5).clamp(0, 1)
 
 
+class AdaptedModel(nn.Module):
+    """What the adapted models share: the null class after the C classes (or prompts), the pooled feature grid of a
+    hooked block, their transformer's dtype. A subclass sets `transformer` and `config` (`num_classes`, `width`,
+    `feature_grid`) and calls `hook_features` on its feature block."""
+
+    transformer: nn.Module
+
+    @property
+    def null_class(self) -> int:
+        """The label of guidance's unconditional pass: C (for a prompt table, the empty prompt's row)."""
+        return self.config.num_classes
+
+    @property
+    def feature_shape(self) -> tuple[int, int, int]:
+        """(D, g', g'): one sample's pooled feature grid."""
+        return (self.config.width, self.config.feature_grid, self.config.feature_grid)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.transformer.parameters()).dtype
+
+    def hook_features(self, block: nn.Module) -> None:
+        """Keep `block`'s output in `_captured` at every forward (`_capture`)."""
+        self._captured: torch.Tensor | None = None
+        block.register_forward_hook(self._capture)
+
+    def _capture(self, module: nn.Module, args: Any, output: torch.Tensor) -> None:
+        self._captured = output
+
+
+class LatentModel(AdaptedModel):
+    """An adapted model over VAE latents: what `LatentODESampling` reads. A subclass sets `vae`, `decode_batch` and
+    `config` `channels`, `resolution` (the latent side) and `image_resolution`."""
+
+    vae: nn.Module
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """(C_lat, g p, g p): one sample's latent, the sampler's state."""
+        return (self.config.channels, self.config.resolution, self.config.resolution)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(3, R, R): one decoded image."""
+        return (3, self.config.image_resolution, self.config.image_resolution)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """(B, C_lat, g p, g p) latents -> (B, 3, R, R) float32 images in [0, 1], as diffusers' pipelines decode."""
+        return decode_latents(self.vae, latents, self.decode_batch)
+
+
 class LatentODESampling:
     """The overrides an ODE sampler over a latent model needs (mixed in before `DiffusionSampler` / `FlowSampler`):
     noise drawn in the model's `latent_shape` at reset, the model's VAE decoding, and the decoded current latent
@@ -283,6 +386,7 @@ class LatentODESampling:
         return self.model.decode(state.x)
 
 
-__all__ = ["INSTALL_HINT", "PROMPTS_FILE", "SERVED_BY", "LatentODESampling", "Layout", "PromptTable",
-           "check_directory", "check_feature_options", "check_prompt_widths", "decode_latents", "load_component",
-           "pool_tokens", "prompts_in", "require_diffusers"]
+__all__ = ["INSTALL_HINT", "PROMPTS_FILE", "SERVED_BY", "AdaptedModel", "LatentModel", "LatentODESampling", "Layout",
+           "PromptTable", "check_decoder", "check_directory", "check_feature_options", "check_latent_shape",
+           "check_prompt_widths", "decode_latents", "load_component", "load_pipeline", "pool_tokens", "prompts_in",
+           "require_diffusers"]

@@ -52,23 +52,23 @@ import torch
 from torch import nn
 
 from adagen_env.adapters.common import (
+    AdaptedModel,
     Layout,
     PromptTable,
-    check_directory,
+    check_decoder,
     check_feature_options,
     check_prompt_widths,
     class_name,
-    load_component,
+    load_pipeline,
     pool_tokens,
-    prompts_in,
     require_diffusers,
 )
-from adagen_env.errors import CheckpointError, InvalidArgument
+from adagen_env.errors import InvalidArgument
 from adagen_env.samplers.maskgit import MAX_REMASK_TEMP, MaskGITSampler
 
 LAYOUT = Layout(
     adapter="aMUSEd", model_classes=("UVit2DModel",), model_description="aMUSEd's UVit2DModel",
-    decoder="vqvae", decoder_class="VQModel", decoder_role="aMUSEd needs its VQModel to decode tokens",
+    decoder="vqvae", decoder_class="VQModel", decoder_role="aMUSEd needs its VQModel to decode tokens", prompts=True,
 )
 MICRO_CONDS = (0.0, 0.0, 6.0)
 """`AmusedPipeline`'s default crop coordinates (0, 0) and aesthetic score 6, after the image width and height."""
@@ -145,7 +145,7 @@ def _scheduler_of(scheduler: Any, vocab_size: int) -> Any:
     return copy.deepcopy(scheduler)
 
 
-class DiffusersAmused(nn.Module):
+class DiffusersAmused(AdaptedModel):
     """aMUSEd's transformer, its VQ decoder and a prompt table with the shipped MaskGIT's interface (see the module
     docstring).
 
@@ -182,10 +182,7 @@ class DiffusersAmused(nn.Module):
         if not isinstance(transformer, diffusers.UVit2DModel):
             raise InvalidArgument(f"transformer must be aMUSEd's diffusers UVit2DModel, got {class_name(transformer)}: "
                                   "another model family")
-        if vqvae is None:
-            raise InvalidArgument("missing VAE: aMUSEd needs its diffusers VQModel to decode tokens")
-        if not isinstance(vqvae, diffusers.VQModel):
-            raise InvalidArgument(f"vqvae must be a diffusers VQModel, got {class_name(vqvae)}")
+        check_decoder(vqvae, LAYOUT)
         tc, vc = transformer.config, vqvae.config
         side, codebook, vocab = tc.sample_size, int(tc.codebook_size), int(tc.vocab_size)
         if not isinstance(side, int):
@@ -227,8 +224,7 @@ class DiffusersAmused(nn.Module):
             codebook_size=codebook, mask_id=mask_id, masking_schedule=self.scheduler.config.masking_schedule,
             feature_block=feature_block % depth, feature_grid=feature_grid, layer_grid=layer_grid,
         )
-        self._captured: torch.Tensor | None = None
-        transformer.transformer_layers[feature_block].register_forward_hook(self._capture)
+        self.hook_features(transformer.transformer_layers[feature_block])
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, prompts: PromptTable | str | Path | None = None,
@@ -246,19 +242,9 @@ class DiffusersAmused(nn.Module):
             CheckpointError: the directory does not exist, is not a diffusers model, holds another model family,
                 lacks the VQ-VAE or the prompt table, cannot be read, or holds a token grid the envs cannot serve.
         """
-        diffusers = require_diffusers()
-        root = Path(path)
-        scheduler = check_directory(root, LAYOUT)
-        table = prompts_in(root, prompts)
-        transformer = load_component(root, "transformer", diffusers.UVit2DModel, dtype)
-        vqvae = load_component(root, "vqvae", diffusers.VQModel, dtype)
-        try:
-            model = cls(transformer, vqvae, table, scheduler, **kwargs)
-        except InvalidArgument as exc:
-            raise CheckpointError(f"diffusers directory {str(root)!r}: {exc}") from exc
-        return model.to(device).eval().requires_grad_(False)
+        return load_pipeline(cls, path, LAYOUT, dtype, device, prompts=prompts, **kwargs)
 
-    # -- what the sampler reads -------------------------------------------------------------------
+    # -- what the sampler reads (and `AdaptedModel`'s null class, feature shape and dtype) ----------
     @property
     def vocab_size(self) -> int:
         """V: the logits' width; ids 0 .. V - 1 are codes."""
@@ -269,29 +255,12 @@ class DiffusersAmused(nn.Module):
         return self.config.mask_id
 
     @property
-    def null_class(self) -> int:
-        """The empty prompt's row of the table."""
-        return self.config.num_classes
-
-    @property
     def num_tokens(self) -> int:
         return self.config.tokenizer.grid**2
 
     @property
-    def feature_shape(self) -> tuple[int, int, int]:
-        """(D, g', g'): one sample's pooled feature grid."""
-        return (self.config.width, self.config.feature_grid, self.config.feature_grid)
-
-    @property
     def vqvae(self) -> nn.Module:
         return self.tokenizer.vqvae
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.transformer.parameters()).dtype
-
-    def _capture(self, module: nn.Module, args: Any, output: torch.Tensor) -> None:
-        self._captured = output
 
     def forward(self, ids: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, g, dtype = ids.shape[0], self.config.tokenizer.grid, self.dtype

@@ -47,17 +47,18 @@ import torch
 from torch import nn
 
 from adagen_env.adapters.common import (
+    LatentModel,
     LatentODESampling,
     Layout,
-    check_directory,
+    check_decoder,
     check_feature_options,
+    check_latent_shape,
     class_name,
-    decode_latents,
-    load_component,
+    load_pipeline,
     pool_tokens,
     require_diffusers,
 )
-from adagen_env.errors import CheckpointError, InvalidArgument
+from adagen_env.errors import InvalidArgument
 from adagen_env.models.paths import VarPreservingRegression
 from adagen_env.samplers.diffusion import DiffusionSampler
 
@@ -191,7 +192,7 @@ def _schedule_of(scheduler: Any) -> tuple[torch.Tensor, str]:
     return torch.as_tensor(alphas_cumprod), PREDICTIONS[prediction_type]
 
 
-class DiffusersDiT(nn.Module):
+class DiffusersDiT(LatentModel):
     """A diffusers class-conditional DiT and its VAE with the shipped DiT's interface (see the module docstring).
 
     `forward(x, t, y)` takes latents x (B, C, g p, g p), times t (B,) in [0, 1] and labels y (B,) (`null_class` for
@@ -229,25 +230,13 @@ class DiffusersDiT(nn.Module):
                 f"{class_name(transformer)}: another model family (UNets, text-conditioned or flow transformers "
                 "are not this adapter's)"
             )
-        if vae is None:
-            raise InvalidArgument("missing VAE: a latent DiT needs its diffusers AutoencoderKL to decode images")
-        if not isinstance(vae, diffusers.AutoencoderKL):
-            raise InvalidArgument(f"vae must be a diffusers AutoencoderKL, got {class_name(vae)}")
+        check_decoder(vae, LAYOUT)
         tc, vc = transformer.config, vae.config
-        channels, side, patch = int(tc.in_channels), tc.sample_size, int(tc.patch_size)
+        channels, side, patch = check_latent_shape(transformer, vae)
         out_channels = int(tc.out_channels or channels)
-        if not isinstance(side, int):
-            raise InvalidArgument(f"latent shape not served: sample_size must be one int (square latents), got {side!r}")
-        if side % patch:
-            raise InvalidArgument(f"latent shape not served: sample_size {side} is not a multiple of patch_size {patch}")
-        if int(vc.latent_channels) != channels:
-            raise InvalidArgument(f"latent shape not served: the transformer takes {channels} latent channels, the VAE "
-                                  f"makes {vc.latent_channels}")
         if out_channels not in (channels, 2 * channels):
             raise InvalidArgument(f"latent shape not served: the transformer outputs {out_channels} channels; expected "
                                   f"{channels} (the prediction) or {2 * channels} (prediction and learned sigma)")
-        if int(vc.out_channels) != 3:
-            raise InvalidArgument(f"the VAE decodes {vc.out_channels}-channel images; the envs serve RGB (3 channels)")
         depth, grid = len(transformer.transformer_blocks), side // patch
         feature_grid = check_feature_options(depth, grid, feature_block, feature_grid, decode_batch)
         alphas_cumprod, prediction = _schedule_of(scheduler)
@@ -266,8 +255,7 @@ class DiffusersDiT(nn.Module):
             feature_block=feature_block % depth, feature_grid=feature_grid,
         )
         self.grid = grid
-        self._captured: torch.Tensor | None = None
-        transformer.transformer_blocks[feature_block].register_forward_hook(self._capture)
+        self.hook_features(transformer.transformer_blocks[feature_block])
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, dtype: torch.dtype | None = None,
@@ -283,44 +271,9 @@ class DiffusersDiT(nn.Module):
             CheckpointError: the directory does not exist, is not a diffusers model, holds another model family,
                 lacks the VAE, cannot be read, or holds a latent shape the envs cannot serve.
         """
-        diffusers = require_diffusers()
-        root = Path(path)
-        scheduler = check_directory(root, LAYOUT)
-        transformer = load_component(root, "transformer", diffusers.DiTTransformer2DModel, dtype)
-        vae = load_component(root, "vae", diffusers.AutoencoderKL, dtype)
-        try:
-            model = cls(transformer, vae, scheduler, **kwargs)
-        except InvalidArgument as exc:
-            raise CheckpointError(f"diffusers directory {str(root)!r}: {exc}") from exc
-        return model.to(device).eval().requires_grad_(False)
+        return load_pipeline(cls, path, LAYOUT, dtype, device, **kwargs)
 
-    # -- what the sampler reads -------------------------------------------------------------------
-    @property
-    def null_class(self) -> int:
-        return self.config.num_classes
-
-    @property
-    def feature_shape(self) -> tuple[int, int, int]:
-        """(D, g', g'): one sample's pooled feature grid."""
-        return (self.config.width, self.config.feature_grid, self.config.feature_grid)
-
-    @property
-    def latent_shape(self) -> tuple[int, int, int]:
-        """(C, g p, g p): one sample's latent, the sampler's state."""
-        return (self.config.channels, self.config.resolution, self.config.resolution)
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """(3, R, R): one decoded image."""
-        return (3, self.config.image_resolution, self.config.image_resolution)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.transformer.parameters()).dtype
-
-    def _capture(self, module: nn.Module, args: Any, output: torch.Tensor) -> None:
-        self._captured = output
-
+    # -- what the sampler reads (and `LatentModel`'s shapes, dtype and decoding) --------------------
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         timestep = self.path.timestep(t).float()  # fractional off the training grid
         self._captured = None
@@ -328,10 +281,6 @@ class DiffusersDiT(nn.Module):
         tokens, self._captured = self._captured, None  # (B, N, D)
         prediction = out[:, :self.config.channels].float()
         return prediction, pool_tokens(tokens, self.grid, self.config.feature_grid)
-
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """(B, C, g p, g p) latents -> (B, 3, R, R) float32 images in [0, 1], as `DiTPipeline` decodes."""
-        return decode_latents(self.vae, latents, self.decode_batch)
 
 
 class DiffusersDiTSampler(LatentODESampling, DiffusionSampler):

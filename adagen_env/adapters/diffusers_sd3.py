@@ -47,25 +47,26 @@ import torch
 from torch import nn
 
 from adagen_env.adapters.common import (
+    LatentModel,
     LatentODESampling,
     Layout,
     PromptTable,
-    check_directory,
+    check_decoder,
     check_feature_options,
+    check_latent_shape,
     check_prompt_widths,
     class_name,
-    decode_latents,
-    load_component,
+    load_pipeline,
     pool_tokens,
-    prompts_in,
     require_diffusers,
 )
-from adagen_env.errors import CheckpointError, InvalidArgument
+from adagen_env.errors import InvalidArgument
 from adagen_env.samplers.flow import FlowSampler
 
 LAYOUT = Layout(
     adapter="SD3", model_classes=("SD3Transformer2DModel",), model_description="an SD3Transformer2DModel",
     decoder="vae", decoder_class="AutoencoderKL", decoder_role="SD3 needs its AutoencoderKL to decode latents",
+    prompts=True,
 )
 SCHEDULER = "FlowMatchEulerDiscreteScheduler"
 """The scheduler class whose time grid the baseline takes; SD3's default is `shift=3.0`."""
@@ -121,7 +122,7 @@ def _scheduler_of(scheduler: Any) -> Any:
     return copy.deepcopy(scheduler)
 
 
-class DiffusersSD3(nn.Module):
+class DiffusersSD3(LatentModel):
     """A diffusers SD3 flow transformer, its VAE and a prompt table with the shipped flow DiT's interface (see the
     module docstring).
 
@@ -160,28 +161,16 @@ class DiffusersSD3(nn.Module):
         if not isinstance(transformer, diffusers.SD3Transformer2DModel):
             raise InvalidArgument(f"transformer must be a diffusers SD3Transformer2DModel, got {class_name(transformer)}: "
                                   "another model family (class-conditional DiTs go to AdaGen/DiT-v0)")
-        if vae is None:
-            raise InvalidArgument("missing VAE: SD3 needs its diffusers AutoencoderKL to decode latents")
-        if not isinstance(vae, diffusers.AutoencoderKL):
-            raise InvalidArgument(f"vae must be a diffusers AutoencoderKL, got {class_name(vae)}")
+        check_decoder(vae, LAYOUT)
         tc, vc = transformer.config, vae.config
-        channels, side, patch = int(tc.in_channels), tc.sample_size, int(tc.patch_size)
-        if not isinstance(side, int):
-            raise InvalidArgument(f"latent shape not served: sample_size must be one int (square latents), got {side!r}")
-        if side % patch:
-            raise InvalidArgument(f"latent shape not served: sample_size {side} is not a multiple of patch_size {patch}")
+        channels, side, patch = check_latent_shape(transformer, vae)
         grid = side // patch
         if tc.pos_embed_max_size is not None and grid > tc.pos_embed_max_size:
             raise InvalidArgument(f"latent shape not served: the {grid}x{grid} token grid exceeds the positional "
                                   f"embedding's {tc.pos_embed_max_size}x{tc.pos_embed_max_size}")
-        if int(vc.latent_channels) != channels:
-            raise InvalidArgument(f"latent shape not served: the transformer takes {channels} latent channels, the VAE "
-                                  f"makes {vc.latent_channels}")
         if int(transformer.out_channels) != channels:
             raise InvalidArgument(f"latent shape not served: the transformer outputs {transformer.out_channels} "
                                   f"channels; its velocity must have the latent's {channels}")
-        if int(vc.out_channels) != 3:
-            raise InvalidArgument(f"the VAE decodes {vc.out_channels}-channel images; the envs serve RGB (3 channels)")
         prompts = check_prompt_widths(prompts, int(tc.joint_attention_dim), int(tc.pooled_projection_dim),
                                       "SD3 transformer (joint_attention_dim, pooled_projection_dim)")
         depth = len(transformer.transformer_blocks)
@@ -199,8 +188,7 @@ class DiffusersSD3(nn.Module):
             num_train_timesteps=int(self.scheduler.config.num_train_timesteps),
             feature_block=feature_block % depth, feature_grid=feature_grid,
         )
-        self._captured: torch.Tensor | None = None
-        transformer.transformer_blocks[feature_block].register_forward_hook(self._capture)
+        self.hook_features(transformer.transformer_blocks[feature_block])
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, prompts: PromptTable | str | Path | None = None,
@@ -218,43 +206,9 @@ class DiffusersSD3(nn.Module):
             CheckpointError: the directory does not exist, is not a diffusers model, holds another model family,
                 lacks the VAE or the prompt table, cannot be read, or holds a latent shape the envs cannot serve.
         """
-        diffusers = require_diffusers()
-        root = Path(path)
-        scheduler = check_directory(root, LAYOUT)
-        table = prompts_in(root, prompts)
-        transformer = load_component(root, "transformer", diffusers.SD3Transformer2DModel, dtype)
-        vae = load_component(root, "vae", diffusers.AutoencoderKL, dtype)
-        try:
-            model = cls(transformer, vae, table, scheduler, **kwargs)
-        except InvalidArgument as exc:
-            raise CheckpointError(f"diffusers directory {str(root)!r}: {exc}") from exc
-        return model.to(device).eval().requires_grad_(False)
+        return load_pipeline(cls, path, LAYOUT, dtype, device, prompts=prompts, **kwargs)
 
-    # -- what the sampler reads -------------------------------------------------------------------
-    @property
-    def null_class(self) -> int:
-        """The empty prompt's row of the table."""
-        return self.config.num_classes
-
-    @property
-    def feature_shape(self) -> tuple[int, int, int]:
-        """(D, g', g'): one sample's pooled feature grid."""
-        return (self.config.width, self.config.feature_grid, self.config.feature_grid)
-
-    @property
-    def latent_shape(self) -> tuple[int, int, int]:
-        """(C_lat, g p, g p): one sample's latent, the sampler's state."""
-        return (self.config.channels, self.config.resolution, self.config.resolution)
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """(3, R, R): one decoded image."""
-        return (3, self.config.image_resolution, self.config.image_resolution)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.transformer.parameters()).dtype
-
+    # -- what the sampler reads (and `LatentModel`'s shapes, dtype and decoding) --------------------
     def sigmas(self, num_steps: int) -> torch.Tensor:
         """(num_steps + 1,) float32 sigmas of the scheduler's `set_timesteps(num_steps)`, from 1 to the terminal 0."""
         self.scheduler.set_timesteps(num_steps)
@@ -271,10 +225,6 @@ class DiffusersSD3(nn.Module):
                                return_dict=False)[0]
         tokens, self._captured = self._captured, None
         return -out.float(), pool_tokens(tokens, self.grid, self.config.feature_grid)
-
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """(B, C_lat, g p, g p) latents -> (B, 3, R, R) float32 images in [0, 1], as `StableDiffusion3Pipeline`."""
-        return decode_latents(self.vae, latents, self.decode_batch)
 
 
 class DiffusersSD3Sampler(LatentODESampling, FlowSampler):
