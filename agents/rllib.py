@@ -66,6 +66,7 @@ from adagen_env.errors import CheckpointError, InvalidArgument
 from adagen_env.rewards import RewardModel, make_reward_model
 from agents.args import Args
 from agents.policies import DEFAULT_ACTION_STD, AdaGenExtractor
+from agents.runs import find_run_dir
 
 ENV_NAME = "adagen-rllib"
 """The name `make_env` is registered under with Tune (registration travels to every runner with the config)."""
@@ -352,7 +353,7 @@ class RLlibRun:
     def __init__(self, args: Args, env_overrides: dict[str, Any] | None = None) -> None:
         validate(args)
         self.args = args
-        run_dir, resuming = self._find(args)
+        run_dir, resuming = find_run_dir(args, LATEST, "rllib-ppo")
         args.run_dir = str(run_dir)
         random.seed(args.seed)
         np.random.seed(args.seed)
@@ -417,32 +418,6 @@ class RLlibRun:
         self.run_dir = run_dir
         self.last_eval: dict[str, float] | None = None
         self.baseline_scores: dict[str, float] | None = None
-
-    @staticmethod
-    def _find(args: Args) -> tuple[Path, bool]:
-        """(run directory, whether it holds a checkpoint): `agents.train.find_run_dir`'s rules, `latest.json`'s name."""
-        logdir = Path(args.logdir)
-        if args.resume and not args.run_name and (logdir / LATEST).is_file():
-            return logdir, True
-        if args.run_name:
-            run_dir = logdir / args.run_name
-            found = (run_dir / LATEST).is_file()
-            if args.resume and not found:
-                raise CheckpointError(f"--resume: {str(run_dir / LATEST)!r} does not exist, so there is nothing to "
-                                      "resume; start the run without --resume")
-            if not args.resume and (found or (run_dir / "progress.csv").is_file()):
-                raise InvalidArgument(f"{str(run_dir)!r} already holds a run; pass --resume to continue it, or "
-                                      "choose another --run-name")
-            return run_dir, found
-        if args.resume:
-            prefix = f"{args.env.replace('/', '-')}__rllib-ppo__{args.seed}__"
-            found = sorted(p for p in logdir.glob(f"{prefix}*") if (p / LATEST).is_file())
-            if not found:
-                raise CheckpointError(f"--resume: no {LATEST} in {str(logdir)!r} or its {prefix}* runs, so there is "
-                                      "nothing to resume; start the run without --resume")
-            return found[-1], True
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        return logdir / f"{args.env.replace('/', '-')}__rllib-ppo__{args.seed}__{stamp}", False
 
     # -- one update ---------------------------------------------------------------------------------------------
     @property

@@ -23,10 +23,8 @@ from __future__ import annotations
 import json
 import math
 import random
-import time
 from collections.abc import Callable
 from dataclasses import asdict, fields
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -37,7 +35,7 @@ from stable_baselines3.common.logger import TensorBoardOutputFormat, configure
 from stable_baselines3.common.vec_env import VecMonitor
 
 import adagen_env
-from adagen_env.errors import CheckpointError, InvalidArgument
+from adagen_env.errors import InvalidArgument
 from adagen_env.metrics import balanced_labels
 from adagen_env.outputs import write_text
 from adagen_env.wrappers import GroupRelativeReward, VectorActionSmoothing
@@ -58,6 +56,7 @@ from agents.checkpoint import (
 )
 from agents.monitors import CollapseMonitor
 from agents.presets import get_algorithm, make_model, resolve_hyperparameters, timesteps_per_update
+from agents.runs import find_run_dir
 from agents.vec_env import SB3VecEnv
 
 EnvFn = Callable[..., VectorEnv]
@@ -103,37 +102,6 @@ def smooth(env: VectorEnv, beta: float) -> VectorEnv:
     return VectorActionSmoothing(env, beta) if beta > 0 else env
 
 
-def find_run_dir(args: Args) -> tuple[Path, bool]:
-    """(run directory, whether it holds a checkpoint to resume).
-
-    Raises:
-        CheckpointError: `--resume` found no checkpoint to continue.
-        InvalidArgument: a new run would overwrite a run directory that already holds a run's files.
-    """
-    logdir = Path(args.logdir)
-    if args.run_name:
-        run_dir = logdir / args.run_name
-        found = (run_dir / CHECKPOINT).is_file()
-        if args.resume and not found:
-            raise CheckpointError(f"--resume: {str(run_dir / CHECKPOINT)!r} does not exist, so there is nothing to "
-                                  "resume; start the run without --resume")
-        if not args.resume and (found or (run_dir / "progress.csv").is_file()):
-            raise InvalidArgument(f"{str(run_dir)!r} already holds a run; pass --resume to continue it, or choose "
-                                  "another --run-name (or delete the directory) to start afresh")
-        return run_dir, found
-    if args.resume:
-        if (logdir / CHECKPOINT).is_file():
-            return logdir, True
-        prefix = f"{args.env.replace('/', '-')}__{args.algo}__{args.seed}__"
-        candidates = sorted(p for p in logdir.glob(f"{prefix}*") if (p / CHECKPOINT).is_file())
-        if candidates:
-            return candidates[-1], True
-        raise CheckpointError(f"--resume: no {CHECKPOINT} in {str(logdir)!r} or its {prefix}* runs, so there is "
-                              "nothing to resume; start the run without --resume")
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return logdir / f"{args.env.replace('/', '-')}__{args.algo}__{args.seed}__{stamp}", False
-
-
 def validate(args: Args) -> None:
     """Check the arguments a user can get wrong, before anything is built."""
     get_algorithm(args.algo)
@@ -164,7 +132,7 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
     """
     validate(args)
     env_fn = env_fn or default_env_fn(args)
-    run_dir, resuming = find_run_dir(args)
+    run_dir, resuming = find_run_dir(args, CHECKPOINT, args.algo)
     args.run_dir = str(run_dir)
 
     # 1. Seeding (SB3 seeds again in the model constructor; a resume restores every stream from the checkpoint).
@@ -353,4 +321,4 @@ def args_from_namespace(namespace: Any) -> Args:
     return Args(**values)
 
 
-__all__ = ["Args", "EnvFn", "args_from_namespace", "default_env_fn", "find_run_dir", "train"]
+__all__ = ["Args", "EnvFn", "args_from_namespace", "default_env_fn", "train"]
