@@ -33,7 +33,8 @@ def load_state(model: nn.Module, path: str | Path) -> None:
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in state and state[k].shape != own[k].shape]
     if missing or unexpected or shapes:
         raise CheckpointError(
             f"weights file {str(path)!r} does not match {type(model).__name__}: "
@@ -80,7 +81,8 @@ def load_shipped(
     """
     path = weights_path(name, weights_dir)
     if not path.exists():
-        raise CheckpointError(f"no weights for zoo model {name!r} at {str(path)!r}; train them with `adagen zoo train {name}`")
+        raise CheckpointError(f"no weights for zoo model {name!r} at {str(path)!r}; train them with "
+                              f"`adagen zoo train {name}`")
     return load_network(path, model_cls, config_cls, default, device)
 
 
