@@ -25,8 +25,10 @@ def check_images(images: Any, what: str = "images") -> torch.Tensor:
         )
     finite = torch.isfinite(images).flatten(1).all(dim=1)
     if not bool(finite.all()):
-        raise InvalidArgument(f"{what} {(~finite).nonzero().flatten().tolist()[:8]} (indices in the batch) have NaN "
-                              "or infinite values; images must be finite, in [0, 1]")
+        raise InvalidArgument(
+            f"{what} {(~finite).nonzero().flatten().tolist()[:8]} (indices in the batch) have NaN "
+            "or infinite values; images must be finite, in [0, 1]"
+        )
     low, high = float(images.min()), float(images.max())
     if low < 0.0 or high > 1.0:
         raise InvalidArgument(

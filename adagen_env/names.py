@@ -20,8 +20,15 @@ ENVIRONMENTS = {
 
 DEFAULT_REWARD_MODEL = "adversarial-projected"
 """The reward every env and `adagen train` use unless told otherwise."""
-REWARD_MODELS = ("adversarial", "adversarial-ns", "adversarial-conv", "adversarial-projected",
-                 "adversarial-projected+classifier", "batch-fid", "classifier")
+REWARD_MODELS = (
+    "adversarial",
+    "adversarial-ns",
+    "adversarial-conv",
+    "adversarial-projected",
+    "adversarial-projected+classifier",
+    "batch-fid",
+    "classifier",
+)
 """The names `adagen_env.rewards.make_reward_model` builds ("adversarial-projected+classifier": the fidelity reward
 of a blend's fidelity policy, `adagen_env.rewards.FidelityReward`)."""
 
@@ -32,7 +39,14 @@ FEATURE_DTYPE_NAMES = ("float32", "float16")
 """Dtypes of the `features` observation (NumPy names; `adagen_env.envs.base.FEATURE_DTYPES` maps them)."""
 
 ZOO_NAMES = (
-    "diffusion", "flow", "maskgit", "var", "shapes-classifier", "reward-classifier", "shapes-factors", "shapes-ssl"
+    "diffusion",
+    "flow",
+    "maskgit",
+    "var",
+    "shapes-classifier",
+    "reward-classifier",
+    "shapes-factors",
+    "shapes-ssl",
 )
 """The keys of `adagen_env.zoo.ZOO`, in its order (a test keeps them equal)."""
 GENERATORS = ("diffusion", "flow", "maskgit", "var")

@@ -11,8 +11,14 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "agents.callbacks": ("Checkpointer", "PolicyEvaluation", "ProgressBar", "StdSchedule", "TrainingLogger",
-                         "knob_figure"),
+    "agents.callbacks": (
+        "Checkpointer",
+        "PolicyEvaluation",
+        "ProgressBar",
+        "StdSchedule",
+        "TrainingLogger",
+        "knob_figure",
+    ),
     "agents.checkpoint": ("CHECKPOINT", "STATE", "read_meta"),
     "agents.policies": ("AdaGenExtractor", "AdaGenPolicy", "AdaGenRecurrentPolicy", "zero_actor_output"),
     "agents.presets": ("ALGORITHMS", "make_model", "resolve_hyperparameters", "timesteps_per_update"),

@@ -48,8 +48,11 @@ ABLATIONS: dict[str, Ablation] = {
         "adversarial reward vs batch-FID reward vs a frozen classifier reward",
         "FID as the reward gives blurry images; a fixed reward model collapses diversity; the adversarial reward "
         "balances quality and diversity best",
-        {"adversarial": {}, "batch-FID": {"reward_model": "batch-fid"},
-         "frozen classifier": {"reward_model": "classifier"}},
+        {
+            "adversarial": {},
+            "batch-FID": {"reward_model": "batch-fid"},
+            "frozen classifier": {"reward_model": "classifier"},
+        },
     ),
     "smoothing": Ablation(
         "action smoothing beta 0.8 vs none, at a long horizon (16 steps)",
@@ -71,8 +74,11 @@ ABLATIONS: dict[str, Ablation] = {
         "projected vs pixel transformer vs pixel convolutional discriminator in the adversarial reward",
         "the transformer discriminator is clearly better than the convolutional one (DiT-XL FID 4.54 vs 5.86); "
         "the reference code's discriminator is a projected one on frozen DINO ViT features",
-        {"projected": {}, "transformer": {"reward_model": "adversarial"},
-         "convolutional": {"reward_model": "adversarial-conv"}},
+        {
+            "projected": {},
+            "transformer": {"reward_model": "adversarial"},
+            "convolutional": {"reward_model": "adversarial-conv"},
+        },
     ),
     "learnable-vs-adaptive": Ablation(
         "an adaptive policy (sees the generator's features) vs a learnable static one (sees only the step)",
@@ -124,23 +130,49 @@ def run_ablation(
     out_dir = None if out is None else writable_dir(Path(out) / folder(name))  # before any training
     checkpoints, training = {}, {}
     for label, overrides in ablation.variants.items():
-        values = {"env": ablation.env, "num_steps": ablation.num_steps, "num_envs": num_envs, "device": device,
-                  "budget_minutes": budget_minutes, "total_updates": 100_000, "eval_every": 0,
-                  "logdir": str(logdir), "run_name": run_name(ablation, overrides),
-                  "resume": (Path(logdir) / run_name(ablation, overrides) / CHECKPOINT).is_file(),
-                  **(train_overrides or {}), **overrides}
+        values = {
+            "env": ablation.env,
+            "num_steps": ablation.num_steps,
+            "num_envs": num_envs,
+            "device": device,
+            "budget_minutes": budget_minutes,
+            "total_updates": 100_000,
+            "eval_every": 0,
+            "logdir": str(logdir),
+            "run_name": run_name(ablation, overrides),
+            "resume": (Path(logdir) / run_name(ablation, overrides) / CHECKPOINT).is_file(),
+            **(train_overrides or {}),
+            **overrides,
+        }
         if "algo_kwargs" in overrides and train_overrides and "algo_kwargs" in train_overrides:
             values["algo_kwargs"] = {**train_overrides["algo_kwargs"], **overrides["algo_kwargs"]}
         summary = train(Args(**values), env_fn)
         checkpoints[label] = summary["checkpoint"]
         training[label] = {"updates": summary["updates"], "minutes": summary["elapsed_seconds"] / 60}
-    results = evaluate(list(checkpoints.values()), baseline=True, num_samples=num_samples, seeds=seeds,
-                       out_dir=out_dir, device=device, env_fn=env_fn)
+    results = evaluate(
+        list(checkpoints.values()),
+        baseline=True,
+        num_samples=num_samples,
+        seeds=seeds,
+        out_dir=out_dir,
+        device=device,
+        env_fn=env_fn,
+    )
     labels = {path: label for label, path in checkpoints.items()}
     rows = [{**row, "variant": labels.get(row["name"], "baseline schedule")} for row in results["rows"]]
-    report = {"ablation": name, "question": ablation.question, "paper": ablation.paper, "env": ablation.env,
-              "num_steps": ablation.num_steps, "budget_minutes": budget_minutes, "num_samples": num_samples,
-              "seeds": list(seeds), "out": None if out is None else str(out), "training": training, "rows": rows}
+    report = {
+        "ablation": name,
+        "question": ablation.question,
+        "paper": ablation.paper,
+        "env": ablation.env,
+        "num_steps": ablation.num_steps,
+        "budget_minutes": budget_minutes,
+        "num_samples": num_samples,
+        "seeds": list(seeds),
+        "out": None if out is None else str(out),
+        "training": training,
+        "rows": rows,
+    }
     if out is not None:
         write_text(out_dir / "ablation.json", json.dumps(report, indent=2, default=str) + "\n")
         write_section(Path(out) / "ablations.md", name, section(report))
@@ -192,11 +224,16 @@ def write_section(path: Path, name: str, text: str) -> None:
     """Put `text` between this ablation's markers in `path` (replacing an earlier run's), keeping the others."""
     start, end = f"<!-- ablation:{name} -->", f"<!-- /ablation:{name} -->"
     block = f"{start}\n{text}{end}\n"
-    current = path.read_text() if path.is_file() else (
-        "# Ablations\n\nEach section is written by its command (`adagen bench ablation NAME`); policies of one "
-        "ablation differ only in the variant's setting and share env, seed and training budget. ± is the spread over "
-        "sampling seeds of one trained policy per variant: a second training seed may move a row by more than that."
-        "\n\n")
+    current = (
+        path.read_text()
+        if path.is_file()
+        else (
+            "# Ablations\n\nEach section is written by its command (`adagen bench ablation NAME`); policies of one "
+            "ablation differ only in the variant's setting and share env, seed and training budget. ± is the spread over "
+            "sampling seeds of one trained policy per variant: a second training seed may move a row by more than that."
+            "\n\n"
+        )
+    )
     if start in current:
         current = re.sub(re.escape(start) + r".*?" + re.escape(end) + r"\n", lambda _: block, current, flags=re.S)
     else:

@@ -122,19 +122,29 @@ class BenchConfig:
 
     @classmethod
     def quick(cls) -> BenchConfig:
-        return cls(step_grid=dict(QUICK_STEP_GRID), baseline_step_grid={}, num_samples=250, seeds=(0, 1),
-                   search_samples=250, search_rounds=1)
+        return cls(
+            step_grid=dict(QUICK_STEP_GRID),
+            baseline_step_grid={},
+            num_samples=250,
+            seeds=(0, 1),
+            search_samples=250,
+            search_rounds=1,
+        )
 
     def __post_init__(self) -> None:
         if self.num_samples < 2 or self.search_samples < 2 or not self.seeds:
             raise InvalidArgument("need num_samples >= 2, search_samples >= 2 and at least one seed")
         if {self.search_seed, *(self.search_seed + k for k in HELDOUT_OFFSETS)} & set(self.seeds):
-            raise InvalidArgument(f"search_seed {self.search_seed} and its held-out seeds (+{list(HELDOUT_OFFSETS)}) "
-                                  f"must not be evaluation seeds {list(self.seeds)}")
+            raise InvalidArgument(
+                f"search_seed {self.search_seed} and its held-out seeds (+{list(HELDOUT_OFFSETS)}) "
+                f"must not be evaluation seeds {list(self.seeds)}"
+            )
         if self.cma_evaluations < 0 or self.cma_evaluations == 1:
             raise InvalidArgument(f"cma_evaluations must be 0 (off) or >= 2, got {self.cma_evaluations}")
         if self.search_rounds < 0 or self.batch_size < 1:
-            raise InvalidArgument(f"need search_rounds >= 0 and batch_size >= 1, got {self.search_rounds}, {self.batch_size}")
+            raise InvalidArgument(
+                f"need search_rounds >= 0 and batch_size >= 1, got {self.search_rounds}, {self.batch_size}"
+            )
         if not self.blend_lambdas or not all(0 <= lam <= 1 for lam in self.blend_lambdas):
             raise InvalidArgument(f"blend_lambdas must be numbers in [0, 1], got {list(self.blend_lambdas)}")
 
@@ -150,9 +160,11 @@ def config_from_args(args: Any) -> BenchConfig:
     for env_id in envs:
         fixed = STEP_GRID[env_id] == (None,)  # the env fixes its step count (VAR)
         grid[env_id] = base.step_grid.get(env_id, STEP_GRID[env_id]) if fixed or not args.steps else tuple(args.steps)
-    overrides = {name: getattr(args, name) for name in
-                 ("num_samples", "search_samples", "search_seed", "search_rounds", "batch_size", "cma_evaluations")
-                 if getattr(args, name) is not None}
+    overrides = {
+        name: getattr(args, name)
+        for name in ("num_samples", "search_samples", "search_seed", "search_rounds", "batch_size", "cma_evaluations")
+        if getattr(args, name) is not None
+    }
     if args.seeds is not None:
         overrides["seeds"] = tuple(args.seeds)
     if args.lambdas is not None:
@@ -164,7 +176,9 @@ def config_from_args(args: Any) -> BenchConfig:
     return replace(base, step_grid=grid, baseline_step_grid=baseline_grid, hand_made=args.hand_made, **overrides)
 
 
-def schedule_files(paths: Sequence[str | Path], device: str = "cpu") -> list[tuple[str, dict[str, Any], int | None, torch.Tensor]]:
+def schedule_files(
+    paths: Sequence[str | Path], device: str = "cpu"
+) -> list[tuple[str, dict[str, Any], int | None, torch.Tensor]]:
     """(path, record, step count, (H, K) table) of each schedule file, checked against the sampler of the env and
     step count it names, so that a bad file is refused before any work.
 
@@ -188,8 +202,10 @@ def schedule_files(paths: Sequence[str | Path], device: str = "cpu") -> list[tup
         ours = sampler.config()
         differ = {k: (v, ours[k]) for k, v in written.items() if k in ours and ours[k] != v}
         if differ:
-            raise InvalidArgument(f"schedule file {path!r} was written for other sampler settings than the bench's "
-                                  f"(setting: (file, bench)) {differ}: its row would not be at equal settings")
+            raise InvalidArgument(
+                f"schedule file {path!r} was written for other sampler settings than the bench's "
+                f"(setting: (file, bench)) {differ}: its row would not be at equal settings"
+            )
         files.append((path, record, steps, table))
     return files
 
@@ -263,7 +279,9 @@ def tune_cma(
     try:
         import cma
     except ImportError as exc:
-        raise InvalidArgument("the CMA-ES static search needs the `cma` package: pip install 'adagen-env[search]'") from exc
+        raise InvalidArgument(
+            "the CMA-ES static search needs the `cma` package: pip install 'adagen-env[search]'"
+        ) from exc
     if evaluations < 2:
         raise InvalidArgument(f"CMA-ES needs at least 2 evaluations, got {evaluations}")
     prior = sampler.prior().cpu()
@@ -273,8 +291,9 @@ def tune_cma(
         return activate_all(sampler.knob_specs, prior + torch.as_tensor(np.asarray(u), dtype=prior.dtype).view(shape))
 
     popsize = max(2, min(12, evaluations // 4))
-    strategy = cma.CMAEvolutionStrategy(np.zeros(prior.numel()), sigma, {"seed": seed + 1, "verbose": -9,
-                                                                         "popsize": popsize})
+    strategy = cma.CMAEvolutionStrategy(
+        np.zeros(prior.numel()), sigma, {"seed": seed + 1, "verbose": -9, "popsize": popsize}
+    )
     trace: list[dict[str, Any]] = []
     best, best_score = np.zeros(prior.numel()), math.inf
     bar = tqdm(total=evaluations // popsize * popsize, desc="CMA-ES static search", unit="candidate", leave=False)
@@ -294,17 +313,38 @@ def tune_cma(
 
 
 # -- evaluation -----------------------------------------------------------------------------------
-def _static_row(env_id: str, steps: int | None, method: str, kind: str, params: dict[str, Any],
-                sampler: Sampler, labels: torch.Tensor, config: BenchConfig, device: str,
-                schedule: torch.Tensor | None = None) -> dict[str, Any]:
+def _static_row(
+    env_id: str,
+    steps: int | None,
+    method: str,
+    kind: str,
+    params: dict[str, Any],
+    sampler: Sampler,
+    labels: torch.Tensor,
+    config: BenchConfig,
+    device: str,
+    schedule: torch.Tensor | None = None,
+) -> dict[str, Any]:
     # The baseline row runs the env's own baseline values (activated prior), so it equals the env's zero-action run.
     if schedule is None:
         schedule = sampler.baseline_schedule() if kind == "baseline" else static_schedule(sampler, **params)
-    result = score_seeds(lambda seed: generate_static(sampler, schedule, labels, seed, config.batch_size),
-                         config.seeds, METRICS, device, desc=f"{env_id} {steps} {method}")
+    result = score_seeds(
+        lambda seed: generate_static(sampler, schedule, labels, seed, config.batch_size),
+        config.seeds,
+        METRICS,
+        device,
+        desc=f"{env_id} {steps} {method}",
+    )
     result.pop("generation")
-    return {"env_id": env_id, "steps": steps, "method": method, "kind": kind, "params": params,
-            "schedule": schedule.cpu().tolist(), **result}
+    return {
+        "env_id": env_id,
+        "steps": steps,
+        "method": method,
+        "kind": kind,
+        "params": params,
+        "schedule": schedule.cpu().tolist(),
+        **result,
+    }
 
 
 def _policy_env(path: str, meta: dict[str, Any], sampler: Sampler, config: BenchConfig, device: str) -> Any:
@@ -354,21 +394,26 @@ def bench(
     grid = {env_id: list(steps) for env_id, steps in config.step_grid.items()}
     for path, meta in [(path, meta) for path, _, meta in loaded] + [(b.paths[0], b.meta) for b in blended]:
         if meta["env_id"] not in grid:
-            raise InvalidArgument(f"policy {path!r} is for {meta['env_id']}, which is not in the bench grid {sorted(grid)}")
+            raise InvalidArgument(
+                f"policy {path!r} is for {meta['env_id']}, which is not in the bench grid {sorted(grid)}"
+            )
         if policy_steps(meta) not in grid[meta["env_id"]]:
             grid[meta["env_id"]].append(policy_steps(meta))
     files = schedule_files(schedules, device)
     for path, record, steps, _ in files:
         if record["env_id"] not in grid:
-            raise InvalidArgument(f"schedule file {path!r} is for {record['env_id']}, which is not in the bench grid "
-                                  f"{sorted(grid)}")
+            raise InvalidArgument(
+                f"schedule file {path!r} is for {record['env_id']}, which is not in the bench grid {sorted(grid)}"
+            )
         if steps not in grid[record["env_id"]]:
             grid[record["env_id"]].append(steps)
 
     rows: list[dict[str, Any]] = []
     knob_plots: list[tuple[str, Generation, np.ndarray, tuple[str, ...]]] = []
     points = [(env_id, steps, True) for env_id, steps_list in grid.items() for steps in steps_list]
-    points += [(env_id, steps, False) for env_id, steps_list in config.baseline_step_grid.items() for steps in steps_list]
+    points += [
+        (env_id, steps, False) for env_id, steps_list in config.baseline_step_grid.items() for steps in steps_list
+    ]
     for env_id, steps, compare in tqdm(points, desc="bench", unit="point"):
         env = eval_env(env_id, {"num_steps": steps}, 0.0, config.batch_size, device)
         sampler = env.unwrapped.sampler
@@ -387,32 +432,73 @@ def bench(
             return compute_metrics(gen.images, gen.labels, metrics=("ssl",), device=device)[SELECTION_METRIC]
 
         search = {"samples": config.search_samples, "seed": config.search_seed, "metric": SELECTION_METRIC}
-        best, trace = tune(sampler, lambda params: table_score(static_schedule(sampler, **params)), config.search_rounds)
+        best, trace = tune(
+            sampler, lambda params: table_score(static_schedule(sampler, **params)), config.search_rounds
+        )
         tuned = _static_row(env_id, steps, "tuned static", "tuned", best, sampler, labels, config, device)
         rows.append({**tuned, **measured_on, "search": {**search, "trace": trace}})
         _save_tuned(out, sampler, tuned, f"coordinate search, best parameters {best}")
         if config.cma_evaluations:
             table, cma_trace = tune_cma(sampler, table_score, config.cma_evaluations)
-            row = _static_row(env_id, steps, "CMA-ES static", "tuned", {"search": "cma-es"}, sampler, labels, config,
-                              device, schedule=table)
+            row = _static_row(
+                env_id,
+                steps,
+                "CMA-ES static",
+                "tuned",
+                {"search": "cma-es"},
+                sampler,
+                labels,
+                config,
+                device,
+                schedule=table,
+            )
             # The winner again on other seeds of the search's size: a best score far below these fitted noise.
             heldout = [table_score(table, config.search_seed + k) for k in HELDOUT_OFFSETS]
-            rows.append({**row, **measured_on, "search": {**search, "trace": cma_trace, "heldout_scores": heldout,
-                                                         "best_score": min(t["score"] for t in cma_trace)}})
+            rows.append(
+                {
+                    **row,
+                    **measured_on,
+                    "search": {
+                        **search,
+                        "trace": cma_trace,
+                        "heldout_scores": heldout,
+                        "best_score": min(t["score"] for t in cma_trace),
+                    },
+                }
+            )
             _save_tuned(out, sampler, row, f"CMA-ES over the whole table, {len(cma_trace)} candidates")
 
         for path, model, meta in loaded:
             if meta["env_id"] != env_id or policy_steps(meta) != steps:
                 continue
             policy_env = _policy_env(path, meta, sampler, config, device)
-            result = score_seeds(lambda seed: generate(model, policy_env, labels, seed), config.seeds, METRICS, device,
-                                 desc=f"{env_id} {steps} policy")
+            result = score_seeds(
+                lambda seed: generate(model, policy_env, labels, seed),
+                config.seeds,
+                METRICS,
+                device,
+                desc=f"{env_id} {steps} policy",
+            )
             generation = result.pop("generation")
-            rows.append({"env_id": env_id, "steps": steps, "method": f"policy {run_name(path)}",
-                         "kind": "adaptive", "params": {"checkpoint": path, "algo": meta["algo"]},
-                         "generator_digest": policy_env.unwrapped.generator_digest, **result})
-            knob_plots.append((knob_plot_name(env_id, steps), generation, sampler.baseline_schedule().cpu().numpy(),
-                               sampler.knob_names))
+            rows.append(
+                {
+                    "env_id": env_id,
+                    "steps": steps,
+                    "method": f"policy {run_name(path)}",
+                    "kind": "adaptive",
+                    "params": {"checkpoint": path, "algo": meta["algo"]},
+                    "generator_digest": policy_env.unwrapped.generator_digest,
+                    **result,
+                }
+            )
+            knob_plots.append(
+                (
+                    knob_plot_name(env_id, steps),
+                    generation,
+                    sampler.baseline_schedule().cpu().numpy(),
+                    sampler.knob_names,
+                )
+            )
         for blend in blended:
             if blend.meta["env_id"] != env_id or policy_steps(blend.meta) != steps:
                 continue
@@ -420,22 +506,47 @@ def bench(
             pair = " + ".join(map(run_name, blend.paths))
             for lam in config.blend_lambdas:
                 policy = blend.at(lam)
-                result = score_seeds(lambda seed: generate(policy, policy_env, labels, seed), config.seeds, METRICS,
-                                     device, desc=f"{env_id} {steps} blend {lam:g}")
+                result = score_seeds(
+                    lambda seed: generate(policy, policy_env, labels, seed),
+                    config.seeds,
+                    METRICS,
+                    device,
+                    desc=f"{env_id} {steps} blend {lam:g}",
+                )
                 result.pop("generation")
-                rows.append({"env_id": env_id, "steps": steps, "method": f"blend {lam:g} ({pair})", "kind": "blend",
-                             "params": {"fidelity": blend.paths[0], "diversity": blend.paths[1], "lambda": lam},
-                             "generator_digest": policy_env.unwrapped.generator_digest, **result})
+                rows.append(
+                    {
+                        "env_id": env_id,
+                        "steps": steps,
+                        "method": f"blend {lam:g} ({pair})",
+                        "kind": "blend",
+                        "params": {"fidelity": blend.paths[0], "diversity": blend.paths[1], "lambda": lam},
+                        "generator_digest": policy_env.unwrapped.generator_digest,
+                        **result,
+                    }
+                )
         for path, record, file_steps, table in files:
             if record["env_id"] == env_id and file_steps == steps:
-                row = _static_row(env_id, steps, f"static {Path(path).stem}", "static",
-                                  {"schedule_file": path, "source": record.get("source", "")}, sampler, labels, config,
-                                  device, schedule=table)
+                row = _static_row(
+                    env_id,
+                    steps,
+                    f"static {Path(path).stem}",
+                    "static",
+                    {"schedule_file": path, "source": record.get("source", "")},
+                    sampler,
+                    labels,
+                    config,
+                    device,
+                    schedule=table,
+                )
                 rows.append({**row, **measured_on})
 
     results = {
-        "config": {**asdict(config), "step_grid": {k: list(v) for k, v in grid.items()},
-                   "baseline_step_grid": {k: list(v) for k, v in config.baseline_step_grid.items()}},
+        "config": {
+            **asdict(config),
+            "step_grid": {k: list(v) for k, v in grid.items()},
+            "baseline_step_grid": {k: list(v) for k, v in config.baseline_step_grid.items()},
+        },
         "labels": "class-balanced",
         "command": command,
         "version": adagen_env.__version__,
@@ -452,15 +563,22 @@ def bench(
 def schedule_file_name(env_id: str, steps: int | None, method: str) -> str:
     """`schedules/<env>_<steps>_<method>.json`, as `knob_plot_name` spells env and steps, the method lower-case
     with dashes."""
-    return (f"schedules/{env_id.replace('/', '-')}_{'default' if steps is None else steps}_"
-            f"{'-'.join(method.lower().split())}.json")
+    return (
+        f"schedules/{env_id.replace('/', '-')}_{'default' if steps is None else steps}_"
+        f"{'-'.join(method.lower().split())}.json"
+    )
 
 
 def _save_tuned(out: Path | None, sampler: Sampler, row: dict[str, Any], how: str) -> None:
     """A tuned row's table as a schedule file (an env's `base_schedule`, `adagen train --base-schedule`)."""
     if out is not None:
-        save_schedule(out / schedule_file_name(row["env_id"], row["steps"], row["method"]), sampler,
-                      torch.tensor(row["schedule"]), env_id=row["env_id"], source=f"adagen bench: {how}")
+        save_schedule(
+            out / schedule_file_name(row["env_id"], row["steps"], row["method"]),
+            sampler,
+            torch.tensor(row["schedule"]),
+            env_id=row["env_id"],
+            source=f"adagen bench: {how}",
+        )
 
 
 def _group(rows: list[dict[str, Any]]) -> dict[tuple[str, Any], list[dict[str, Any]]]:
@@ -484,8 +602,11 @@ def matching_nfe(rows: list[dict[str, Any]], env_id: str) -> dict[str, Any]:
             continue
         match = "worse" not in agreed_verdict(row, target)[1].values()
         found[row["method"]] = row["nfe"] if match else found.get(row["method"])
-    return {"target_nfe": target["nfe"], "target": {k: [target["mean"][k], target["std"][k]] for k in headline(target)},
-            "nfe_to_match": found}
+    return {
+        "target_nfe": target["nfe"],
+        "target": {k: [target["mean"][k], target["std"][k]] for k in headline(target)},
+        "nfe_to_match": found,
+    }
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -494,12 +615,14 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         "# adagen bench: adaptive vs static schedules at equal NFE",
         "",
-        (f"{cfg['num_samples']} class-balanced samples per seed, seeds {cfg['seeds']}; every method at a step count "
-         f"sees the same labels and noise. Tuned static: coordinate search ({cfg['search_rounds']} sweeps), "
-         f"{COLUMNS[SELECTION_METRIC]} on {cfg['search_samples']} samples of seed {cfg['search_seed']}. Verdicts: "
-         "better or worse only when FD-SSL and oracle coverage both say so beyond the combined "
-         "spread over seeds; tie when none does; split when they disagree. "
-         f"{results['threads']} threads, {results['date']}."),
+        (
+            f"{cfg['num_samples']} class-balanced samples per seed, seeds {cfg['seeds']}; every method at a step count "
+            f"sees the same labels and noise. Tuned static: coordinate search ({cfg['search_rounds']} sweeps), "
+            f"{COLUMNS[SELECTION_METRIC]} on {cfg['search_samples']} samples of seed {cfg['search_seed']}. Verdicts: "
+            "better or worse only when FD-SSL and oracle coverage both say so beyond the combined "
+            "spread over seeds; tie when none does; split when they disagree. "
+            f"{results['threads']} threads, {results['date']}."
+        ),
         "",
         generators_line(results["rows"]),
     ]
@@ -509,35 +632,54 @@ def markdown(results: dict[str, Any]) -> str:
         base = next(r for r in group if r["kind"] == "baseline")
         tuned_rows = [r for r in group if r["kind"] == "tuned"]
         tuned = tuned_rows[-1] if tuned_rows else None  # the CMA-ES row when there is one: the stronger static bar
-        lines += ["", f"## {env_id}, steps {steps if steps is not None else 'default'} (NFE {base['nfe']})", "",
-                  "| method | kind | NFE | " + " | ".join(COLUMNS.values()) + " | s / image | vs baseline | vs tuned |",
-                  "|---|---|---|" + "---|" * len(COLUMNS) + "---|---|---|"]
+        lines += [
+            "",
+            f"## {env_id}, steps {steps if steps is not None else 'default'} (NFE {base['nfe']})",
+            "",
+            "| method | kind | NFE | " + " | ".join(COLUMNS.values()) + " | s / image | vs baseline | vs tuned |",
+            "|---|---|---|" + "---|" * len(COLUMNS) + "---|---|---|",
+        ]
         for row in group:
             change = "-" if row is base else change_cell(row, base)
             versus = "-" if tuned is None or row is tuned else change_cell(row, tuned)
-            lines.append(f"| {row['method']} | {row['kind']} | {row['nfe']} | " + " | ".join(stat_cells(row))
-                         + f" | {row['seconds_per_image'] * 1e3:.2f} ms | {change} | {versus} |")
+            lines.append(
+                f"| {row['method']} | {row['kind']} | {row['nfe']} | "
+                + " | ".join(stat_cells(row))
+                + f" | {row['seconds_per_image'] * 1e3:.2f} ms | {change} | {versus} |"
+            )
         if tuned is not None:
             coordinate = tuned_rows[0]
-            lines += ["", f"Tuned parameters: `{json.dumps(coordinate['params'])}` "
-                          f"({len(coordinate['search']['trace'])} candidates)."]
+            lines += [
+                "",
+                f"Tuned parameters: `{json.dumps(coordinate['params'])}` "
+                f"({len(coordinate['search']['trace'])} candidates).",
+            ]
             if tuned is not coordinate:
                 metric = tuned["search"]["metric"]
                 heldout = np.asarray(tuned["search"]["heldout_scores"])
-                lines.append(f"CMA-ES: {len(tuned['search']['trace'])} candidates over the whole (H, K) table; best "
-                             f"{COLUMNS[metric]} {tuned['search']['best_score']:.4g} on the search seed, "
-                             f"{heldout.mean():.4g} ± {heldout.std(ddof=1) if len(heldout) > 1 else 0:.2g} on "
-                             f"{len(heldout)} held-out seeds of the same size (a search score far below the held-out "
-                             "ones means the search fitted its seed's noise).")
+                lines.append(
+                    f"CMA-ES: {len(tuned['search']['trace'])} candidates over the whole (H, K) table; best "
+                    f"{COLUMNS[metric]} {tuned['search']['best_score']:.4g} on the search seed, "
+                    f"{heldout.mean():.4g} ± {heldout.std(ddof=1) if len(heldout) > 1 else 0:.2g} on "
+                    f"{len(heldout)} held-out seeds of the same size (a search score far below the held-out "
+                    "ones means the search fitted its seed's noise)."
+                )
         lines += blend_table(group)
-    lines += ["", "## NFE to match the baseline at its largest NFE", "",
-              "| env | baseline at its largest NFE | method | smallest NFE that matches |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "## NFE to match the baseline at its largest NFE",
+        "",
+        "| env | baseline at its largest NFE | method | smallest NFE that matches |",
+        "|---|---|---|---|",
+    ]
     for env_id in dict.fromkeys(r["env_id"] for r in results["rows"]):
         match = matching_nfe(results["rows"], env_id)
         for method, nfe in match["nfe_to_match"].items():
             target = ", ".join(f"{SHORT[k]} {m:.4g} ± {sd:.2g}" for k, (m, sd) in match["target"].items())
-            lines.append(f"| {env_id} | {target} (NFE {match['target_nfe']}) "
-                         f"| {method} | {nfe if nfe is not None else 'not within the grid'} |")
+            lines.append(
+                f"| {env_id} | {target} (NFE {match['target_nfe']}) "
+                f"| {method} | {nfe if nfe is not None else 'not within the grid'} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -560,11 +702,15 @@ def blend_table(group: list[dict[str, Any]]) -> list[str]:
     lines: list[str] = []
     for (fidelity, diversity), found in _blend_pairs(group).items():
         lambdas = " ".join(f"{r['params']['lambda']:g}" for r in found)
-        lines += ["", f"Fidelity-diversity blend: lambda {lambdas} of fidelity "
-                      f"`{fidelity}` and 1 - lambda of diversity `{diversity}` "
-                      f"(`{blend_plot_name(found[0]['env_id'], found[0]['steps'])}`).", "",
-                  "| lambda | " + " | ".join(COLUMNS[k] for k in BLEND_COLUMNS) + " |",
-                  "|---|" + "---|" * len(BLEND_COLUMNS)]
+        lines += [
+            "",
+            f"Fidelity-diversity blend: lambda {lambdas} of fidelity "
+            f"`{fidelity}` and 1 - lambda of diversity `{diversity}` "
+            f"(`{blend_plot_name(found[0]['env_id'], found[0]['steps'])}`).",
+            "",
+            "| lambda | " + " | ".join(COLUMNS[k] for k in BLEND_COLUMNS) + " |",
+            "|---|" + "---|" * len(BLEND_COLUMNS),
+        ]
         for row in found:
             cells = [f"{row['mean'][k]:.4g} ± {row['std'][k]:.2g}" if k in row["mean"] else "-" for k in BLEND_COLUMNS]
             lines.append(f"| {row['params']['lambda']:g} | " + " | ".join(cells) + " |")
@@ -581,8 +727,14 @@ def blend_figure(rows: list[dict[str, Any]]) -> Any:
     for (fidelity, diversity), found in _blend_pairs(rows).items():
         x = [r["params"]["lambda"] for r in found]
         for ax, key in zip(axes, BLEND_COLUMNS):
-            ax.errorbar(x, [r["mean"][key] for r in found], yerr=[r["std"][key] for r in found], marker="o",
-                        capsize=2, label=f"{run_name(fidelity)} + {run_name(diversity)}")
+            ax.errorbar(
+                x,
+                [r["mean"][key] for r in found],
+                yerr=[r["std"][key] for r in found],
+                marker="o",
+                capsize=2,
+                label=f"{run_name(fidelity)} + {run_name(diversity)}",
+            )
     for ax, key in zip(axes, BLEND_COLUMNS):
         ax.set_title(COLUMNS[key])
         ax.set_xlabel("lambda (weight of the fidelity policy)")
@@ -611,8 +763,11 @@ def fid_figure(rows: list[dict[str, Any]]) -> Any:
             x = [r["nfe"] for r in points]
             y = [r["mean"]["fid"] for r in points]
             err = [r["std"]["fid"] for r in points]
-            style = {"adaptive": dict(marker="*", markersize=12, linestyle="none"),
-                     "baseline": dict(marker="o", color="k"), "tuned": dict(marker="s")}.get(kind, dict(marker=".", alpha=0.7))
+            style = {
+                "adaptive": dict(marker="*", markersize=12, linestyle="none"),
+                "baseline": dict(marker="o", color="k"),
+                "tuned": dict(marker="s"),
+            }.get(kind, dict(marker=".", alpha=0.7))
             ax.errorbar(x, y, yerr=err, label=method, capsize=2, **style)
         ax.set_xscale("log", base=2)
         ax.set_title(env_id)
@@ -646,19 +801,41 @@ def knob_plot_name(env_id: str, steps: int | None) -> str:
     return f"bench_knobs_{env_id.replace('/', '-')}_{'default' if steps is None else steps}.png"
 
 
-def write_outputs(results: dict[str, Any], out: Path, knob_plots: Sequence[tuple[str, Generation, np.ndarray, tuple[str, ...]]] = ()) -> None:
+def write_outputs(
+    results: dict[str, Any], out: Path, knob_plots: Sequence[tuple[str, Generation, np.ndarray, tuple[str, ...]]] = ()
+) -> None:
     """bench.json, bench.csv, bench.md, bench_fid_vs_nfe.png, the policies' knob figures and the blend figures,
     each written whole."""
     write_text(out / "bench.json", json.dumps(results, indent=2) + "\n")
     write_text(out / "bench.md", markdown(results))
     table = io.StringIO()
     writer = csv.writer(table)
-    writer.writerow(["env_id", "steps", "method", "kind", "nfe", "seconds_per_image",
-                     *[f"{k}_{s}" for k in COLUMNS for s in ("mean", "std")], "params"])
+    writer.writerow(
+        [
+            "env_id",
+            "steps",
+            "method",
+            "kind",
+            "nfe",
+            "seconds_per_image",
+            *[f"{k}_{s}" for k in COLUMNS for s in ("mean", "std")],
+            "params",
+        ]
+    )
     for row in results["rows"]:
         stats = [row[s].get(k, "") for k in COLUMNS for s in ("mean", "std")]
-        writer.writerow([row["env_id"], row["steps"], row["method"], row["kind"], row["nfe"],
-                         row["seconds_per_image"], *stats, json.dumps(row["params"])])
+        writer.writerow(
+            [
+                row["env_id"],
+                row["steps"],
+                row["method"],
+                row["kind"],
+                row["nfe"],
+                row["seconds_per_image"],
+                *stats,
+                json.dumps(row["params"]),
+            ]
+        )
     write_text(out / "bench.csv", table.getvalue())
     save_figure(fid_figure(results["rows"]), out / "bench_fid_vs_nfe.png", dpi=110)
     for name, generation, baseline, knob_names in knob_plots:

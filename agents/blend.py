@@ -26,8 +26,16 @@ import numpy as np
 from adagen_env.errors import CheckpointError, InvalidArgument
 from agents.checkpoint import load_model, read_meta
 
-BLEND_KEYS = ("env_id", "knobs", "horizon", "observation_keys", "feature_shape", "smoothing", "sampler_config",
-              "generator_digest")
+BLEND_KEYS = (
+    "env_id",
+    "knobs",
+    "horizon",
+    "observation_keys",
+    "feature_shape",
+    "smoothing",
+    "sampler_config",
+    "generator_digest",
+)
 """Metadata the two policies of a blend must share: the env, its knobs and horizon, what the policies observe, the
 smoothing applied to the mixed residual, the sampler's settings and the generator's weights."""
 BLEND_ENV_KWARGS = ("observation", "feature_pool", "feature_dtype", "base_schedule")
@@ -38,8 +46,10 @@ def blend_identity(meta: dict[str, Any]) -> dict[str, Any]:
     """What of a policy's metadata a blend partner must equal: `BLEND_KEYS`, and `env_kwargs.<name>` for
     `BLEND_ENV_KWARGS`."""
     env_kwargs = meta.get("env_kwargs", {})
-    return {**{key: meta.get(key) for key in BLEND_KEYS},
-            **{f"env_kwargs.{key}": env_kwargs.get(key) for key in BLEND_ENV_KWARGS}}
+    return {
+        **{key: meta.get(key) for key in BLEND_KEYS},
+        **{f"env_kwargs.{key}": env_kwargs.get(key) for key in BLEND_ENV_KWARGS},
+    }
 
 
 class BlendedPolicy:
@@ -64,7 +74,9 @@ class BlendedPolicy:
     ) -> tuple[np.ndarray, Any]:
         fidelity_state, diversity_state = (None, None) if state is None else state
         u_fidelity, fidelity_state = self.fidelity.predict(observation, fidelity_state, episode_start, deterministic)
-        u_diversity, diversity_state = self.diversity.predict(observation, diversity_state, episode_start, deterministic)
+        u_diversity, diversity_state = self.diversity.predict(
+            observation, diversity_state, episode_start, deterministic
+        )
         action = self.lam * u_fidelity.astype(np.float32) + (1 - self.lam) * u_diversity.astype(np.float32)
         return action.astype(np.float32), (fidelity_state, diversity_state)
 
@@ -95,8 +107,10 @@ def check_blend(fidelity_path: str | Path, diversity_path: str | Path) -> dict[s
     ours, theirs = blend_identity(fidelity_meta), blend_identity(diversity_meta)
     differ = [f"{key}: {ours[key]!r} vs {theirs[key]!r}" for key in ours if ours[key] != theirs[key]]  # JSON values
     if differ:
-        raise CheckpointError(f"cannot blend {str(fidelity_path)!r} (fidelity) with {str(diversity_path)!r} "
-                              f"(diversity): they were trained on different envs ({'; '.join(differ)})")
+        raise CheckpointError(
+            f"cannot blend {str(fidelity_path)!r} (fidelity) with {str(diversity_path)!r} "
+            f"(diversity): they were trained on different envs ({'; '.join(differ)})"
+        )
     return fidelity_meta
 
 

@@ -357,8 +357,16 @@ class AlignmentProbe(UpdateCallback):
         warn_below: AUC under which the run warns.
     """
 
-    def __init__(self, reward_model: Any, eval_env: VectorEnv, labels: Sequence[int] | np.ndarray | torch.Tensor,
-                 seed: int, every: int, timesteps_per_update: int, warn_below: float = 0.6) -> None:
+    def __init__(
+        self,
+        reward_model: Any,
+        eval_env: VectorEnv,
+        labels: Sequence[int] | np.ndarray | torch.Tensor,
+        seed: int,
+        every: int,
+        timesteps_per_update: int,
+        warn_below: float = 0.6,
+    ) -> None:
         super().__init__(timesteps_per_update)
         if every < 1:
             raise InvalidArgument(f"every must be >= 1 update, got {every}")
@@ -384,16 +392,20 @@ class AlignmentProbe(UpdateCallback):
             action_dim = self.eval_env.single_action_space.shape[0]
             self.better = generate(ZeroPolicy(action_dim), self.eval_env, self.labels, self.seed).images
             self.worse = gaussian_blur(self.better, [7, 7], [1.0, 1.0])
-        self.last_auc, self.last_paired = alignment_auc(self.reward_model, self.better, self.labels, self.worse,
-                                                        self.labels)
+        self.last_auc, self.last_paired = alignment_auc(
+            self.reward_model, self.better, self.labels, self.worse, self.labels
+        )
         self.logger.record("reward/alignment_auc", self.last_auc)
         self.logger.record("reward/alignment_paired", self.last_paired)
         if self.last_paired < self.warn_below:
             import warnings
 
-            warnings.warn(f"update {self.updates}: the reward prefers a sharp baseline image to its blurred copy "
-                          f"with probability {self.last_paired:.3f} (< {self.warn_below}): it is losing track of "
-                          "image quality", stacklevel=2)
+            warnings.warn(
+                f"update {self.updates}: the reward prefers a sharp baseline image to its blurred copy "
+                f"with probability {self.last_paired:.3f} (< {self.warn_below}): it is losing track of "
+                "image quality",
+                stacklevel=2,
+            )
         return self.last_auc, self.last_paired
 
 
@@ -498,10 +510,17 @@ class ProgressBar(BaseCallback):
         from tqdm.auto import tqdm
 
         if self.budget is None:
-            self.bar = tqdm(total=self.total_timesteps, initial=self.model.num_timesteps, unit="step", dynamic_ncols=True)
+            self.bar = tqdm(
+                total=self.total_timesteps, initial=self.model.num_timesteps, unit="step", dynamic_ncols=True
+            )
         else:
-            self.bar = tqdm(total=round(self.budget.budget_seconds), initial=round(self.budget.elapsed), unit="s",
-                            dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s budget [{elapsed}{postfix}]")
+            self.bar = tqdm(
+                total=round(self.budget.budget_seconds),
+                initial=round(self.budget.elapsed),
+                unit="s",
+                dynamic_ncols=True,
+                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s budget [{elapsed}{postfix}]",
+            )
 
     def _on_step(self) -> bool:
         if self.budget is None:

@@ -98,8 +98,13 @@ def rng_state() -> dict[str, Any]:
     numpy_state = np.random.get_state(legacy=False)
     return {
         "python": random.getstate(),
-        "numpy": {**numpy_state, "state": {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
-                                           "pos": int(numpy_state["state"]["pos"])}},
+        "numpy": {
+            **numpy_state,
+            "state": {
+                "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+                "pos": int(numpy_state["state"]["pos"]),
+            },
+        },
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -109,8 +114,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what `rng_state` returned."""
     random.setstate(state["python"])
     numpy_state = state["numpy"]
-    np.random.set_state({**numpy_state, "state": {"key": numpy_state["state"]["key"].numpy().astype(np.uint32),
-                                                  "pos": numpy_state["state"]["pos"]}})
+    np.random.set_state(
+        {
+            **numpy_state,
+            "state": {"key": numpy_state["state"]["key"].numpy().astype(np.uint32), "pos": numpy_state["state"]["pos"]},
+        }
+    )
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -198,7 +207,14 @@ def save_model(model: Any, path: str | Path, meta: dict[str, Any]) -> Path:
     return path
 
 
-EXPORT_EXCLUDES = ("_last_obs", "_last_original_obs", "_last_episode_starts", "_last_lstm_states", "ep_info_buffer", "ep_success_buffer")
+EXPORT_EXCLUDES = (
+    "_last_obs",
+    "_last_original_obs",
+    "_last_episode_starts",
+    "_last_lstm_states",
+    "ep_info_buffer",
+    "ep_success_buffer",
+)
 """Rollout leftovers an exported policy does not need (the last observation batch alone is megabytes)."""
 
 
@@ -281,8 +297,10 @@ def spaces_from_meta(meta: dict[str, Any]) -> tuple[spaces.Dict, spaces.Box]:
 
     dtype = FEATURE_DTYPES[meta.get("env_kwargs", {}).get("feature_dtype") or "float32"]
     action = spaces.Box(-ACTION_LIMIT, ACTION_LIMIT, (len(meta["knobs"]),), dtype=np.float32)
-    observation = {"features": spaces.Box(-np.inf, np.inf, tuple(meta["feature_shape"]), dtype=dtype),
-                   "step": spaces.Discrete(meta["horizon"])}
+    observation = {
+        "features": spaces.Box(-np.inf, np.inf, tuple(meta["feature_shape"]), dtype=dtype),
+        "step": spaces.Discrete(meta["horizon"]),
+    }
     if "prev_action" in meta["observation_keys"]:
         observation["prev_action"] = action
     return spaces.Dict(observation), action
@@ -291,24 +309,35 @@ def spaces_from_meta(meta: dict[str, Any]) -> tuple[spaces.Dict, spaces.Box]:
 def _rebuilt_fields(path: Path, data: dict[str, Any], meta: dict[str, Any], env: Any) -> dict[str, Any]:
     """A value for every pickled field of `data`, built here (SB3 then unpickles none of them)."""
     spec = get_algorithm(meta["algo"])
-    observation_space, action_space = (env.observation_space, env.action_space) if env is not None else spaces_from_meta(meta)
-    preset = resolve_hyperparameters(meta["algo"], meta["horizon"], meta.get("num_envs", 1), len(meta["knobs"]),
-                                     meta.get("algo_kwargs"))
+    observation_space, action_space = (
+        (env.observation_space, env.action_space) if env is not None else spaces_from_meta(meta)
+    )
+    preset = resolve_hyperparameters(
+        meta["algo"], meta["horizon"], meta.get("num_envs", 1), len(meta["knobs"]), meta.get("algo_kwargs")
+    )
     blank = spec.load_cls()(spec.policy, env=None, _init_setup_model=False, **preset)  # the fields as SB3 sets them
-    known = {**vars(blank), "observation_space": observation_space,
-             "action_space": action_space, **{key: None for key in ROLLOUT_LEFTOVERS}, "lr_schedule": 0.0}
+    known = {
+        **vars(blank),
+        "observation_space": observation_space,
+        "action_space": action_space,
+        **{key: None for key in ROLLOUT_LEFTOVERS},
+        "lr_schedule": 0.0,
+    }
     fields = {}
     for key, value in data.items():
         if isinstance(value, dict) and ":serialized:" in value:
             if key not in known:
-                raise CheckpointError(f"checkpoint {str(path)!r} has a pickled field {key!r} that this loader does not "
-                                      "rebuild; it never unpickles a checkpoint's fields")
+                raise CheckpointError(
+                    f"checkpoint {str(path)!r} has a pickled field {key!r} that this loader does not "
+                    "rebuild; it never unpickles a checkpoint's fields"
+                )
             fields[key] = known[key]
     return fields
 
 
-def load_model(path: str | Path, env: Any = None, device: str = "cpu",
-               expected: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+def load_model(
+    path: str | Path, env: Any = None, device: str = "cpu", expected: dict[str, Any] | None = None
+) -> tuple[Any, dict[str, Any]]:
     """(SB3 model, metadata) of a checkpoint written by `adagen train`, loaded without unpickling anything.
 
     Args:
@@ -333,8 +362,10 @@ def load_model(path: str | Path, env: Any = None, device: str = "cpu",
         raise CheckpointError(f"checkpoint {str(path)!r} could not be loaded as {meta['algo']}: {exc}") from exc
     for name, tensor in model.policy.state_dict().items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise CheckpointError(f"checkpoint {str(path)!r}: policy tensor {name!r} has NaN or infinite values "
-                                  "(the file is damaged, or training diverged before it was saved)")
+            raise CheckpointError(
+                f"checkpoint {str(path)!r}: policy tensor {name!r} has NaN or infinite values "
+                "(the file is damaged, or training diverged before it was saved)"
+            )
     return model, meta
 
 
@@ -349,14 +380,18 @@ def load_state(path: str | Path, num_timesteps: int) -> dict[str, Any]:
         with zipfile.ZipFile(path) as archive:
             payload = archive.read(STATE)
     except KeyError as exc:
-        raise CheckpointError(f"{str(path)!r} holds no run state ({STATE}): it is a policy file, not a training "
-                              "checkpoint, and cannot be resumed") from exc
+        raise CheckpointError(
+            f"{str(path)!r} holds no run state ({STATE}): it is a policy file, not a training "
+            "checkpoint, and cannot be resumed"
+        ) from exc
     except (zipfile.BadZipFile, OSError) as exc:
         raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: {exc}") from exc
     try:
         state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"run state of {str(path)!r} is corrupt or holds more than tensors and numbers: {exc}") from exc
+        raise CheckpointError(
+            f"run state of {str(path)!r} is corrupt or holds more than tensors and numbers: {exc}"
+        ) from exc
     if not isinstance(state, dict) or state.get("num_timesteps") != num_timesteps:
         got = state.get("num_timesteps") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(

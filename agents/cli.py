@@ -38,8 +38,10 @@ def _train(args: argparse.Namespace) -> None:
             except ModuleNotFoundError as exc:
                 if (exc.name or "").split(".")[0] != "ray":
                     raise
-                raise SystemExit(f"adagen train --engine rllib needs Ray RLlib ({exc}); install it with "
-                                 "pip install 'adagen-env[rllib]'") from exc
+                raise SystemExit(
+                    f"adagen train --engine rllib needs Ray RLlib ({exc}); install it with "
+                    "pip install 'adagen-env[rllib]'"
+                ) from exc
         else:
             from agents.train import train
         summary = train(parsed)
@@ -87,7 +89,9 @@ def _export_schedule(args: argparse.Namespace) -> None:
     from adagen_env.errors import AdaGenError
     from agents.export import export_schedule
 
-    given = {name: getattr(args, name) for name in ("num_samples", "seed", "batch_size") if getattr(args, name) is not None}
+    given = {
+        name: getattr(args, name) for name in ("num_samples", "seed", "batch_size") if getattr(args, name) is not None
+    }
     try:
         out = export_schedule(args.policy, args.out, device=args.device, **given)
     except AdaGenError as exc:
@@ -103,8 +107,15 @@ def _bench(args: argparse.Namespace) -> None:
         config = config_from_args(args)
         out = args.out or ("runs/bench_quick" if args.quick else "runs/bench")
         command = args.command_line if args.out else f"{args.command_line} --out {out}"  # the record names its folder
-        results = bench(config, policies=args.policy or [], out_dir=out, device=args.device, command=command,
-                        schedules=args.schedule or [], blends=[tuple(pair) for pair in args.blend or []])
+        results = bench(
+            config,
+            policies=args.policy or [],
+            out_dir=out,
+            device=args.device,
+            command=command,
+            schedules=args.schedule or [],
+            blends=[tuple(pair) for pair in args.blend or []],
+        )
     except AdaGenError as exc:
         raise SystemExit(f"adagen bench: error: {exc}") from exc
     print(markdown(results))
@@ -115,8 +126,15 @@ def _ablation(args: argparse.Namespace) -> None:
     from agents.ablation import run_ablation, section
 
     try:
-        report = run_ablation(args.name, budget_minutes=args.budget_minutes, num_samples=args.num_samples,
-                              seeds=tuple(args.seeds), logdir=args.logdir, out=args.out, device=args.device)
+        report = run_ablation(
+            args.name,
+            budget_minutes=args.budget_minutes,
+            num_samples=args.num_samples,
+            seeds=tuple(args.seeds),
+            logdir=args.logdir,
+            out=args.out,
+            device=args.device,
+        )
     except AdaGenError as exc:
         raise SystemExit(f"adagen bench ablation: error: {exc}") from exc
     print(section(report))
@@ -143,7 +161,9 @@ def _add_args_flags(parser: argparse.ArgumentParser) -> None:
             kind = next(a for a in typing.get_args(kind) if a is not type(None))
         if kind is bool:
             if default:
-                parser.add_argument("--no-" + flag[2:], dest=spec.name, action="store_false", help=f"{text} (this flag turns it off)")
+                parser.add_argument(
+                    "--no-" + flag[2:], dest=spec.name, action="store_false", help=f"{text} (this flag turns it off)"
+                )
             else:
                 parser.add_argument(flag, action="store_true", help=text)
             continue
@@ -167,45 +187,92 @@ def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
 
     evaluate = commands.add_parser("eval", help="FID/KID/IS/PR and class agreement of policies vs the baseline")
     evaluate.add_argument("--policy", action="append", help="checkpoint.zip of `adagen train` (repeatable)")
-    evaluate.add_argument("--schedule", choices=["baseline"], default=None, help="also evaluate the baseline schedule (and the base schedule of a policy trained on one)")
+    evaluate.add_argument(
+        "--schedule",
+        choices=["baseline"],
+        default=None,
+        help="also evaluate the baseline schedule (and the base schedule of a policy trained on one)",
+    )
     evaluate.add_argument("--env", default=None, choices=envs, help="required without --policy; checked against it")
     evaluate.add_argument("--num-samples", type=int, default=1000, help="images per seed")
     evaluate.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--num-steps", type=int, default=None, help="baseline-only: the env's step count")
     evaluate.add_argument("--knobs", nargs="+", default=None)
-    evaluate.add_argument("--best-of", type=int, default=1, metavar="K",
-                          help="also each policy's best of K candidates per label by its run's discriminator (and, "
-                               "with --schedule baseline, the baseline's): rows at K x NFE (agents.refine)")
-    evaluate.add_argument("--lookahead", type=int, default=1, metavar="K",
-                          help="also each policy with value lookahead over K candidate actions per step (PPO / A2C): "
-                               "a row at K x NFE (agents.refine)")
+    evaluate.add_argument(
+        "--best-of",
+        type=int,
+        default=1,
+        metavar="K",
+        help="also each policy's best of K candidates per label by its run's discriminator (and, "
+        "with --schedule baseline, the baseline's): rows at K x NFE (agents.refine)",
+    )
+    evaluate.add_argument(
+        "--lookahead",
+        type=int,
+        default=1,
+        metavar="K",
+        help="also each policy with value lookahead over K candidate actions per step (PPO / A2C): "
+        "a row at K x NFE (agents.refine)",
+    )
     evaluate.add_argument("--out", default="runs/eval", help="where eval.json and eval.md go")
     evaluate.add_argument("--device", default="cpu")
     evaluate.set_defaults(func=_eval)
 
     bench = commands.add_parser("bench", help="learned policies vs baseline, hand-made and tuned static schedules")
-    bench.add_argument("--quick", action="store_true", help="a small table (one step count per env, 250 samples x 2 seeds)")
+    bench.add_argument(
+        "--quick", action="store_true", help="a small table (one step count per env, 250 samples x 2 seeds)"
+    )
     bench.add_argument("--env", nargs="+", default=None, choices=envs, help="envs to run (default: all four)")
-    bench.add_argument("--steps", type=int, nargs="+", default=None, help="step counts (default: the env's grid; VAR keeps its one step per scale)")
-    bench.add_argument("--baseline-steps", type=int, nargs="*", default=None,
-                       help="larger step counts run with the baseline only (default: the env's; none when empty)")
+    bench.add_argument(
+        "--steps",
+        type=int,
+        nargs="+",
+        default=None,
+        help="step counts (default: the env's grid; VAR keeps its one step per scale)",
+    )
+    bench.add_argument(
+        "--baseline-steps",
+        type=int,
+        nargs="*",
+        default=None,
+        help="larger step counts run with the baseline only (default: the env's; none when empty)",
+    )
     bench.add_argument("--policy", action="append", help="checkpoint.zip of `adagen train` (repeatable)")
-    bench.add_argument("--schedule", nargs="+", action="extend", metavar="FILE",
-                       help="schedule files (`adagen export-schedule`, a bench's schedules/), each a static row at its "
-                            "env and step count")
-    bench.add_argument("--blend", nargs=2, action="append", metavar=("FIDELITY", "DIVERSITY"),
-                       help="two policies of one env (the fidelity one trained with --reward-model "
-                            "adversarial-projected+classifier): a row per --lambdas value (agents.blend; repeatable)")
-    bench.add_argument("--lambdas", type=float, nargs="+", default=None,
-                       help="blend weights of the fidelity policy, in [0, 1] (default: 0 0.25 0.5 0.75 1)")
+    bench.add_argument(
+        "--schedule",
+        nargs="+",
+        action="extend",
+        metavar="FILE",
+        help="schedule files (`adagen export-schedule`, a bench's schedules/), each a static row at its "
+        "env and step count",
+    )
+    bench.add_argument(
+        "--blend",
+        nargs=2,
+        action="append",
+        metavar=("FIDELITY", "DIVERSITY"),
+        help="two policies of one env (the fidelity one trained with --reward-model "
+        "adversarial-projected+classifier): a row per --lambdas value (agents.blend; repeatable)",
+    )
+    bench.add_argument(
+        "--lambdas",
+        type=float,
+        nargs="+",
+        default=None,
+        help="blend weights of the fidelity policy, in [0, 1] (default: 0 0.25 0.5 0.75 1)",
+    )
     bench.add_argument("--num-samples", type=int, default=None, help="images per seed")
     bench.add_argument("--seeds", type=int, nargs="+", default=None)
     bench.add_argument("--search-samples", type=int, default=None, help="images per candidate of the tuned search")
     bench.add_argument("--search-seed", type=int, default=None)
     bench.add_argument("--search-rounds", type=int, default=None, help="coordinate-search sweeps")
-    bench.add_argument("--cma-evaluations", type=int, default=None,
-                       help="also search the whole per-step table with CMA-ES, this many candidates (needs `cma`)")
+    bench.add_argument(
+        "--cma-evaluations",
+        type=int,
+        default=None,
+        help="also search the whole per-step table with CMA-ES, this many candidates (needs `cma`)",
+    )
     bench.add_argument("--batch-size", type=int, default=None)
     bench.add_argument("--no-hand-made", dest="hand_made", action="store_false", help="baseline and tuned only")
     bench.add_argument("--out", default=None, help="output folder (default runs/bench, with --quick runs/bench_quick)")
@@ -233,8 +300,12 @@ def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
     schedule.add_argument("--policy", required=True, help="checkpoint.zip of `adagen train`")
     schedule.add_argument("--out", required=True, help="the schedule file (JSON) to write")
     schedule.add_argument("--num-samples", type=int, default=None, help="class-balanced images averaged (default 1000)")
-    schedule.add_argument("--seed", type=int, default=None,
-                          help="sampling seed (default agents.export.EXPORT_SEED, 3000, which no evaluation uses)")
+    schedule.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="sampling seed (default agents.export.EXPORT_SEED, 3000, which no evaluation uses)",
+    )
     schedule.add_argument("--batch-size", type=int, default=None, help="lanes per generator call (default 64)")
     schedule.add_argument("--device", default="cpu")
     schedule.set_defaults(func=_export_schedule)
@@ -257,7 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_zoo_train)
 
     evaluate = zoo_commands.add_parser("eval", help="FID / class agreement of the shipped generators over NFE and CFG")
-    evaluate.add_argument("names", nargs="*", default=[], choices=[*GENERATORS, []], help="generators to evaluate (default: all)")
+    evaluate.add_argument(
+        "names", nargs="*", default=[], choices=[*GENERATORS, []], help="generators to evaluate (default: all)"
+    )
     evaluate.add_argument("--num-samples", type=int, default=2000)
     evaluate.add_argument("--out", default="runs/zoo_eval", help="where zoo.json, zoo.md and the sample grids go")
     evaluate.add_argument("--device", default="cpu")

@@ -59,7 +59,10 @@ def summarise(per_seed: list[dict[str, float]]) -> tuple[dict[str, float], dict[
 
 
 def score_seeds(
-    make: Callable[[int], Generation], seeds: Sequence[int], metrics: tuple[str, ...] = METRICS, device: str = "cpu",
+    make: Callable[[int], Generation],
+    seeds: Sequence[int],
+    metrics: tuple[str, ...] = METRICS,
+    device: str = "cpu",
     desc: str = "seeds",
 ) -> dict[str, Any]:
     """Generate with `make(seed)` for each seed and score it: per-seed metrics, mean and std over seeds, NFE per image,
@@ -77,12 +80,24 @@ def score_seeds(
         bar.set_postfix_str(f"seed {seed}: scoring")
         per_seed.append({**compute_metrics(last.images, last.labels, metrics=metrics, device=device), "seed": seed})
     mean, std = summarise([{k: v for k, v in s.items() if k != "seed"} for s in per_seed])
-    return {"nfe": last.nfe, "per_seed": per_seed, "mean": mean, "std": std,
-            "seconds_per_image": seconds / (len(seeds) * last.labels.shape[0]), "generation": last}
+    return {
+        "nfe": last.nfe,
+        "per_seed": per_seed,
+        "mean": mean,
+        "std": std,
+        "seconds_per_image": seconds / (len(seeds) * last.labels.shape[0]),
+        "generation": last,
+    }
 
 
 def _run(
-    name: str, policy: Any, env: Any, num_samples: int, seeds: Sequence[int], metrics: tuple[str, ...], device: str,
+    name: str,
+    policy: Any,
+    env: Any,
+    num_samples: int,
+    seeds: Sequence[int],
+    metrics: tuple[str, ...],
+    device: str,
     make: Callable[..., Generation] = generate,
 ) -> dict[str, Any]:
     """One row: `make(policy, env, labels, seed)` (`generate` or a refinement) scored over the seeds."""
@@ -93,8 +108,17 @@ def _run(
 
 
 def _refined_rows(
-    path: str | Path, model: Any, meta: dict[str, Any], best_of: int, lookahead: int, baseline: bool,
-    num_samples: int, seeds: Sequence[int], batch_size: int, metrics: tuple[str, ...], device: str,
+    path: str | Path,
+    model: Any,
+    meta: dict[str, Any],
+    best_of: int,
+    lookahead: int,
+    baseline: bool,
+    num_samples: int,
+    seeds: Sequence[int],
+    batch_size: int,
+    metrics: tuple[str, ...],
+    device: str,
     env_fn: EnvFn | None,
 ) -> list[dict[str, Any]]:
     """The rows of `agents.refine` for one policy, each on an env of K x `batch_size` lanes and scored by the run's
@@ -111,13 +135,17 @@ def _refined_rows(
         sampler = env.unwrapped.sampler
         if scorer is None:
             scorer = load_scorer(path, sampler.num_classes, sampler.image_shape[-1], device)
-        common = {"env_id": meta["env_id"], "generator_digest": env.unwrapped.generator_digest,
-                  "refinement": {"method": method, "k": k, "scorer": f"{meta['reward_model']} of {path}"}}
+        common = {
+            "env_id": meta["env_id"],
+            "generator_digest": env.unwrapped.generator_digest,
+            "refinement": {"method": method, "k": k, "scorer": f"{meta['reward_model']} of {path}"},
+        }
         runs = [(f"{method}-{k} {path}", model, meta["algo"])]
         if method == "best-of" and baseline:
             schedule = "baseline" if env.unwrapped.base_schedule is None else f"base schedule of {path}"
-            runs.append((f"{method}-{k} {schedule} (scorer of {path})", ZeroPolicy(env.single_action_space.shape[0]),
-                         None))
+            runs.append(
+                (f"{method}-{k} {schedule} (scorer of {path})", ZeroPolicy(env.single_action_space.shape[0]), None)
+            )
         make = partial(best_of_k if method == "best-of" else value_lookahead, k=k, scorer=scorer)
         for name, policy, algo in runs:
             row = _run(name, policy, env, num_samples, seeds, metrics, device, make)
@@ -172,8 +200,10 @@ def evaluate(
     if num_samples < 2 or not seeds:
         raise InvalidArgument(f"need num_samples >= 2 and at least one seed, got {num_samples} and {list(seeds)}")
     if min(best_of, lookahead) < 1 or (max(best_of, lookahead) > 1 and not policies):
-        raise InvalidArgument(f"best_of and lookahead must be >= 1, and refine a --policy (the scorer and critic are "
-                              f"its run's); got best_of={best_of}, lookahead={lookahead}, {len(policies)} policies")
+        raise InvalidArgument(
+            f"best_of and lookahead must be >= 1, and refine a --policy (the scorer and critic are "
+            f"its run's); got best_of={best_of}, lookahead={lookahead}, {len(policies)} policies"
+        )
     if out_dir is not None:  # before any work; an earlier eval's results there must not look like this one's
         out = writable_dir(out_dir)
         for name in ("eval.json", "eval.md"):
@@ -191,7 +221,10 @@ def evaluate(
         check_meta(
             path, meta, {key: value for key, value in _env_meta(env, meta["env_id"]).items() if key in IDENTITY_KEYS}
         )
-        sampler_and_generator = {"sampler_config": env.unwrapped.sampler.config(), **generator_expectation(meta, env.unwrapped)}
+        sampler_and_generator = {
+            "sampler_config": env.unwrapped.sampler.config(),
+            **generator_expectation(meta, env.unwrapped),
+        }
         check_meta(path, meta, sampler_and_generator)
         rows.append(
             {
@@ -201,8 +234,9 @@ def evaluate(
                 "generator_digest": env.unwrapped.generator_digest,
             }
         )
-        rows += _refined_rows(path, model, meta, best_of, lookahead, baseline, num_samples, seeds, batch_size,
-                              metrics, device, env_fn)
+        rows += _refined_rows(
+            path, model, meta, best_of, lookahead, baseline, num_samples, seeds, batch_size, metrics, device, env_fn
+        )
         key = json.dumps([meta["env_id"], meta["sampler_config"]], sort_keys=True)
         if env.unwrapped.base_schedule is None:
             # Zero actions give the same images whatever the policy sees or how its actions are smoothed.
@@ -213,8 +247,14 @@ def evaluate(
         # A policy on a base schedule: its zero action runs that schedule, a row of its own; the baseline needs an
         # env without it.
         zero = ZeroPolicy(env.single_action_space.shape[0])
-        rows.append({**_run(f"base schedule of {path}", zero, env, num_samples, seeds, metrics, device),
-                     "env_id": meta["env_id"], "algo": None, "generator_digest": env.unwrapped.generator_digest})
+        rows.append(
+            {
+                **_run(f"base schedule of {path}", zero, env, num_samples, seeds, metrics, device),
+                "env_id": meta["env_id"],
+                "algo": None,
+                "generator_digest": env.unwrapped.generator_digest,
+            }
+        )
         if key not in baseline_envs:
             plain = {**meta["env_kwargs"], "base_schedule": None}
             baseline_envs[key] = (meta["env_id"], eval_env(meta["env_id"], plain, 0.0, batch_size, device, env_fn))
@@ -227,8 +267,12 @@ def evaluate(
         for env_name, env in baseline_envs.values():
             zero = ZeroPolicy(env.single_action_space.shape[0])
             rows.append(
-                {**_run("baseline", zero, env, num_samples, seeds, metrics, device), "env_id": env_name, "algo": None,
-                 "generator_digest": env.unwrapped.generator_digest}
+                {
+                    **_run("baseline", zero, env, num_samples, seeds, metrics, device),
+                    "env_id": env_name,
+                    "algo": None,
+                    "generator_digest": env.unwrapped.generator_digest,
+                }
             )
     results = {"num_samples": num_samples, "seeds": list(seeds), "labels": "class-balanced", "rows": rows}
     if out_dir is not None:

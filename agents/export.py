@@ -65,32 +65,43 @@ def time_grid(sampler: Sampler, table: torch.Tensor) -> dict[str, Any] | None:
     evaluations = times[:-1]
     if isinstance(path, LinearPath):
         meaning = "linear (rectified-flow) path x_t = t data + (1 - t) noise: t = 0 is noise, t = 1 the data"
-        schedulers = [{
-            "scheduler": "FlowMatchEulerDiscreteScheduler",
-            "set_timesteps": {"sigmas": (1 - evaluations).tolist()},
-            "note": "sigma = 1 - t; the scheduler appends the terminal 0 itself and shifts the sigmas it is given, so "
-                    "build it with shift=1.0 and use_dynamic_shifting=False",
-        }]
+        schedulers = [
+            {
+                "scheduler": "FlowMatchEulerDiscreteScheduler",
+                "set_timesteps": {"sigmas": (1 - evaluations).tolist()},
+                "note": "sigma = 1 - t; the scheduler appends the terminal 0 itself and shifts the sigmas it is given, so "
+                "build it with shift=1.0 and use_dynamic_shifting=False",
+            }
+        ]
     else:
         kind = f"{path.schedule} noise schedule" if isinstance(path, VPPath) else "the model's discrete training table"
-        meaning = (f"variance-preserving path x_t = alpha_t data + sigma_t noise ({kind}): t = 1 is noise, t = 0 the "
-                   "data")
+        meaning = (
+            f"variance-preserving path x_t = alpha_t data + sigma_t noise ({kind}): t = 1 is noise, t = 0 the data"
+        )
         ratio = path.sigma(evaluations) / path.alpha(evaluations)
-        schedulers = [{
-            "scheduler": "EulerDiscreteScheduler",
-            "set_timesteps": {"sigmas": [*ratio.tolist(), 0.0]},
-            "note": "sigma = sigma_t / alpha_t; the scheduler finds each noise level's timestep on its own "
-                    "alphas_cumprod, so the grid carries over to any VP model by noise level",
-        }]
+        schedulers = [
+            {
+                "scheduler": "EulerDiscreteScheduler",
+                "set_timesteps": {"sigmas": [*ratio.tolist(), 0.0]},
+                "note": "sigma = sigma_t / alpha_t; the scheduler finds each noise level's timestep on its own "
+                "alphas_cumprod, so the grid carries over to any VP model by noise level",
+            }
+        ]
         if isinstance(path, DiscreteVPPath):
-            schedulers.append({
-                "scheduler": "DPMSolverMultistepScheduler",
-                "set_timesteps": {"timesteps": path.timestep(evaluations).round().long().tolist()},
-                "note": f"training timesteps n = {path.num_train_timesteps} t - 1 of this model's table, rounded to "
-                        "integers (set_timesteps takes int64)",
-            })
-    grid: dict[str, Any] = {"times": times.tolist(), "meaning": meaning, "solver": sampler.solver,
-                            "schedulers": schedulers}
+            schedulers.append(
+                {
+                    "scheduler": "DPMSolverMultistepScheduler",
+                    "set_timesteps": {"timesteps": path.timestep(evaluations).round().long().tolist()},
+                    "note": f"training timesteps n = {path.num_train_timesteps} t - 1 of this model's table, rounded to "
+                    "integers (set_timesteps takes int64)",
+                }
+            )
+    grid: dict[str, Any] = {
+        "times": times.tolist(),
+        "meaning": meaning,
+        "solver": sampler.solver,
+        "schedulers": schedulers,
+    }
     if CFG_KNOB in sampler.knob_names:
         cfg = table[1:, sampler.knob_names.index(CFG_KNOB)].double()
         grid["cfg"] = cfg.tolist()
@@ -128,12 +139,21 @@ def export_schedule(
     env = eval_env(meta["env_id"], meta["env_kwargs"], meta["smoothing"], batch_size, device, env_fn)
     unwrapped = env.unwrapped
     sampler = unwrapped.sampler
-    check_meta(policy_path, meta, {"horizon": unwrapped.horizon, "knobs": list(unwrapped.controlled),
-                                   "sampler_config": sampler.config(), **generator_expectation(meta, unwrapped)})
+    check_meta(
+        policy_path,
+        meta,
+        {
+            "horizon": unwrapped.horizon,
+            "knobs": list(unwrapped.controlled),
+            "sampler_config": sampler.config(),
+            **generator_expectation(meta, unwrapped),
+        },
+    )
     classes = sampler.num_classes
     if num_samples < classes:
-        raise InvalidArgument(f"num_samples must be at least the {classes} classes (a per-class mean each), "
-                              f"got {num_samples}")
+        raise InvalidArgument(
+            f"num_samples must be at least the {classes} classes (a per-class mean each), got {num_samples}"
+        )
     generation = generate(model, env, balanced_labels(num_samples, classes), seed)
     knobs = np.asarray(generation.knobs, dtype=np.float64)  # (N, H, K)
     labels = generation.labels.numpy()
@@ -141,15 +161,22 @@ def export_schedule(
     per_class = np.stack([knobs[labels == c].mean(axis=0) for c in range(classes)])  # (C, H, K)
     extra: dict[str, Any] = {
         "per_class_schedule": per_class.astype(np.float32).tolist(),
-        "export": {"policy": str(policy_path), "algo": meta["algo"], "labels": "class-balanced",
-                   "num_samples": num_samples, "seed": seed,
-                   "policy_base_schedule": meta["env_kwargs"].get("base_schedule")},
+        "export": {
+            "policy": str(policy_path),
+            "algo": meta["algo"],
+            "labels": "class-balanced",
+            "num_samples": num_samples,
+            "seed": seed,
+            "policy_base_schedule": meta["env_kwargs"].get("base_schedule"),
+        },
     }
     grid = time_grid(sampler, table)
     if grid is not None:
         extra["time_grid"] = grid
-    source = (f"adagen export-schedule: mean applied knobs of the deterministic policy {str(policy_path)!r} on "
-              f"{num_samples} class-balanced labels, seed {seed}")
+    source = (
+        f"adagen export-schedule: mean applied knobs of the deterministic policy {str(policy_path)!r} on "
+        f"{num_samples} class-balanced labels, seed {seed}"
+    )
     return save_schedule(out_path, sampler, table, env_id=meta["env_id"], source=source, extra=extra)
 
 

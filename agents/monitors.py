@@ -39,8 +39,14 @@ def ssl_space(device: str = "cpu") -> Features:
     return lambda images: ssl_features(to_uint8(images), device)
 
 
-def class_recall(fake: torch.Tensor, fake_labels: torch.Tensor, real: torch.Tensor, real_labels: torch.Tensor,
-                 num_classes: int, neighbourhood: int = 3) -> torch.Tensor:
+def class_recall(
+    fake: torch.Tensor,
+    fake_labels: torch.Tensor,
+    real: torch.Tensor,
+    real_labels: torch.Tensor,
+    num_classes: int,
+    neighbourhood: int = 3,
+) -> torch.Tensor:
     """(C,) recall of each class: the share of its (n_c, D) real features within distance r_j of some generated
     feature j of the class, r_j the distance from j to its `neighbourhood`-th nearest generated neighbour of the
     class (fewer when the class has fewer images); NaN for a class without two generated and one real image."""
@@ -62,8 +68,14 @@ def _nearest_other(x: torch.Tensor) -> torch.Tensor:
     return distances.min(dim=1).values
 
 
-def duplicate_share(fake: torch.Tensor, fake_labels: torch.Tensor, real: torch.Tensor, real_labels: torch.Tensor,
-                    num_classes: int, radius: float = 0.1) -> float:
+def duplicate_share(
+    fake: torch.Tensor,
+    fake_labels: torch.Tensor,
+    real: torch.Tensor,
+    real_labels: torch.Tensor,
+    num_classes: int,
+    radius: float = 0.1,
+) -> float:
     """Share of the (N, D) generated features whose nearest other generated feature of the same class is within
     `radius` times the median nearest-other distance of that class's real features."""
     duplicates, counted = 0, 0
@@ -90,12 +102,21 @@ class CollapseMonitor:
         device: where the feature network runs.
     """
 
-    def __init__(self, num_classes: int, features: Features | None = None,
-                 reference: tuple[torch.Tensor, torch.Tensor] | None = None, recall_drop: float = 0.1,
-                 duplicate_rise: float = 0.05, duplicate_radius: float = 0.1, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        features: Features | None = None,
+        reference: tuple[torch.Tensor, torch.Tensor] | None = None,
+        recall_drop: float = 0.1,
+        duplicate_rise: float = 0.05,
+        duplicate_radius: float = 0.1,
+        device: str = "cpu",
+    ) -> None:
         if not 0 < recall_drop < 1 or not 0 <= duplicate_rise < 1 or duplicate_radius <= 0:
-            raise InvalidArgument(f"need 0 < recall_drop < 1, 0 <= duplicate_rise < 1 and duplicate_radius > 0, got "
-                                  f"{recall_drop}, {duplicate_rise}, {duplicate_radius}")
+            raise InvalidArgument(
+                f"need 0 < recall_drop < 1, 0 <= duplicate_rise < 1 and duplicate_radius > 0, got "
+                f"{recall_drop}, {duplicate_rise}, {duplicate_radius}"
+            )
         self.num_classes, self.features = num_classes, features or ssl_space(device)
         self.reference = reference
         self.recall_drop, self.duplicate_rise, self.duplicate_radius = recall_drop, duplicate_rise, duplicate_radius
@@ -110,14 +131,18 @@ class CollapseMonitor:
 
                 real_u8, real_labels = shapes_reference(images.shape[0], images.shape[-1], num_classes=self.num_classes)
                 self.reference = (real_u8.float() / 255.0, real_labels)
-            self._real = (self.features(self.reference[0]).float().cpu(),
-                          torch.as_tensor(self.reference[1]).reshape(-1).cpu())
+            self._real = (
+                self.features(self.reference[0]).float().cpu(),
+                torch.as_tensor(self.reference[1]).reshape(-1).cpu(),
+            )
         real, real_labels = self._real
         fake, labels = self.features(images).float().cpu(), torch.as_tensor(labels).reshape(-1).cpu()
         per_class = class_recall(fake, labels, real, real_labels, self.num_classes)
-        return {"recall": float(per_class.nanmean()), "class_recall": per_class.tolist(),
-                "duplicates": duplicate_share(fake, labels, real, real_labels, self.num_classes,
-                                              self.duplicate_radius)}
+        return {
+            "recall": float(per_class.nanmean()),
+            "class_recall": per_class.tolist(),
+            "duplicates": duplicate_share(fake, labels, real, real_labels, self.num_classes, self.duplicate_radius),
+        }
 
     def set_baseline(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
         """Measure the baseline schedule's batch, which `check` compares with."""
@@ -134,13 +159,19 @@ class CollapseMonitor:
             raise InvalidArgument("CollapseMonitor.check needs the baseline's batch first (set_baseline)")
         stats, base, reasons = self.measure(images, labels), self.baseline, []
         if stats["recall"] < (1 - self.recall_drop) * base["recall"]:
-            fallen = [c for c, (r, b) in enumerate(zip(stats["class_recall"], base["class_recall"]))
-                      if r < (1 - self.recall_drop) * b]
-            reasons.append(f"recall {stats['recall']:.3f} is more than {self.recall_drop:.0%} below the baseline's "
-                           f"{base['recall']:.3f} (classes {fallen} fell)")
+            fallen = [
+                c
+                for c, (r, b) in enumerate(zip(stats["class_recall"], base["class_recall"]))
+                if r < (1 - self.recall_drop) * b
+            ]
+            reasons.append(
+                f"recall {stats['recall']:.3f} is more than {self.recall_drop:.0%} below the baseline's "
+                f"{base['recall']:.3f} (classes {fallen} fell)"
+            )
         if stats["duplicates"] > base["duplicates"] + self.duplicate_rise:
-            reasons.append(f"near-duplicates {stats['duplicates']:.3f} of the batch, the baseline's "
-                           f"{base['duplicates']:.3f}")
+            reasons.append(
+                f"near-duplicates {stats['duplicates']:.3f} of the batch, the baseline's {base['duplicates']:.3f}"
+            )
         return stats, reasons
 
 

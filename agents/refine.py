@@ -56,17 +56,20 @@ def load_scorer(policy_path: str | Path, num_classes: int, resolution: int, devi
     if isinstance(reward, AdversarialReward):
         found = read_discriminator(policy_path)
         if found is None:
-            raise CheckpointError(f"{str(policy_path)!r} holds no trained discriminator (a best_model.zip, or an "
-                                  "export written before exports kept it): refine with the run's checkpoint.zip, "
-                                  "or `adagen export` it again")
+            raise CheckpointError(
+                f"{str(policy_path)!r} holds no trained discriminator (a best_model.zip, or an "
+                "export written before exports kept it): refine with the run's checkpoint.zip, "
+                "or `adagen export` it again"
+            )
         architecture, weights = found
         try:
             if architecture != reward.architecture:
                 raise ValueError(f"architecture {architecture!r}, the reward {name!r} uses {reward.architecture!r}")
             reward.discriminator.load_state_dict(weights)
         except (ValueError, RuntimeError) as exc:
-            raise CheckpointError(f"{str(policy_path)!r}: its discriminator does not fit the reward {name!r}: "
-                                  f"{exc}") from exc
+            raise CheckpointError(
+                f"{str(policy_path)!r}: its discriminator does not fit the reward {name!r}: {exc}"
+            ) from exc
     reward.training = False
     return reward
 
@@ -95,8 +98,10 @@ def _check_lanes(env: VectorEnv, k: int) -> int:
 @torch.no_grad()
 def score_images(scorer: RewardModel, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> torch.Tensor:
     """(N,) float32 CPU scores of (N, 3, R, R) images with (N,) labels, `batch_size` at a time."""
-    parts = [scorer.score(images[i : i + batch_size], labels[i : i + batch_size]).float().cpu()
-             for i in range(0, images.shape[0], batch_size)]
+    parts = [
+        scorer.score(images[i : i + batch_size], labels[i : i + batch_size]).float().cpu()
+        for i in range(0, images.shape[0], batch_size)
+    ]
     return torch.cat(parts)
 
 
@@ -132,8 +137,9 @@ def _take(obs: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray
     return {key: value[index] for key, value in obs.items()}
 
 
-def _candidate_actions(policy: Any, obs: dict[str, np.ndarray], k: int, draws: torch.Generator,
-                       low: np.ndarray, high: np.ndarray) -> np.ndarray:
+def _candidate_actions(
+    policy: Any, obs: dict[str, np.ndarray], k: int, draws: torch.Generator, low: np.ndarray, high: np.ndarray
+) -> np.ndarray:
     """(K B, A) actions: in each set of K lanes the policy's mean first, then K - 1 draws from its Gaussian."""
     distribution = policy.get_distribution(policy.obs_to_tensor(obs)[0]).distribution
     if not isinstance(distribution, torch.distributions.Normal):
@@ -171,11 +177,15 @@ def lookahead(
     b = _check_lanes(env, k)
     policy = getattr(model, "policy", None)
     if not isinstance(policy, ActorCriticPolicy) or hasattr(policy, "lstm_actor"):
-        raise InvalidArgument("value lookahead needs a PPO or A2C model (a Gaussian actor and a state-value critic, "
-                              f"not recurrent), got {type(model).__name__}")
+        raise InvalidArgument(
+            "value lookahead needs a PPO or A2C model (a Gaussian actor and a state-value critic, "
+            f"not recurrent), got {type(model).__name__}"
+        )
     if not hasattr(env, "select_lanes"):
-        raise InvalidArgument(f"value lookahead needs an env with select_lanes (an AdaGen env, optionally smoothed), "
-                              f"got {type(env).__name__}")
+        raise InvalidArgument(
+            f"value lookahead needs an env with select_lanes (an AdaGen env, optionally smoothed), "
+            f"got {type(env).__name__}"
+        )
     policy.set_training_mode(False)
     low, high = env.single_action_space.low, env.single_action_space.high
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.long).reshape(-1)

@@ -31,7 +31,7 @@ selection never grades itself."""
 
 
 def verdict(mean: float, std: float, ref_mean: float, ref_std: float) -> str:
-    """"better" / "worse" (lower is better) when the gap exceeds the combined spread, else "tie"."""
+    """ "better" / "worse" (lower is better) when the gap exceeds the combined spread, else "tie"."""
     if abs(mean - ref_mean) <= math.hypot(std, ref_std):
         return "tie"
     return "better" if mean < ref_mean else "worse"
@@ -54,8 +54,9 @@ def change_cell(row: dict[str, Any], ref: dict[str, Any]) -> str:
     """A table cell: the agreed verdict, then each yardstick's change and its own verdict, e.g.
     "split (FD-SSL -6.2% tie, coverage -14.1% better)"."""
     call, each = agreed_verdict(row, ref)
-    parts = [f"{SHORT[k]} {100 * (row['mean'][k] / ref['mean'][k] - 1):+.1f}% {v}" for k, v in each.items()
-             if ref["mean"][k]]
+    parts = [
+        f"{SHORT[k]} {100 * (row['mean'][k] / ref['mean'][k] - 1):+.1f}% {v}" for k, v in each.items() if ref["mean"][k]
+    ]
     return f"{call} ({', '.join(parts)})"
 
 

@@ -121,8 +121,13 @@ class ModulePolicy:
         self.module = module
 
     @torch.no_grad()
-    def predict(self, observation: dict[str, np.ndarray], state: Any = None, episode_start: Any = None,
-                deterministic: bool = False) -> tuple[np.ndarray, None]:
+    def predict(
+        self,
+        observation: dict[str, np.ndarray],
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, None]:
         obs = {key: torch.as_tensor(np.asarray(value)) for key, value in observation.items()}
         inputs = self.module.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]  # (B, 2A)
         mean, log_std = inputs.chunk(2, dim=-1)
@@ -186,9 +191,11 @@ def on_every_runner(algo: Any, func: Any) -> list[tuple[int, Any]]:
     answers = [a for a in group.foreach_env_runner(call, local_env_runner=True) if a is not None]
     expected = group.num_remote_env_runners() or 1
     if len(answers) != expected:
-        raise RuntimeError(f"{expected} env runners should have answered, {len(answers)} did: "
-                           f"{sorted(index for index, _ in answers)}; the missing ones' errors are in the Ray session's "
-                           "logs (/tmp/ray/session_latest/logs on the head node)")
+        raise RuntimeError(
+            f"{expected} env runners should have answered, {len(answers)} did: "
+            f"{sorted(index for index, _ in answers)}; the missing ones' errors are in the Ray session's "
+            "logs (/tmp/ray/session_latest/logs on the head node)"
+        )
     return sorted(answers, key=lambda answer: answer[0])
 
 
@@ -261,8 +268,13 @@ def make_env(config: dict[str, Any]) -> VectorEnv:
     from adagen_env.wrappers import GroupRelativeReward, VectorActionSmoothing
 
     group_size = int(config.get("group_size", 1))
-    env = gym.make_vec(config["env_id"], num_envs=int(config["num_envs"]), vectorization_mode="vector_entry_point",
-                       group_size=group_size, **config["env_kwargs"])
+    env = gym.make_vec(
+        config["env_id"],
+        num_envs=int(config["num_envs"]),
+        vectorization_mode="vector_entry_point",
+        group_size=group_size,
+        **config["env_kwargs"],
+    )
     unwrapped = env.unwrapped
     if unwrapped.reward_model is not None and unwrapped.reward_model.online:
         unwrapped.reward_model = RunnerReward(unwrapped.reward_model)
@@ -286,9 +298,17 @@ def ppo_config(args: Args, env_config: dict[str, Any], horizon: int) -> PPOConfi
     runners = args.num_env_runners
     batch = episodes * horizon * args.num_envs
     training = {
-        "lr": 1e-4, "gamma": 1.0, "lambda_": 1.0, "clip_param": 0.2, "vf_loss_coeff": 0.5, "entropy_coeff": 0.0,
-        "use_kl_loss": False, "grad_clip": 10.0, "num_epochs": 5,
-        "train_batch_size_per_learner": batch, "minibatch_size": max(1, batch // minibatches),
+        "lr": 1e-4,
+        "gamma": 1.0,
+        "lambda_": 1.0,
+        "clip_param": 0.2,
+        "vf_loss_coeff": 0.5,
+        "entropy_coeff": 0.0,
+        "use_kl_loss": False,
+        "grad_clip": 10.0,
+        "num_epochs": 5,
+        "train_batch_size_per_learner": batch,
+        "minibatch_size": max(1, batch // minibatches),
     }
     training.update(overrides)
     cuda = str(args.device).startswith("cuda")
@@ -304,8 +324,7 @@ def ppo_config(args: Args, env_config: dict[str, Any], horizon: int) -> PPOConfi
             num_gpus_per_env_runner=(1 / max(1, runners)) if cuda else 0,
         )
         .learners(num_learners=0, num_gpus_per_learner=1 if cuda else 0)
-        .rl_module(rl_module_spec=RLModuleSpec(module_class=AdaGenRLModule,
-                                               model_config={"action_std": args.std_init}))
+        .rl_module(rl_module_spec=RLModuleSpec(module_class=AdaGenRLModule, model_config={"action_std": args.std_init}))
         .training(**training)
         .debugging(seed=args.seed)
         .experimental(_use_msgpack_checkpoints=True)
@@ -323,8 +342,10 @@ def validate(args: Args) -> None:
         raise InvalidArgument(f"num_env_runners must be >= 0 (0: sample in the driver), got {args.num_env_runners}")
     share = args.num_envs // max(1, args.num_env_runners)
     if args.num_envs % max(1, args.num_env_runners) or share % args.group_size:
-        raise InvalidArgument(f"num_envs ({args.num_envs}) must split evenly over num_env_runners "
-                              f"({args.num_env_runners}) into shares that group_size ({args.group_size}) divides")
+        raise InvalidArgument(
+            f"num_envs ({args.num_envs}) must split evenly over num_env_runners "
+            f"({args.num_env_runners}) into shares that group_size ({args.group_size}) divides"
+        )
 
 
 def std_at(args: Args, updates: int) -> float:
@@ -332,8 +353,18 @@ def std_at(args: Args, updates: int) -> float:
     return max(0.1, args.std_init if updates < args.std_decay_after else args.std_final)
 
 
-IDENTITY = ("env_id", "knobs", "horizon", "feature_shape", "smoothing", "num_envs", "sampler_config",
-            "reward_model", "group_size", "env_kwargs")
+IDENTITY = (
+    "env_id",
+    "knobs",
+    "horizon",
+    "feature_shape",
+    "smoothing",
+    "num_envs",
+    "sampler_config",
+    "reward_model",
+    "group_size",
+    "env_kwargs",
+)
 """Metadata a resumed run must share with its checkpoint."""
 
 
@@ -361,15 +392,25 @@ class RLlibRun:
 
         # 1. The driver's env: metadata, the evaluation env (final images, no reward), and the discriminator.
         env_kwargs = {
-            "num_steps": args.num_steps, "device": args.device, "knobs": args.knobs,
-            "base_schedule": args.base_schedule, "feature_pool": args.feature_pool,
-            "feature_dtype": args.feature_dtype, "observation": args.observation, **(env_overrides or {}),
+            "num_steps": args.num_steps,
+            "device": args.device,
+            "knobs": args.knobs,
+            "base_schedule": args.base_schedule,
+            "feature_pool": args.feature_pool,
+            "feature_dtype": args.feature_dtype,
+            "observation": args.observation,
+            **(env_overrides or {}),
         }
         import adagen_env  # noqa: F401  (registers the AdaGen ids)
 
-        probe = gym.make_vec(args.env, num_envs=min(args.num_envs, args.eval_samples),
-                             vectorization_mode="vector_entry_point", reward_model=None, return_images=True,
-                             **env_kwargs)
+        probe = gym.make_vec(
+            args.env,
+            num_envs=min(args.num_envs, args.eval_samples),
+            vectorization_mode="vector_entry_point",
+            reward_model=None,
+            return_images=True,
+            **env_kwargs,
+        )
         unwrapped = probe.unwrapped
         beta = type(unwrapped).default_smoothing if args.smoothing is None else args.smoothing
         args.smoothing, args.horizon = beta, unwrapped.horizon
@@ -381,12 +422,25 @@ class RLlibRun:
         reward = make_reward_model(args.reward_model, sampler.num_classes, sampler.image_shape[-1], args.device)
         self.discriminator = SharedDiscriminator(reward) if reward.online else None
         self.meta = {
-            "engine": "rllib", "env_id": args.env, "algo": "ppo", "paradigm": unwrapped.paradigm,
-            "knobs": list(unwrapped.controlled), "knob_names": self.knob_names, "horizon": unwrapped.horizon,
-            "feature_shape": list(probe.single_observation_space["features"].shape), "smoothing": beta,
-            "num_envs": args.num_envs, "num_env_runners": args.num_env_runners,
-            "sampler_config": sampler.config(), "reward_model": args.reward_model, "group_size": args.group_size,
-            "env_kwargs": {k: v for k, v in env_kwargs.items() if k != "device" and isinstance(v, str | int | float | list | type(None))},
+            "engine": "rllib",
+            "env_id": args.env,
+            "algo": "ppo",
+            "paradigm": unwrapped.paradigm,
+            "knobs": list(unwrapped.controlled),
+            "knob_names": self.knob_names,
+            "horizon": unwrapped.horizon,
+            "feature_shape": list(probe.single_observation_space["features"].shape),
+            "smoothing": beta,
+            "num_envs": args.num_envs,
+            "num_env_runners": args.num_env_runners,
+            "sampler_config": sampler.config(),
+            "reward_model": args.reward_model,
+            "group_size": args.group_size,
+            "env_kwargs": {
+                k: v
+                for k, v in env_kwargs.items()
+                if k != "device" and isinstance(v, str | int | float | list | type(None))
+            },
         }
 
         # 2. The algorithm: runners build their envs with `make_env` from this config.
@@ -394,8 +448,12 @@ class RLlibRun:
             local = {} if "RAY_ADDRESS" in os.environ else {"num_cpus": max(2, args.num_env_runners)}
             ray.init(include_dashboard=False, log_to_driver=False, **local)
         register_env(ENV_NAME, make_env)
-        env_config = {"env_id": args.env, "smoothing": beta, "group_size": args.group_size,
-                      "env_kwargs": {**env_kwargs, "reward_model": args.reward_model}}
+        env_config = {
+            "env_id": args.env,
+            "smoothing": beta,
+            "group_size": args.group_size,
+            "env_kwargs": {**env_kwargs, "reward_model": args.reward_model},
+        }
         self.algo = ppo_config(args, env_config, unwrapped.horizon).build_algo()
         self.updates, self.elapsed_before = 0, 0.0
         if resuming:
@@ -453,18 +511,26 @@ class RLlibRun:
         timers = result.get("timers", {})  # RLlib's, smoothed over recent updates
         seconds = time.monotonic() - start
         steps = float(runners.get("num_env_steps_sampled", 0.0))
-        row.update({
-            "charts/updates": float(self.updates),
-            "charts/wall_minutes": self.elapsed / 60,
-            "charts/action_std": self.std,
-            "charts/env_steps_per_second": steps / seconds if seconds > 0 else 0.0,
-            "charts/env_steps": steps,
-            **{f"charts/{name}_seconds": float(timers[key]) for name, key in
-               (("sample", "env_runner_sampling_timer"), ("learn", "learner_update_timer")) if key in timers},
-            "reward/terminal_mean": float(runners.get("episode_return_mean", math.nan)),
-            **{f"losses/{key}": float(learner[key]) for key in ("policy_loss", "vf_loss", "entropy", "mean_kl_loss")
-               if key in learner},
-        })
+        row.update(
+            {
+                "charts/updates": float(self.updates),
+                "charts/wall_minutes": self.elapsed / 60,
+                "charts/action_std": self.std,
+                "charts/env_steps_per_second": steps / seconds if seconds > 0 else 0.0,
+                "charts/env_steps": steps,
+                **{
+                    f"charts/{name}_seconds": float(timers[key])
+                    for name, key in (("sample", "env_runner_sampling_timer"), ("learn", "learner_update_timer"))
+                    if key in timers
+                },
+                "reward/terminal_mean": float(runners.get("episode_return_mean", math.nan)),
+                **{
+                    f"losses/{key}": float(learner[key])
+                    for key in ("policy_loss", "vf_loss", "entropy", "mean_kl_loss")
+                    if key in learner
+                },
+            }
+        )
         if self.args.eval_every and self.updates % self.args.eval_every == 0:
             row.update({f"eval/{k}": v for k, v in self.evaluate().items()})
         for key, value in row.items():
@@ -483,8 +549,9 @@ class RLlibRun:
         labels = balanced_labels(self.args.eval_samples, self.eval_env.unwrapped.sampler.num_classes)
         metrics = ("fid", "prc", "ssl", "oracle")
         if self.baseline_scores is None:
-            base = generate(ZeroPolicy(self.eval_env.single_action_space.shape[0]), self.eval_env, labels,
-                            self.args.eval_seed)
+            base = generate(
+                ZeroPolicy(self.eval_env.single_action_space.shape[0]), self.eval_env, labels, self.args.eval_seed
+            )
             self.baseline_scores = compute_metrics(base.images, base.labels, metrics=metrics, device=self.args.device)
         gen = generate(ModulePolicy(self.module), self.eval_env, labels, self.args.eval_seed)
         scores = compute_metrics(gen.images, gen.labels, metrics=metrics, device=self.args.device)
@@ -512,8 +579,15 @@ class RLlibRun:
             shutil.rmtree(folder)
         self.algo.save_to_path(str((folder / "rllib").resolve()), use_msgpack=True)
         reward = None if self.discriminator is None else self.discriminator.reward.state_dict()
-        torch.save({"updates": self.updates, "elapsed_seconds": self.elapsed, "reward_model": reward,
-                    "torch_rng": torch.get_rng_state()}, folder / STATE)
+        torch.save(
+            {
+                "updates": self.updates,
+                "elapsed_seconds": self.elapsed,
+                "reward_model": reward,
+                "torch_rng": torch.get_rng_state(),
+            },
+            folder / STATE,
+        )
         pointer = {**self.meta, "updates": self.updates, "checkpoint": str(folder.relative_to(self.run_dir))}
         tmp = self.run_dir / f"{LATEST}.tmp"
         tmp.write_text(json.dumps(pointer, indent=2, default=str) + "\n")
@@ -564,15 +638,32 @@ def train(args: Args, env_overrides: dict[str, Any] | None = None) -> dict[str, 
                 break
             row = run.step()
             bar.update(1)
-            bar.set_postfix(reward=f"{row['reward/terminal_mean']:.3f}", steps_per_s=f"{row['charts/env_steps_per_second']:.0f}")
+            bar.set_postfix(
+                reward=f"{row['reward/terminal_mean']:.3f}", steps_per_s=f"{row['charts/env_steps_per_second']:.0f}"
+            )
         if run.updates % args.checkpoint_every or stopped_by_budget:
             run.save()
-        return {"run_dir": str(run.run_dir), "checkpoint": str(run.run_dir / LATEST), "updates": run.updates,
-                "elapsed_seconds": run.elapsed, "stopped_by_budget": stopped_by_budget, "eval": run.last_eval}
+        return {
+            "run_dir": str(run.run_dir),
+            "checkpoint": str(run.run_dir / LATEST),
+            "updates": run.updates,
+            "elapsed_seconds": run.elapsed,
+            "stopped_by_budget": stopped_by_budget,
+            "eval": run.last_eval,
+        }
     finally:
         bar.close()
         run.close()
 
 
-__all__ = ["AdaGenRLModule", "ModulePolicy", "RLlibRun", "RunnerReward", "SharedDiscriminator", "make_env",
-           "ppo_config", "train", "weights_digest"]
+__all__ = [
+    "AdaGenRLModule",
+    "ModulePolicy",
+    "RLlibRun",
+    "RunnerReward",
+    "SharedDiscriminator",
+    "make_env",
+    "ppo_config",
+    "train",
+    "weights_digest",
+]

@@ -28,11 +28,15 @@ def find_run_dir(args: Args, checkpoint: str, tag: str) -> tuple[Path, bool]:
         run_dir = logdir / args.run_name
         found = (run_dir / checkpoint).is_file()
         if args.resume and not found:
-            raise CheckpointError(f"--resume: {str(run_dir / checkpoint)!r} does not exist, so there is nothing to "
-                                  "resume; start the run without --resume")
+            raise CheckpointError(
+                f"--resume: {str(run_dir / checkpoint)!r} does not exist, so there is nothing to "
+                "resume; start the run without --resume"
+            )
         if not args.resume and (found or (run_dir / "progress.csv").is_file()):
-            raise InvalidArgument(f"{str(run_dir)!r} already holds a run; pass --resume to continue it, or choose "
-                                  "another --run-name (or delete the directory) to start afresh")
+            raise InvalidArgument(
+                f"{str(run_dir)!r} already holds a run; pass --resume to continue it, or choose "
+                "another --run-name (or delete the directory) to start afresh"
+            )
         return run_dir, found
     prefix = f"{args.env.replace('/', '-')}__{tag}__{args.seed}__"
     if args.resume:
@@ -41,8 +45,10 @@ def find_run_dir(args: Args, checkpoint: str, tag: str) -> tuple[Path, bool]:
         candidates = sorted(p for p in logdir.glob(f"{prefix}*") if (p / checkpoint).is_file())
         if candidates:
             return candidates[-1], True
-        raise CheckpointError(f"--resume: no {checkpoint} in {str(logdir)!r} or its {prefix}* runs, so there is "
-                              "nothing to resume; start the run without --resume")
+        raise CheckpointError(
+            f"--resume: no {checkpoint} in {str(logdir)!r} or its {prefix}* runs, so there is "
+            "nothing to resume; start the run without --resume"
+        )
     return logdir / f"{prefix}{time.strftime('%Y%m%d-%H%M%S')}", False
 
 

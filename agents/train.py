@@ -67,7 +67,9 @@ EnvFn = Callable[..., VectorEnv]
 def default_env_fn(args: Args) -> EnvFn:
     """Builds `args.env` through `gym.make_vec` with the run's env arguments."""
 
-    def make(num_envs: int, reward_model: Any, return_images: bool, generator: Any = None, group_size: int = 1) -> VectorEnv:
+    def make(
+        num_envs: int, reward_model: Any, return_images: bool, generator: Any = None, group_size: int = 1
+    ) -> VectorEnv:
         kwargs: dict[str, Any] = {
             "num_envs": num_envs,
             "group_size": group_size,
@@ -141,7 +143,9 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
     torch.manual_seed(args.seed)
 
     # 2. The wrapper stack.
-    base = env_fn(num_envs=args.num_envs, reward_model=args.reward_model, return_images=False, group_size=args.group_size)
+    base = env_fn(
+        num_envs=args.num_envs, reward_model=args.reward_model, return_images=False, group_size=args.group_size
+    )
     if args.group_size > 1:
         base = GroupRelativeReward(base)
     beta = type(base.unwrapped).default_smoothing if args.smoothing is None else args.smoothing
@@ -264,8 +268,14 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
         )
         labels = balanced_labels(args.eval_samples, unwrapped.sampler.num_classes)
         evaluation = PolicyEvaluation(
-            eval_env, labels, args.eval_seed, args.eval_every, tpu, device=args.device,
-            best_model_path=run_dir / BEST_MODEL, meta=meta,
+            eval_env,
+            labels,
+            args.eval_seed,
+            args.eval_every,
+            tpu,
+            device=args.device,
+            best_model_path=run_dir / BEST_MODEL,
+            meta=meta,
             monitor=CollapseMonitor(unwrapped.sampler.num_classes, device=args.device),
         )
         if "evaluation" in callback_state:
@@ -276,8 +286,17 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
             probe = AlignmentProbe(unwrapped.reward_model, eval_env, labels, args.eval_seed, args.eval_every, tpu)
             callbacks.append(probe)
     budget = None if args.budget_minutes is None else args.budget_minutes * 60
-    checkpointer = Checkpointer(run_dir, args.checkpoint_every, tpu, env, meta, budget, elapsed_before, stateful,
-                                marks=None if evaluation is None else evaluation.marks)
+    checkpointer = Checkpointer(
+        run_dir,
+        args.checkpoint_every,
+        tpu,
+        env,
+        meta,
+        budget,
+        elapsed_before,
+        stateful,
+        marks=None if evaluation is None else evaluation.marks,
+    )
     callbacks.append(checkpointer)
     if args.progress_bar:
         callbacks.append(ProgressBar(total_timesteps, checkpointer if budget is not None else None))

@@ -56,10 +56,14 @@ def var_rows(images: torch.Tensor, labels: torch.Tensor) -> list[dict]:
     losses = {}
     for name, lab in label_sets(labels, model.null_class, model.config.num_classes).items():
         logits, _ = model(lab, inputs)  # (B, L, V)
-        losses[name] = [F.cross_entropy(logits[:, model.scale_slice(si)].flatten(0, 1), target.flatten()).item()
-                        for si, target in enumerate(ids)]
-    return [{"generator": "var", "where": f"scale {pn}x{pn}", **{name: losses[name][si] for name in losses}}
-            for si, pn in enumerate(model.scales)]
+        losses[name] = [
+            F.cross_entropy(logits[:, model.scale_slice(si)].flatten(0, 1), target.flatten()).item()
+            for si, target in enumerate(ids)
+        ]
+    return [
+        {"generator": "var", "where": f"scale {pn}x{pn}", **{name: losses[name][si] for name in losses}}
+        for si, pn in enumerate(model.scales)
+    ]
 
 
 def main() -> None:
@@ -69,21 +73,26 @@ def main() -> None:
     for row in rows:
         row["gap"] = row["null"] - row["true"]
         print(row, flush=True)
-    write_results(args, rows, [
-        "# How much the token generators use the class",
-        "",
-        "Cross-entropy (nats per token) of real token maps, {batch} class-balanced real shapes (seed "
-        f"{DATA_SEED}), {{threads}} CPU threads, {{date}}. "
-        "Command: `python benchmarks/class_use.py --batch {batch} --out {out}`. "
-        "MaskGIT: masked tokens, the same {repeats} random masks per label; VAR: teacher-forced, per scale. "
-        "gap = null - true: what the true class is worth to the generator.",
-        "",
-        "| generator | where | true class | null class | wrong class | gap |",
-        "|---|---|---|---|---|---|",
-    ] + [
-        f"| {r['generator']} | {r['where']} | {r['true']:.3f} | {r['null']:.3f} | {r['wrong']:.3f} | {r['gap']:.3f} |"
-        for r in rows
-    ])
+    write_results(
+        args,
+        rows,
+        [
+            "# How much the token generators use the class",
+            "",
+            "Cross-entropy (nats per token) of real token maps, {batch} class-balanced real shapes (seed "
+            f"{DATA_SEED}), {{threads}} CPU threads, {{date}}. "
+            "Command: `python benchmarks/class_use.py --batch {batch} --out {out}`. "
+            "MaskGIT: masked tokens, the same {repeats} random masks per label; VAR: teacher-forced, per scale. "
+            "gap = null - true: what the true class is worth to the generator.",
+            "",
+            "| generator | where | true class | null class | wrong class | gap |",
+            "|---|---|---|---|---|---|",
+        ]
+        + [
+            f"| {r['generator']} | {r['where']} | {r['true']:.3f} | {r['null']:.3f} | {r['wrong']:.3f} | {r['gap']:.3f} |"
+            for r in rows
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ from adagen_env.envs import ENVIRONMENTS
 from adagen_env.outputs import writable_dir, write_text
 
 
-def parse_args(description: str, default_out: str,
-               options: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+def parse_args(
+    description: str, default_out: str, options: Callable[[argparse.ArgumentParser], None] | None = None
+) -> argparse.Namespace:
     """--batch (lanes), --repeats (timed runs per point) and --out (path without suffix); `options` adds a script's
     own arguments to the parser."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -62,13 +63,19 @@ class CallTimer:
         return timed
 
 
-def write_results(args: argparse.Namespace, rows: list[dict[str, Any]], markdown: list[str],
-                  extra_meta: dict[str, Any] | None = None) -> dict[str, Any]:
+def write_results(
+    args: argparse.Namespace, rows: list[dict[str, Any]], markdown: list[str], extra_meta: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """`<out>.json` (run settings, `extra_meta` + rows) and `<out>.md` (`markdown`'s lines, formatted with the meta and
     `out`, the --out given: a quoted command names it); returns the meta."""
-    meta = {"batch": args.batch, "repeats": args.repeats, "threads": torch.get_num_threads(),
-            "version": adagen_env.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            **(extra_meta or {})}
+    meta = {
+        "batch": args.batch,
+        "repeats": args.repeats,
+        "threads": torch.get_num_threads(),
+        "version": adagen_env.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        **(extra_meta or {}),
+    }
     out = Path(args.out)
     writable_dir(out.parent)
     write_text(out.with_suffix(".json"), json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")

@@ -29,7 +29,9 @@ def _reference(path: Path, name: str) -> tuple[dict, dict]:
     settings = data.get("config", data)
     row = next((r for r in data["rows"] if r.get("name", r.get("method")) == name), None)
     if row is None:
-        raise InvalidArgument(f"{path} has no row {name!r}; rows: {[r.get('name', r.get('method')) for r in data['rows']]}")
+        raise InvalidArgument(
+            f"{path} has no row {name!r}; rows: {[r.get('name', r.get('method')) for r in data['rows']]}"
+        )
     return row, {key: settings[key] for key in ("num_samples", "seeds")}
 
 
@@ -45,8 +47,10 @@ def compare_evals(baseline_path: Path, paths: list[Path], reference: str = "base
             if row["name"] == "baseline":
                 continue
             if row["generator_digest"] != base["generator_digest"]:
-                raise InvalidArgument(f"{path}: {row['name']} ran on generator {row['generator_digest']}, the "
-                                      f"reference on {base['generator_digest']}")
+                raise InvalidArgument(
+                    f"{path}: {row['name']} ran on generator {row['generator_digest']}, the "
+                    f"reference on {base['generator_digest']}"
+                )
             lines.append(f"{row['name']}: {change_cell(row, base)}")
     return lines
 
@@ -61,8 +65,10 @@ def compare_curves(a: Path, b: Path, until: int | None) -> list[str]:
     evals = {p: {int(r["charts/updates"]): r for r in rows if r.get("eval/fd_ssl")} for p, rows in runs.items()}
     lines = ["update | " + " | ".join(f"{p.parent.name}: FD-SSL, coverage, FID" for p in runs)]
     for update in sorted(set(evals[a]) & set(evals[b])):
-        cells = [", ".join(f"{float(evals[p][update][k]):.4g}" for k in ("eval/fd_ssl", "eval/oracle_coverage", "eval/fid"))
-                 for p in runs]
+        cells = [
+            ", ".join(f"{float(evals[p][update][k]):.4g}" for k in ("eval/fd_ssl", "eval/oracle_coverage", "eval/fid"))
+            for p in runs
+        ]
         lines.append(f"{update} | " + " | ".join(cells))
     for key in ("train/explained_variance", "reward/terminal_std"):
         medians = [statistics.median(float(r[key]) for r in rows if r.get(key)) for rows in runs.values()]
@@ -76,14 +82,21 @@ def main() -> None:
     evals = sub.add_parser("evals")
     evals.add_argument("baseline", type=Path)
     evals.add_argument("others", type=Path, nargs="+")
-    evals.add_argument("--reference", default="baseline",
-                       help="the reference row: its name in an eval.json, its method in a bench.json (e.g. 'CMA-ES static')")
+    evals.add_argument(
+        "--reference",
+        default="baseline",
+        help="the reference row: its name in an eval.json, its method in a bench.json (e.g. 'CMA-ES static')",
+    )
     curves = sub.add_parser("curves")
     curves.add_argument("a", type=Path)
     curves.add_argument("b", type=Path)
     curves.add_argument("--until", type=int, default=None, help="last update compared")
     args = parser.parse_args()
-    lines = compare_evals(args.baseline, args.others, args.reference) if args.what == "evals" else compare_curves(args.a, args.b, args.until)
+    lines = (
+        compare_evals(args.baseline, args.others, args.reference)
+        if args.what == "evals"
+        else compare_curves(args.a, args.b, args.until)
+    )
     print("\n".join(lines))
 
 

@@ -48,9 +48,17 @@ def run(args: argparse.Namespace, out: Path) -> None:
     ema = train(model, loss, config, Path(args.workdir) / variant, desc=variant)
     if args.export_weights:
         weights = out / "weights" / f"{variant}.safetensors"
-        save_weights(ema, weights, {"config": ema.config.to_dict(), "train": dataclasses.asdict(config),
-                                    "paradigm": "diffusion", "device": "cpu",
-                                    "made_by": f"benchmarks/diffusion_recipe.py {variant}"})
+        save_weights(
+            ema,
+            weights,
+            {
+                "config": ema.config.to_dict(),
+                "train": dataclasses.asdict(config),
+                "paradigm": "diffusion",
+                "device": "cpu",
+                "made_by": f"benchmarks/diffusion_recipe.py {variant}",
+            },
+        )
         print(f"wrote {weights}")
         return
     labels = balanced_labels(args.num_samples)
@@ -59,14 +67,26 @@ def run(args: argparse.Namespace, out: Path) -> None:
         sampler = DiffusionSampler(ema, num_steps=steps, cfg_scale=cfg)
         images = generate_static(sampler, None, labels, seed=0, batch_size=256, seeding="consecutive").images
         scores = compute_metrics(images, labels, metrics=("fid",))
-        rows.append({"steps": steps, "cfg": cfg, "nfe": sampler.episode_nfe, "fid": scores["fid"],
-                     "class_agreement": scores["class_agreement"]})
+        rows.append(
+            {
+                "steps": steps,
+                "cfg": cfg,
+                "nfe": sampler.episode_nfe,
+                "fid": scores["fid"],
+                "class_agreement": scores["class_agreement"],
+            }
+        )
         print(variant, rows[-1], flush=True)
     out.mkdir(parents=True, exist_ok=True)
     result = {
-        "prediction": args.prediction, "noise_schedule": args.noise_schedule, "time_sampling": args.time_sampling,
-        "train_steps": args.steps, "num_samples": args.num_samples, "threads": torch.get_num_threads(),
-        "seconds": time.perf_counter() - started, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "prediction": args.prediction,
+        "noise_schedule": args.noise_schedule,
+        "time_sampling": args.time_sampling,
+        "train_steps": args.steps,
+        "num_samples": args.num_samples,
+        "threads": torch.get_num_threads(),
+        "seconds": time.perf_counter() - started,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "rows": rows,
     }
     (out / f"{variant}.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -74,21 +74,26 @@ def main() -> None:
         rows.append(row)
         print(row, flush=True)
 
-    write_results(args, rows, [
-        "# Env overhead: vector env + smoothing + zero policy vs the raw sampler loop",
-        "",
-        "Batch {batch}, median of {repeats} alternating pairs, {threads} CPU threads, {date}. "
-        "Command: `python benchmarks/env_overhead.py --batch {batch} --repeats {repeats} --out {out}`.",
-        "",
-        "`env own` is the episode's time outside the sampler's reset/step/decode calls, as a share of the raw loop.",
-        "",
-        "| env | steps | NFE | raw sampler (s) | env episode (s) | end-to-end difference | env own (s) | env own |",
-        "|---|---|---|---|---|---|---|---|",
-    ] + [
-        f"| {r['env']} | {r['steps']} | {r['nfe']} | {r['raw_s']:.3f} | {r['env_s']:.3f} | {r['overhead_pct']:+.1f}% "
-        f"| {r['env_own_s']:.3f} | {r['env_own_pct']:.2f}% |"
-        for r in rows
-    ])
+    write_results(
+        args,
+        rows,
+        [
+            "# Env overhead: vector env + smoothing + zero policy vs the raw sampler loop",
+            "",
+            "Batch {batch}, median of {repeats} alternating pairs, {threads} CPU threads, {date}. "
+            "Command: `python benchmarks/env_overhead.py --batch {batch} --repeats {repeats} --out {out}`.",
+            "",
+            "`env own` is the episode's time outside the sampler's reset/step/decode calls, as a share of the raw loop.",
+            "",
+            "| env | steps | NFE | raw sampler (s) | env episode (s) | end-to-end difference | env own (s) | env own |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        + [
+            f"| {r['env']} | {r['steps']} | {r['nfe']} | {r['raw_s']:.3f} | {r['env_s']:.3f} | {r['overhead_pct']:+.1f}% "
+            f"| {r['env_own_s']:.3f} | {r['env_own_pct']:.2f}% |"
+            for r in rows
+        ],
+    )
 
 
 if __name__ == "__main__":

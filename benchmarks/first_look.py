@@ -36,7 +36,10 @@ def main() -> None:
         for what, make in settings:
             images = make(model).sample(labels, make_generator(0))
             result = compute_metrics(images, labels, metrics=("fid",))
-            print(f"{name} ({what}): FID@256 {result['fid']:.2f}, class agreement {result['class_agreement']:.3f}", flush=True)
+            print(
+                f"{name} ({what}): FID@256 {result['fid']:.2f}, class agreement {result['class_agreement']:.3f}",
+                flush=True,
+            )
         if hasattr(model, "tokenizer"):
             real, real_labels = ShapesDataset(model.tokenizer.config.resolution).sample(1000, seed=3)
             with torch.no_grad():

@@ -59,14 +59,17 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    rows, lines = [], [
-        "# Where a generator forward's time goes",
-        "",
-        f"Command: `python benchmarks/forward_profile.py --threads {args.threads} --out {{out}}`; {{date}}, "
-        f"{cpu_name()} ({torch.backends.cpu.get_cpu_capability()}), {{threads}} torch thread(s), batch {{batch}}. "
-        "Another process (a single-thread zoo training run) occupied the machine's other core.",
-        "",
-    ]
+    rows, lines = (
+        [],
+        [
+            "# Where a generator forward's time goes",
+            "",
+            f"Command: `python benchmarks/forward_profile.py --threads {args.threads} --out {{out}}`; {{date}}, "
+            f"{cpu_name()} ({torch.backends.cpu.get_cpu_capability()}), {{threads}} torch thread(s), batch {{batch}}. "
+            "Another process (a single-thread zoo training run) occupied the machine's other core.",
+            "",
+        ],
+    )
 
     a = torch.randn(2048, 2048)
     b = torch.randn(2048, 2048)
@@ -83,8 +86,11 @@ def main() -> None:
         times["mha"].append(seconds(mha))
     s, m = statistics.median(times["sdpa"]), statistics.median(times["mha"])
     rows.append({"what": "diffusion DiT forward, SDPA vs MultiheadAttention", "seconds": times})
-    lines += [f"Diffusion DiT forward, alternating, median of {args.repeats}: SelfAttention (SDPA) {s:.3f} s, "
-              f"nn.MultiheadAttention {m:.3f} s (SDPA x{m / s:.2f}).", ""]
+    lines += [
+        f"Diffusion DiT forward, alternating, median of {args.repeats}: SelfAttention (SDPA) {s:.3f} s, "
+        f"nn.MultiheadAttention {m:.3f} s (SDPA x{m / s:.2f}).",
+        "",
+    ]
 
     names = [n for n in zoo.GENERATORS if zoo.weights_path(n).exists()]
     for name, precision in [(n, "float32") for n in names] + [("diffusion", "bfloat16")]:
@@ -95,11 +101,22 @@ def main() -> None:
                 fn()
         events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
         total = sum(e.self_cpu_time_total for e in events)
-        top = [{"op": e.key, "self_ms": e.self_cpu_time_total / 1e3, "share": e.self_cpu_time_total / total,
-                "calls": e.count} for e in events[:TOP]]
+        top = [
+            {
+                "op": e.key,
+                "self_ms": e.self_cpu_time_total / 1e3,
+                "share": e.self_cpu_time_total / total,
+                "calls": e.count,
+            }
+            for e in events[:TOP]
+        ]
         rows.append({"what": f"{name} {precision} forward profile", "total_ms": total / 1e3, "top": top})
-        lines += [f"## {name}, {precision}: one forward, {total / 1e3:.0f} ms of self CPU time", "",
-                  "| operator | self ms | share | calls |", "|---|---|---|---|"]
+        lines += [
+            f"## {name}, {precision}: one forward, {total / 1e3:.0f} ms of self CPU time",
+            "",
+            "| operator | self ms | share | calls |",
+            "|---|---|---|---|",
+        ]
         lines += [f"| `{t['op']}` | {t['self_ms']:.1f} | {t['share']:.1%} | {t['calls']} |" for t in top]
         lines.append("")
     write_results(args, rows, lines)

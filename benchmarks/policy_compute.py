@@ -45,16 +45,33 @@ from agents.train import smooth
 from agents.vec_env import SB3VecEnv
 
 DEFAULT_OUT = "benchmarks/results/policy_compute/policy_compute"
-DIT_XL2 = {"num_layers": 28, "num_attention_heads": 16, "attention_head_dim": 72, "in_channels": 4,
-           "out_channels": 8, "patch_size": 2, "sample_size": 32, "num_embeds_ada_norm": 1000,
-           "norm_type": "ada_norm_zero", "activation_fn": "gelu-approximate", "attention_bias": True,
-           "norm_elementwise_affine": False, "norm_num_groups": 32}
+DIT_XL2 = {
+    "num_layers": 28,
+    "num_attention_heads": 16,
+    "attention_head_dim": 72,
+    "in_channels": 4,
+    "out_channels": 8,
+    "patch_size": 2,
+    "sample_size": 32,
+    "num_embeds_ada_norm": 1000,
+    "norm_type": "ada_norm_zero",
+    "activation_fn": "gelu-approximate",
+    "attention_bias": True,
+    "norm_elementwise_affine": False,
+    "norm_num_groups": 32,
+}
 """DiT-XL/2-256's transformer config (facebook/DiT-XL-2-256 `transformer/config.json`; diffusers'
 scripts/convert_dit_to_diffusers.py builds it as depth 28, hidden 1152 = 16 heads x 72, patch 2, input 256 / 8 = 32,
 learned sigma: 8 output channels; the remaining keys are `DiTTransformer2DModel`'s defaults, which match it)."""
-SMALL_VAE = {"block_out_channels": (32, 32, 32, 32), "down_block_types": ("DownEncoderBlock2D",) * 4,
-             "up_block_types": ("UpDecoderBlock2D",) * 4, "latent_channels": 4, "norm_num_groups": 32,
-             "layers_per_block": 1, "sample_size": 256}
+SMALL_VAE = {
+    "block_out_channels": (32, 32, 32, 32),
+    "down_block_types": ("DownEncoderBlock2D",) * 4,
+    "up_block_types": ("UpDecoderBlock2D",) * 4,
+    "latent_channels": 4,
+    "norm_num_groups": 32,
+    "layers_per_block": 1,
+    "sample_size": 256,
+}
 """A small random AutoencoderKL with the latent shape the adapter checks (4 channels, 8x upsampling: 256 px); it is
 never run here (see the module docstring)."""
 
@@ -167,11 +184,19 @@ def dit_xl2(args: argparse.Namespace) -> None:
     load_end = os.getloadavg()
     out = args.out if args.out != DEFAULT_OUT else DEFAULT_OUT + "_dit_xl2"
     settings = argparse.Namespace(batch=list(args.xl_batches), repeats=args.repeats, out=out)
-    load = (f"{load_start[0]:.2f} / {load_start[1]:.2f} / {load_start[2]:.2f} at the start, "
-            f"{load_end[0]:.2f} / {load_end[1]:.2f} / {load_end[2]:.2f} at the end")
+    load = (
+        f"{load_start[0]:.2f} / {load_start[1]:.2f} / {load_start[2]:.2f} at the start, "
+        f"{load_end[0]:.2f} / {load_end[1]:.2f} / {load_end[2]:.2f} at the end"
+    )
     batches = " ".join(str(b) for b in args.xl_batches)
-    extra = {"device": "cpu", "load_average_start": load_start, "load_average_end": load_end,
-             "dit_config": DIT_XL2, "vae_config": SMALL_VAE, "vae_in_figures": False}
+    extra = {
+        "device": "cpu",
+        "load_average_start": load_start,
+        "load_average_end": load_end,
+        "dit_config": DIT_XL2,
+        "vae_config": SMALL_VAE,
+        "vae_in_figures": False,
+    }
     setting = (
         "**CPU, 1 thread** (`torch.set_num_threads(1)`, `OMP_NUM_THREADS=1`), on a 2-core machine shared with other "
         f"jobs (1 / 5 / 15 min load average {load}), so the times are disturbed upward by an unknown amount; FLOPs are "
@@ -194,25 +219,42 @@ def dit_xl2(args: argparse.Namespace) -> None:
         "policy (features extractor, action head) once on that step's observation (1152 x 8 x 8 features, step, "
         f"previous action) for all lanes, median of {args.policy_repeats} calls."
     )
-    header = ("| batch | transformer params | policy params (actor + critic) | generator GFLOPs / step "
-              "| policy GFLOPs / step | FLOPs share | generator s / step | policy s / step | time share |")
+    header = (
+        "| batch | transformer params | policy params (actor + critic) | generator GFLOPs / step "
+        "| policy GFLOPs / step | FLOPs share | generator s / step | policy s / step | time share |"
+    )
     table = [
         f"| {r['batch']} | {r['transformer_parameters'] / 1e6:.1f}M | {r['policy_parameters'] / 1e6:.2f}M "
         f"| {r['generator_step_gflops']:.1f} | {r['policy_step_gflops']:.4f} | {r['flops_pct']:.3f}% "
         f"| {r['generator_step_s']:.2f} | {r['policy_step_s'] * 1e3:.2f} ms | {r['time_pct']:.3f}% |"
         for r in rows
     ]
-    meta = write_results(settings, rows, [
-        "# Policy compute vs the generator's at DiT-XL/2-256 scale, per env step (CPU, one thread)",
-        "", setting, "", what, "", header, "|---|---|---|---|---|---|---|---|---|", *table,
-    ], extra)
+    meta = write_results(
+        settings,
+        rows,
+        [
+            "# Policy compute vs the generator's at DiT-XL/2-256 scale, per env step (CPU, one thread)",
+            "",
+            setting,
+            "",
+            what,
+            "",
+            header,
+            "|---|---|---|---|---|---|---|---|---|",
+            *table,
+        ],
+        extra,
+    )
     print(meta, flush=True)
 
 
 def options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dit-xl2", action="store_true",
-                        help="measure per env step at DiT-XL/2-256 scale instead (see above); without --out, "
-                        "writes policy_compute_dit_xl2.{json,md}")
+    parser.add_argument(
+        "--dit-xl2",
+        action="store_true",
+        help="measure per env step at DiT-XL/2-256 scale instead (see above); without --out, "
+        "writes policy_compute_dit_xl2.{json,md}",
+    )
     parser.add_argument("--xl-batches", type=int, nargs="+", default=[1, 4], help="batches of the --dit-xl2 section")
     parser.add_argument("--policy-repeats", type=int, default=20, help="timed policy calls per batch (--dit-xl2)")
 
@@ -263,22 +305,27 @@ def main() -> None:
         rows.append(row)
         print(row, flush=True)
 
-    write_results(args, rows, [
-        "# Policy compute vs the generator's, per episode",
-        "",
-        "Batch {batch}, {threads} CPU threads, median of {repeats} episodes, {date}. "
-        "Command: `python benchmarks/policy_compute.py --batch {batch} --repeats {repeats} --out {out}`. "
-        "Policy = actor of the PPO policy (features extractor, "
-        "MLP, action head), once per step; generator = every network evaluation of the baseline episode (CFG included).",
-        "",
-        "| env | steps | policy params (actor + critic) | generator params | policy GFLOPs | generator GFLOPs | FLOPs share | policy s | generator s | time share |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ] + [
-        f"| {r['env']} | {r['steps']} | {r['policy_parameters'] / 1e6:.2f}M | {r['generator_parameters'] / 1e6:.2f}M "
-        f"| {r['policy_gflops']:.2f} | {r['generator_gflops']:.1f} | {r['flops_pct']:.2f}% "
-        f"| {r['policy_s']:.3f} | {r['generator_s']:.3f} | {r['time_pct']:.2f}% |"
-        for r in rows
-    ])
+    write_results(
+        args,
+        rows,
+        [
+            "# Policy compute vs the generator's, per episode",
+            "",
+            "Batch {batch}, {threads} CPU threads, median of {repeats} episodes, {date}. "
+            "Command: `python benchmarks/policy_compute.py --batch {batch} --repeats {repeats} --out {out}`. "
+            "Policy = actor of the PPO policy (features extractor, "
+            "MLP, action head), once per step; generator = every network evaluation of the baseline episode (CFG included).",
+            "",
+            "| env | steps | policy params (actor + critic) | generator params | policy GFLOPs | generator GFLOPs | FLOPs share | policy s | generator s | time share |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        + [
+            f"| {r['env']} | {r['steps']} | {r['policy_parameters'] / 1e6:.2f}M | {r['generator_parameters'] / 1e6:.2f}M "
+            f"| {r['policy_gflops']:.2f} | {r['generator_gflops']:.1f} | {r['flops_pct']:.2f}% "
+            f"| {r['policy_s']:.3f} | {r['generator_s']:.3f} | {r['time_pct']:.2f}% |"
+            for r in rows
+        ],
+    )
 
 
 if __name__ == "__main__":

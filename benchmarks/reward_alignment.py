@@ -29,8 +29,11 @@ from adagen_env.rewards.adversarial import AdversarialReward
 from adagen_env.rewards.probe import alignment_auc
 from adagen_env.samplers import make_generator
 
-AUGMENTATIONS = {"colour, translation, cutout": ("colour", "translation", "cutout"),
-                 "translation, cutout": ("translation", "cutout"), "none": ()}
+AUGMENTATIONS = {
+    "colour, translation, cutout": ("colour", "translation", "cutout"),
+    "translation, cutout": ("translation", "cutout"),
+    "none": (),
+}
 PROBE_AT = (20, 60, 120, 240)
 
 
@@ -60,24 +63,42 @@ def main() -> None:
             if batch in PROBE_AT:
                 auc, paired = alignment_auc(reward, nfe64, labels, nfe8, labels)
                 blur_auc, blur_paired = alignment_auc(reward, nfe8, labels, blurred, labels)
-                rows.append({"augment": name, "batches": batch, "acc_real": stats["disc/acc_real"],
-                             "acc_fake": stats["disc/acc_fake"], "nfe64_over_nfe8_auc": auc,
-                             "nfe64_over_nfe8_paired": paired, "sharp_over_blurred_auc": blur_auc,
-                             "sharp_over_blurred_paired": blur_paired})
-    meta = {"pool_batches": args.pool_batches, "threads": torch.get_num_threads(), "seconds": round(time.time() - start),
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+                rows.append(
+                    {
+                        "augment": name,
+                        "batches": batch,
+                        "acc_real": stats["disc/acc_real"],
+                        "acc_fake": stats["disc/acc_fake"],
+                        "nfe64_over_nfe8_auc": auc,
+                        "nfe64_over_nfe8_paired": paired,
+                        "sharp_over_blurred_auc": blur_auc,
+                        "sharp_over_blurred_paired": blur_paired,
+                    }
+                )
+    meta = {
+        "pool_batches": args.pool_batches,
+        "threads": torch.get_num_threads(),
+        "seconds": round(time.time() - start),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     out = Path(args.out)
     write_text(out.with_suffix(".json"), json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    lines = ["# Reward alignment of the projected discriminator, by augmentation", "",
-             f"`python benchmarks/reward_alignment.py`: {meta['pool_batches']} batches of 64 DiT NFE-8 fakes, cycled; "
-             f"{meta['threads']} thread(s), {meta['seconds']} s, {meta['date']}. AUC: unpaired; paired: same labels "
-             "and noise (or the same image). 1 = always ranks the better image higher, 0.5 = no signal.", "",
-             "| augmentation | batches | D acc. real | D acc. fake | NFE 64 > NFE 8 AUC | paired | sharp > blurred AUC | paired |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Reward alignment of the projected discriminator, by augmentation",
+        "",
+        f"`python benchmarks/reward_alignment.py`: {meta['pool_batches']} batches of 64 DiT NFE-8 fakes, cycled; "
+        f"{meta['threads']} thread(s), {meta['seconds']} s, {meta['date']}. AUC: unpaired; paired: same labels "
+        "and noise (or the same image). 1 = always ranks the better image higher, 0.5 = no signal.",
+        "",
+        "| augmentation | batches | D acc. real | D acc. fake | NFE 64 > NFE 8 AUC | paired | sharp > blurred AUC | paired |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['augment']} | {r['batches']} | {r['acc_real']:.2f} | {r['acc_fake']:.2f} | "
-                     f"{r['nfe64_over_nfe8_auc']:.3f} | {r['nfe64_over_nfe8_paired']:.3f} | "
-                     f"{r['sharp_over_blurred_auc']:.3f} | {r['sharp_over_blurred_paired']:.3f} |")
+        lines.append(
+            f"| {r['augment']} | {r['batches']} | {r['acc_real']:.2f} | {r['acc_fake']:.2f} | "
+            f"{r['nfe64_over_nfe8_auc']:.3f} | {r['nfe64_over_nfe8_paired']:.3f} | "
+            f"{r['sharp_over_blurred_auc']:.3f} | {r['sharp_over_blurred_paired']:.3f} |"
+        )
     write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 

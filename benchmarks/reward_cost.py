@@ -55,37 +55,46 @@ def main() -> None:
             total, inside = timed_update(model, timer, tpu)
             seconds[reward][0].append(total)
             seconds[reward][1].append(inside)
-        print(f"round {r + 1}/{args.repeats}: " + ", ".join(f"{k}: {v[0][-1]:.2f}s" for k, v in seconds.items()),
-              flush=True)
+        print(
+            f"round {r + 1}/{args.repeats}: " + ", ".join(f"{k}: {v[0][-1]:.2f}s" for k, v in seconds.items()),
+            flush=True,
+        )
     none = statistics.median(seconds[None][0])
     rows = []
     for reward, (totals, insides) in seconds.items():
         update, inside = statistics.median(totals), statistics.median(insides)
-        rows.append({
-            "reward_model": reward or "none",
-            "update_s": update,
-            "reward_s": inside,
-            "added_pct": 100 * (update / none - 1),
-            "reward_share_pct": 100 * inside / update,
-        })
+        rows.append(
+            {
+                "reward_model": reward or "none",
+                "update_s": update,
+                "reward_s": inside,
+                "added_pct": 100 * (update / none - 1),
+                "reward_share_pct": 100 * inside / update,
+            }
+        )
         print(rows[-1], flush=True)
-    write_results(args, rows, [
-        "# Reward cost: one PPO update with no reward vs each online discriminator",
-        "",
-        f"`{ENV_ID}` at {NUM_STEPS} steps (NFE 8), {{batch}} lanes, the trainer's preset and wrapper stack; median "
-        "of {repeats} alternating rounds, {threads} CPU threads, {date}. Command: `python benchmarks/reward_cost.py "
-        "--batch {batch} --repeats {repeats} --out {out}`.",
-        "",
-        "`added` is the update's wall time over the no-reward update's; `in reward` is the time spent inside the "
-        "reward model's `score` and `update` calls, as a share of the update.",
-        "",
-        "| reward model | update (s) | in reward (s) | added | in reward |",
-        "|---|---|---|---|---|",
-    ] + [
-        f"| {r['reward_model']} | {r['update_s']:.2f} | {r['reward_s']:.3f} | {r['added_pct']:+.1f}% "
-        f"| {r['reward_share_pct']:.1f}% |"
-        for r in rows
-    ])
+    write_results(
+        args,
+        rows,
+        [
+            "# Reward cost: one PPO update with no reward vs each online discriminator",
+            "",
+            f"`{ENV_ID}` at {NUM_STEPS} steps (NFE 8), {{batch}} lanes, the trainer's preset and wrapper stack; median "
+            "of {repeats} alternating rounds, {threads} CPU threads, {date}. Command: `python benchmarks/reward_cost.py "
+            "--batch {batch} --repeats {repeats} --out {out}`.",
+            "",
+            "`added` is the update's wall time over the no-reward update's; `in reward` is the time spent inside the "
+            "reward model's `score` and `update` calls, as a share of the update.",
+            "",
+            "| reward model | update (s) | in reward (s) | added | in reward |",
+            "|---|---|---|---|---|",
+        ]
+        + [
+            f"| {r['reward_model']} | {r['update_s']:.2f} | {r['reward_s']:.3f} | {r['added_pct']:+.1f}% "
+            f"| {r['reward_share_pct']:.1f}% |"
+            for r in rows
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,9 @@ def sb3_run(args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
     from agents.vec_env import SB3VecEnv
 
     torch.manual_seed(0)
-    env = gym.make_vec("AdaGen/SiT-v0", num_envs=args.lanes, num_steps=args.num_steps,
-                       vectorization_mode="vector_entry_point")
+    env = gym.make_vec(
+        "AdaGen/SiT-v0", num_envs=args.lanes, num_steps=args.num_steps, vectorization_mode="vector_entry_point"
+    )
     beta = type(env.unwrapped).default_smoothing
     venv = VecMonitor(SB3VecEnv(VectorActionSmoothing(env, beta)))
     horizon = env.unwrapped.horizon
@@ -59,14 +60,29 @@ def sb3_run(args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
     policy = weights_digest(model.policy.state_dict())
     disc = weights_digest(env.unwrapped.reward_model.discriminator.state_dict())
     venv.close()
-    return {"seconds": seconds, "env_steps": args.updates * tpu, "learn_seconds": timer.seconds / args.updates,
-            "sample_seconds": (seconds - timer.seconds) / args.updates, "policy": policy, "discriminator": disc}
+    return {
+        "seconds": seconds,
+        "env_steps": args.updates * tpu,
+        "learn_seconds": timer.seconds / args.updates,
+        "sample_seconds": (seconds - timer.seconds) / args.updates,
+        "policy": policy,
+        "discriminator": disc,
+    }
 
 
 def rllib_run(args: argparse.Namespace, runners: int, logdir: Path) -> dict[str, Any]:
-    run_args = Args(env="AdaGen/SiT-v0", engine="rllib", num_env_runners=runners, num_envs=args.lanes,
-                    num_steps=args.num_steps, eval_every=0, checkpoint_every=10**6, logdir=str(logdir),
-                    progress_bar=False, algo_kwargs={"episodes_per_update": EPISODES})
+    run_args = Args(
+        env="AdaGen/SiT-v0",
+        engine="rllib",
+        num_env_runners=runners,
+        num_envs=args.lanes,
+        num_steps=args.num_steps,
+        eval_every=0,
+        checkpoint_every=10**6,
+        logdir=str(logdir),
+        progress_bar=False,
+        algo_kwargs={"episodes_per_update": EPISODES},
+    )
     run = RLlibRun(run_args)
     try:
         run.step()  # warm-up update
@@ -74,13 +90,16 @@ def rllib_run(args: argparse.Namespace, runners: int, logdir: Path) -> dict[str,
         rows = [run.step() for _ in range(args.updates)]
         seconds = time.perf_counter() - start
         horizon = run.eval_env.unwrapped.horizon
-        return {"seconds": seconds, "env_steps": args.updates * EPISODES * horizon * args.lanes,
-                "env_steps_rllib_counted": sum(row["charts/env_steps"] for row in rows),
-                "sample_seconds": statistics.mean(row["charts/sample_seconds"] for row in rows),
-                "learn_seconds": statistics.mean(row["charts/learn_seconds"] for row in rows),
-                "disc_seconds": statistics.mean(row["charts/disc_seconds"] for row in rows),
-                "policy": weights_digest(run.module.state_dict()),
-                "discriminator": weights_digest(run.discriminator.reward.discriminator.state_dict())}
+        return {
+            "seconds": seconds,
+            "env_steps": args.updates * EPISODES * horizon * args.lanes,
+            "env_steps_rllib_counted": sum(row["charts/env_steps"] for row in rows),
+            "sample_seconds": statistics.mean(row["charts/sample_seconds"] for row in rows),
+            "learn_seconds": statistics.mean(row["charts/learn_seconds"] for row in rows),
+            "disc_seconds": statistics.mean(row["charts/disc_seconds"] for row in rows),
+            "policy": weights_digest(run.module.state_dict()),
+            "discriminator": weights_digest(run.discriminator.reward.discriminator.state_dict()),
+        }
     finally:
         run.close()
 
@@ -112,13 +131,17 @@ def main() -> None:
     rows = []
     for name, results in runs.items():
         rates = [r["steps_per_second"] for r in results]
-        rows.append({
-            "engine": name, "lanes": args.lanes,
-            "lanes_per_process": args.lanes if name == "sb3" else args.lanes // int(name.split("-")[1]),
-            "median_steps_per_second": statistics.median(rates), "steps_per_second": rates,
-            "same_weights_every_repeat": len({(r["policy"], r["discriminator"]) for r in results}) == 1,
-            "runs": results,
-        })
+        rows.append(
+            {
+                "engine": name,
+                "lanes": args.lanes,
+                "lanes_per_process": args.lanes if name == "sb3" else args.lanes // int(name.split("-")[1]),
+                "median_steps_per_second": statistics.median(rates),
+                "steps_per_second": rates,
+                "same_weights_every_repeat": len({(r["policy"], r["discriminator"]) for r in results}) == 1,
+                "runs": results,
+            }
+        )
     table = [
         "# PPO training throughput on AdaGen/SiT-v0: SB3 vs RLlib, equal lanes",
         "",
@@ -142,11 +165,15 @@ def main() -> None:
     ]
     for row in rows:
         each = ", ".join(f"{rate:.1f}" for rate in row["steps_per_second"])
-        part = {key: statistics.median(r[key] for r in row["runs"]) if key in row["runs"][0] else None
-                for key in ("sample_seconds", "learn_seconds", "disc_seconds")}
+        part = {
+            key: statistics.median(r[key] for r in row["runs"]) if key in row["runs"][0] else None
+            for key in ("sample_seconds", "learn_seconds", "disc_seconds")
+        }
         cells = " | ".join("-" if value is None else f"{value:.2f}" for value in part.values())
-        table.append(f"| {row['engine']} | {row['lanes_per_process']} | {row['median_steps_per_second']:.1f} | "
-                     f"{each} | {cells} | {'yes' if row['same_weights_every_repeat'] else 'no'} |")
+        table.append(
+            f"| {row['engine']} | {row['lanes_per_process']} | {row['median_steps_per_second']:.1f} | "
+            f"{each} | {cells} | {'yes' if row['same_weights_every_repeat'] else 'no'} |"
+        )
     write_results(argparse.Namespace(batch=args.lanes, repeats=args.repeats, out=args.out), rows, table)
 
 

@@ -27,8 +27,9 @@ from adagen_env.data.shapes import ShapesDataset, render_shapes
 from adagen_env.metrics import FLOOR_SEED, HEADLINE, balanced_labels, compute_metrics
 from agents.reporting import COLUMNS as REPORT_COLUMNS
 
-COLUMNS = {k: REPORT_COLUMNS[k] for k in ("fid", "fd_ssl", "fjd_ssl", "oracle_fidelity", "oracle_coverage",
-                                          "class_agreement")}
+COLUMNS = {
+    k: REPORT_COLUMNS[k] for k in ("fid", "fd_ssl", "fjd_ssl", "oracle_fidelity", "oracle_coverage", "class_agreement")
+}
 LOWER_IS_BETTER = {k: k != "class_agreement" for k in COLUMNS}
 
 
@@ -129,8 +130,9 @@ def main() -> None:
         return
     start = time.time()
     rows, spread = [], []
-    jobs = [(res, name, s) for res in args.resolutions for name, (_, strengths) in DAMAGES.items()
-            for s in (0, *strengths)]
+    jobs = [
+        (res, name, s) for res in args.resolutions for name, (_, strengths) in DAMAGES.items() for s in (0, *strengths)
+    ]
     jobs = [j for j in jobs if j[2] != 0 or j[1] == next(iter(DAMAGES))]  # one undamaged row per resolution
     bar = tqdm(total=len(jobs) + len(args.resolutions) * len(SPREAD_COUNTS) * SPREAD_SEEDS, desc="sensitivity")
     for res, name, strength in jobs:
@@ -140,8 +142,14 @@ def main() -> None:
             images = render_shapes(labels, factors, data.class_names)
         else:
             images, labels = DAMAGES[name][0](labels, factors, data, strength, g)
-        rows.append({"resolution": res, "damage": name if strength else "none", "strength": strength,
-                     **score(images, labels, args.num_samples)})
+        rows.append(
+            {
+                "resolution": res,
+                "damage": name if strength else "none",
+                "strength": strength,
+                **score(images, labels, args.num_samples),
+            }
+        )
         bar.update()
     for res in args.resolutions:
         for n in SPREAD_COUNTS:
@@ -151,12 +159,22 @@ def main() -> None:
                 values.append(score(render_shapes(labels, factors, data.class_names), labels, n))
                 bar.update()
             stacked = {k: torch.tensor([v[k] for v in values]) for k in COLUMNS}
-            spread.append({"resolution": res, "num_samples": n,
-                           "mean": {k: float(v.mean()) for k, v in stacked.items()},
-                           "std": {k: float(v.std()) for k, v in stacked.items()}})
+            spread.append(
+                {
+                    "resolution": res,
+                    "num_samples": n,
+                    "mean": {k: float(v.mean()) for k, v in stacked.items()},
+                    "std": {k: float(v.std()) for k, v in stacked.items()},
+                }
+            )
     bar.close()
-    meta = {"num_samples": args.num_samples, "spread_seeds": SPREAD_SEEDS, "threads": torch.get_num_threads(),
-            "seconds": round(time.time() - start), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    meta = {
+        "num_samples": args.num_samples,
+        "spread_seeds": SPREAD_SEEDS,
+        "threads": torch.get_num_threads(),
+        "seconds": round(time.time() - start),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"meta": meta, "rows": rows, "spread": spread}, indent=2) + "\n")
@@ -191,22 +209,43 @@ def markdown(meta, rows, spread) -> str:
         f"against as many reference images; spread = std over {meta['spread_seeds']} seeds of undamaged real sets. "
         f"{meta['threads']} threads, {meta['seconds']} s, {meta['date']}.",
         "",
-        ("Higher is worse in every column but class agreement. Headline yardsticks (verdicts need them to agree): "
-         + ", ".join(COLUMNS[k] for k in HEADLINE) + "."),
+        (
+            "Higher is worse in every column but class agreement. Headline yardsticks (verdicts need them to agree): "
+            + ", ".join(COLUMNS[k] for k in HEADLINE)
+            + "."
+        ),
     ]
     for res in sorted({r["resolution"] for r in rows}):
-        lines += ["", f"## {res}x{res}", "", "| damage | strength | " + " | ".join(COLUMNS.values()) + " |",
-                  "|---|---|" + "---|" * len(COLUMNS)]
+        lines += [
+            "",
+            f"## {res}x{res}",
+            "",
+            "| damage | strength | " + " | ".join(COLUMNS.values()) + " |",
+            "|---|---|" + "---|" * len(COLUMNS),
+        ]
         for r in (r for r in rows if r["resolution"] == res):
             lines.append(f"| {r['damage']} | {r['strength']:g} | " + " | ".join(f"{r[k]:.4g}" for k in COLUMNS) + " |")
-        lines += ["", f"Spread over seeds at {res}x{res} (mean ± std):", "",
-                  "| images | " + " | ".join(COLUMNS.values()) + " |", "|---|" + "---|" * len(COLUMNS)]
+        lines += [
+            "",
+            f"Spread over seeds at {res}x{res} (mean ± std):",
+            "",
+            "| images | " + " | ".join(COLUMNS.values()) + " |",
+            "|---|" + "---|" * len(COLUMNS),
+        ]
         for s in (s for s in spread if s["resolution"] == res):
-            lines.append(f"| {s['num_samples']} | " + " | ".join(f"{s['mean'][k]:.4g} ± {s['std'][k]:.2g}"
-                                                             for k in COLUMNS) + " |")
+            lines.append(
+                f"| {s['num_samples']} | "
+                + " | ".join(f"{s['mean'][k]:.4g} ± {s['std'][k]:.2g}" for k in COLUMNS)
+                + " |"
+            )
         v = verdicts(rows, spread, res, meta["num_samples"])
-        lines += ["", f"Verdicts at {res}x{res} (rise against twice the spread at {meta['num_samples']} images):", "",
-                  "| damage | " + " | ".join(COLUMNS.values()) + " |", "|---|" + "---|" * len(COLUMNS)]
+        lines += [
+            "",
+            f"Verdicts at {res}x{res} (rise against twice the spread at {meta['num_samples']} images):",
+            "",
+            "| damage | " + " | ".join(COLUMNS.values()) + " |",
+            "|---|" + "---|" * len(COLUMNS),
+        ]
         for name in DAMAGES:
             lines.append(f"| {name} | " + " | ".join(v[name, k] for k in COLUMNS) + " |")
     return "\n".join(lines) + "\n"

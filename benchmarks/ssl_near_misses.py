@@ -22,8 +22,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sensitivity import DAMAGES, real_set  # noqa: E402
 
-PER_FACTOR = {"class": (), "size": ("size",), "centre": ("centre",), "angle": ("angle",), "colour": ("fg",),
-              "background": ("bg_a", "bg_b", "bg_dir")}
+PER_FACTOR = {
+    "class": (),
+    "size": ("size",),
+    "centre": ("centre",),
+    "angle": ("angle",),
+    "colour": ("fg",),
+    "background": ("bg_a", "bg_b", "bg_dir"),
+}
 
 
 def train(steps: int, workdir: Path) -> None:

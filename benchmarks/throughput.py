@@ -157,7 +157,7 @@ def part_quality(name: str, samplers: dict[str, Sampler], args: Args) -> dict:
     images = {run: [] for run in runs}
     seconds = {run: [] for run in runs}
     for i, start in enumerate(range(0, args.num_samples, args.batch_size)):
-        batch = labels[start:start + args.batch_size]
+        batch = labels[start : start + args.batch_size]
         for run, (variant, seed_index) in runs.items():
             if start >= counts[run]:
                 continue
@@ -169,7 +169,7 @@ def part_quality(name: str, samplers: dict[str, Sampler], args: Args) -> dict:
         print(f"{name}: batch {i} done", flush=True)
     result = {}
     for run, (variant, _) in runs.items():
-        made = torch.cat(images[run])[:counts[run]]
+        made = torch.cat(images[run])[: counts[run]]
         sizes = {counts[run]} | ({small} if variant == "float32" else set())
         scores = {}
         for n in sorted(sizes):
@@ -210,11 +210,15 @@ def part_compile(name: str, nfe: int | None, args: Args) -> dict:
     for batch in (args.small_batch, args.batch_size):
         first, _ = timed(episode(compiled, batch))
         episode(eager, batch)()
-        seconds = alternate({"float32": episode(eager, batch), "float32-compiled": episode(compiled, batch)},
-                            args.repeats)
+        seconds = alternate(
+            {"float32": episode(eager, batch), "float32-compiled": episode(compiled, batch)}, args.repeats
+        )
         result[str(batch)] = {"first_call_seconds": first, "seconds": seconds}
-        print(f"{name} compile batch {batch}: first call {first:.1f} s, "
-              + ", ".join(f"{k} {statistics.median(v):.3f} s" for k, v in seconds.items()), flush=True)
+        print(
+            f"{name} compile batch {batch}: first call {first:.1f} s, "
+            + ", ".join(f"{k} {statistics.median(v):.3f} s" for k, v in seconds.items()),
+            flush=True,
+        )
     return result
 
 
@@ -235,8 +239,9 @@ def part_ppo(args: Args) -> dict:
         steps = timesteps_per_update(model, envs.unwrapped.horizon)
         model.learn(steps)  # warm-up update
         models[variant] = (model, steps)
-    return alternate({v: (lambda m=m, n=n: m.learn(n, reset_num_timesteps=False)) for v, (m, n) in models.items()},
-                     args.repeats)
+    return alternate(
+        {v: (lambda m=m, n=n: m.learn(n, reset_num_timesteps=False)) for v, (m, n) in models.items()}, args.repeats
+    )
 
 
 def _load_average() -> float | None:
@@ -272,10 +277,11 @@ def to_markdown(payload: dict) -> str:
         lines += ["", meta["note"]]
     lines += [
         "",
-        f"NFE {meta['nfe']}" + (f" (VAR: its {meta['var_scales']} scales)" if meta["var_scales"] else "")
+        f"NFE {meta['nfe']}"
+        + (f" (VAR: its {meta['var_scales']} scales)" if meta["var_scales"] else "")
         + ", no guidance, baseline schedule. `float32`: the "
         "default (DiT attention through SDPA); `float32-mha`: the DiT with `nn.MultiheadAttention` on the same weights "
-        "(the attention before SDPA); `bfloat16`: `precision=\"bfloat16\"` (autocast around each network forward). "
+        '(the attention before SDPA); `bfloat16`: `precision="bfloat16"` (autocast around each network forward). '
         f"Batch {meta['batch_size']}: median over the full batches of part 1's runs (the variants alternating batch "
         "by batch; bfloat16 has fewer); batch {meta['small_batch']}: median of {meta['repeats']} alternating episodes. "
         "GFLOP/s = FLOPs per image (FlopCounterMode, float32) x images/s.",
@@ -292,8 +298,10 @@ def to_markdown(payload: dict) -> str:
         for variant in row["small"]:
             small = _median_rate(row["small"][variant], meta["small_batch"])
             large = _median_rate(row["quality"][variant]["seconds"], meta["batch_size"])
-            lines.append(f"| {name} | {variant} | {gflop:.3f} | {small:.1f} | {small * gflop:.1f} | {large:.1f} "
-                         f"| {large * gflop:.1f} | {large / base:.2f} |")
+            lines.append(
+                f"| {name} | {variant} | {gflop:.3f} | {small:.1f} | {small * gflop:.1f} | {large:.1f} "
+                f"| {large * gflop:.1f} | {large / base:.2f} |"
+            )
     lines += [
         "",
         f"## Quality at NFE {meta['nfe']}",
@@ -318,24 +326,41 @@ def to_markdown(payload: dict) -> str:
                 if run == "float32":
                     fids = [q[k]["scores"][n]["fid"] for k in q if q[k]["variant"] == "float32"]
                     fds = [q[k]["scores"][n]["fd_ssl"] for k in q if q[k]["variant"] == "float32"]
-                    extra = (" | " + " / ".join(f"{v:.2f}" for v in fids) + f" ({max(fids) - min(fids):.2f}) | "
-                             + " / ".join(f"{v:.2f}" for v in fds) + f" ({max(fds) - min(fds):.2f}) |")
+                    extra = (
+                        " | "
+                        + " / ".join(f"{v:.2f}" for v in fids)
+                        + f" ({max(fids) - min(fids):.2f}) | "
+                        + " / ".join(f"{v:.2f}" for v in fds)
+                        + f" ({max(fds) - min(fds):.2f}) |"
+                    )
                 lines.append(f"| {name} | {run} | {n} | {sc['fid']:.3f} | {sc['fd_ssl']:.3f} | {agree}{extra}")
     if payload["compile"]:
-        lines += ["", "## torch.compile (float32)", "",
-                  "| generator | batch | first call s (compiles) | eager s / episode | compiled s / episode | speed-up |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## torch.compile (float32)",
+            "",
+            "| generator | batch | first call s (compiles) | eager s / episode | compiled s / episode | speed-up |",
+            "|---|---|---|---|---|---|",
+        ]
         for name, by_batch in payload["compile"].items():
             for batch, r in by_batch.items():
                 eager = statistics.median(r["seconds"]["float32"])
                 comp = statistics.median(r["seconds"]["float32-compiled"])
-                lines.append(f"| {name} | {batch} | {r['first_call_seconds']:.1f} | {eager:.3f} | {comp:.3f} "
-                             f"| {eager / comp:.2f} |")
+                lines.append(
+                    f"| {name} | {batch} | {r['first_call_seconds']:.1f} | {eager:.3f} | {comp:.3f} "
+                    f"| {eager / comp:.2f} |"
+                )
     if payload["ppo"]:
-        lines += ["", f"## One PPO update of AdaGen/DiT-v0 at {meta['ppo_lanes']} lanes", "",
-                  "Rollout of two episodes (NFE 8, CFG 1.0: 16 evaluations each) with the projected-discriminator "
-                  f"reward, then PPO's epochs; median of {meta['repeats']} alternating updates after a warm-up each.",
-                  "", "| generator variant | s / update | x float32 |", "|---|---|---|"]
+        lines += [
+            "",
+            f"## One PPO update of AdaGen/DiT-v0 at {meta['ppo_lanes']} lanes",
+            "",
+            "Rollout of two episodes (NFE 8, CFG 1.0: 16 evaluations each) with the projected-discriminator "
+            f"reward, then PPO's epochs; median of {meta['repeats']} alternating updates after a warm-up each.",
+            "",
+            "| generator variant | s / update | x float32 |",
+            "|---|---|---|",
+        ]
         base = statistics.median(payload["ppo"]["float32"])
         for variant, secs in payload["ppo"].items():
             lines.append(f"| {variant} | {statistics.median(secs):.2f} | {base / statistics.median(secs):.2f} |")
@@ -382,8 +407,11 @@ def main() -> None:
         samplers = {variant: make() for variant, make in variants(name, nfe).items()}
         if spec.fixed_nfe:
             var_scales = samplers["float32"].horizon
-        row = {"paradigm": zoo.entry(name).paradigm, "episode_nfe": samplers["float32"].episode_nfe,
-               "flops_per_image": flops_per_image(samplers["float32"])}
+        row = {
+            "paradigm": zoo.entry(name).paradigm,
+            "episode_nfe": samplers["float32"].episode_nfe,
+            "flops_per_image": flops_per_image(samplers["float32"]),
+        }
         row["quality"] = part_quality(name, samplers, args)
         row["small"] = part_small(samplers, args)
         generators[name] = row

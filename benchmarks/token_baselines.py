@@ -78,16 +78,23 @@ def tokenizers_report(checkpoint: str, out: Path) -> None:
     trained = recipe.model_cls(recipe.config)
     trained.load_state_dict(state["ema"])
     rows = []
-    for name, tokenizer in (("shipped maskgit", zoo.load("maskgit").tokenizer),
-                            (f"{checkpoint} (step {state['step']})", trained.eval().tokenizer)):
+    for name, tokenizer in (
+        ("shipped maskgit", zoo.load("maskgit").tokenizer),
+        (f"{checkpoint} (step {state['step']})", trained.eval().tokenizer),
+    ):
         rows.append({"tokenizer": name, "flip_rate": flip_rates(tokenizer)[0], **reconstruction_scores(tokenizer)})
-    lines = ["# MaskGIT tokenizers: id stability under the grain, and reconstruction", "",
-             f"`python benchmarks/token_baselines.py --tokenizers {checkpoint}`; {FLIP_SCENES} scenes for the flip rate, "
-             "1000 real 32x32 images reconstructed against 1000 others.", "",
-             "| tokenizer | id-flip rate | " + " | ".join(COLUMNS[k] for k in KEYS) + " |",
-             "|---|---|" + "---|" * len(KEYS)]
-    lines += [f"| {r['tokenizer']} | {r['flip_rate']:.3f} | " + " | ".join(f"{r[k]:.4g}" for k in KEYS) + " |"
-              for r in rows]
+    lines = [
+        "# MaskGIT tokenizers: id stability under the grain, and reconstruction",
+        "",
+        f"`python benchmarks/token_baselines.py --tokenizers {checkpoint}`; {FLIP_SCENES} scenes for the flip rate, "
+        "1000 real 32x32 images reconstructed against 1000 others.",
+        "",
+        "| tokenizer | id-flip rate | " + " | ".join(COLUMNS[k] for k in KEYS) + " |",
+        "|---|---|" + "---|" * len(KEYS),
+    ]
+    lines += [
+        f"| {r['tokenizer']} | {r['flip_rate']:.3f} | " + " | ".join(f"{r[k]:.4g}" for k in KEYS) + " |" for r in rows
+    ]
     write_text(out.with_suffix(".json"), json.dumps(rows, indent=2) + "\n")
     write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -99,8 +106,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--out", default="runs/token_baselines/token_baselines")
-    parser.add_argument("--tokenizers", metavar="CHECKPOINT", default=None,
-                        help="only compare the shipped MaskGIT tokenizer with this zoo training checkpoint's")
+    parser.add_argument(
+        "--tokenizers",
+        metavar="CHECKPOINT",
+        default=None,
+        help="only compare the shipped MaskGIT tokenizer with this zoo training checkpoint's",
+    )
     args = parser.parse_args()
     out = Path(args.out)
     writable_dir(out.parent)  # before any work
@@ -111,16 +122,33 @@ def main() -> None:
     labels = balanced_labels(args.num_samples)
     jobs = [(name, steps) for name in SETTINGS for steps in STEPS]
     for name, steps in tqdm(jobs, desc="token baselines"):
-        env = gym.make_vec("AdaGen/MaskGIT-v0", num_envs=args.batch_size, reward_model=None, num_steps=steps,
-                           sampler_kwargs=SETTINGS[name])
+        env = gym.make_vec(
+            "AdaGen/MaskGIT-v0",
+            num_envs=args.batch_size,
+            reward_model=None,
+            num_steps=steps,
+            sampler_kwargs=SETTINGS[name],
+        )
         sampler = env.unwrapped.sampler
         gen = generate_static(sampler, sampler.baseline_schedule(), labels, args.seed, args.batch_size)
         scores = compute_metrics(gen.images, labels, num_reference=args.num_samples)
-        rows.append({"setting": name, "steps": steps, "nfe": gen.nfe, "generator_digest": env.unwrapped.generator_digest,
-                     **{k: scores[k] for k in KEYS}})
+        rows.append(
+            {
+                "setting": name,
+                "steps": steps,
+                "nfe": gen.nfe,
+                "generator_digest": env.unwrapped.generator_digest,
+                **{k: scores[k] for k in KEYS},
+            }
+        )
     flips = {name: flip_rates(zoo.load(name).tokenizer) for name in ("maskgit", "var")}
-    meta = {"num_samples": args.num_samples, "seed": args.seed, "threads": torch.get_num_threads(),
-            "seconds": round(time.time() - start), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    meta = {
+        "num_samples": args.num_samples,
+        "seed": args.seed,
+        "threads": torch.get_num_threads(),
+        "seconds": round(time.time() - start),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     write_text(out.with_suffix(".json"), json.dumps({"meta": meta, "rows": rows, "flip_rates": flips}, indent=2) + "\n")
     write_text(out.with_suffix(".md"), markdown(meta, rows, flips))
     print(markdown(meta, rows, flips))
@@ -138,8 +166,14 @@ def markdown(meta: dict, rows: list[dict], flips: dict[str, list[float]]) -> str
         "|---|---|---|" + "---|" * len(KEYS),
     ]
     for r in rows:
-        lines.append(f"| {r['setting']} | {r['steps']} | {r['nfe']} | " + " | ".join(f"{r[k]:.4g}" for k in KEYS) + " |")
-    lines += ["", f"Id-flip rate under a re-draw of the grain ({FLIP_SCENES} scenes; per scale, coarse to fine, for VAR):", ""]
+        lines.append(
+            f"| {r['setting']} | {r['steps']} | {r['nfe']} | " + " | ".join(f"{r[k]:.4g}" for k in KEYS) + " |"
+        )
+    lines += [
+        "",
+        f"Id-flip rate under a re-draw of the grain ({FLIP_SCENES} scenes; per scale, coarse to fine, for VAR):",
+        "",
+    ]
     lines += [f"- {name}: " + ", ".join(f"{v:.3f}" for v in rates) for name, rates in flips.items()]
     return "\n".join(lines) + "\n"
 

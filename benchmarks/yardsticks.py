@@ -48,18 +48,33 @@ def main() -> None:
         sampler = env.unwrapped.sampler
         gen = generate_static(sampler, sampler.baseline_schedule(), labels, args.seed, args.batch_size)
         scores = compute_metrics(gen.images, labels, num_reference=args.num_samples)
-        rows.append({"env_id": env_id, "steps": sampler.horizon, "nfe": gen.nfe, "resolution": gen.images.shape[-1],
-                     "generator_digest": env.unwrapped.generator_digest, **scores})
+        rows.append(
+            {
+                "env_id": env_id,
+                "steps": sampler.horizon,
+                "nfe": gen.nfe,
+                "resolution": gen.images.shape[-1],
+                "generator_digest": env.unwrapped.generator_digest,
+                **scores,
+            }
+        )
     for res in sorted({r["resolution"] for r in rows}):
         real_u8, real_labels = shapes_reference(args.num_samples, res, seed=FLOOR_SEED)
         scores = compute_metrics(real_u8.float() / 255, real_labels, num_reference=args.num_samples)
         rows.insert(0, {"env_id": f"real {res}x{res}", "steps": 0, "nfe": 0, "resolution": res, **scores})
-    meta = {"num_samples": args.num_samples, "seed": args.seed, "threads": torch.get_num_threads(),
-            "seconds": round(time.time() - start), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    meta = {
+        "num_samples": args.num_samples,
+        "seed": args.seed,
+        "threads": torch.get_num_threads(),
+        "seconds": round(time.time() - start),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    for suffix, text in ((".json", json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n"),
-                         (".md", markdown(meta, rows, args.out))):
+    for suffix, text in (
+        (".json", json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n"),
+        (".md", markdown(meta, rows, args.out)),
+    ):
         tmp = out.with_suffix(suffix + ".tmp")
         tmp.write_text(text)
         tmp.replace(out.with_suffix(suffix))

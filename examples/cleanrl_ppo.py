@@ -114,8 +114,14 @@ def main(args: Args) -> tuple[Agent, dict[str, list[float]]]:
     writer = SummaryWriter(args.logdir) if args.logdir else None
 
     # Env setup: the native batch, autoreset off (one reset per episode), the paradigm's action smoothing
-    envs = gym.make_vec(args.env_id, num_envs=args.num_envs, vectorization_mode="vector_entry_point",
-                        num_steps=args.num_steps, reward_model=args.reward_model, autoreset_mode="disabled")
+    envs = gym.make_vec(
+        args.env_id,
+        num_envs=args.num_envs,
+        vectorization_mode="vector_entry_point",
+        num_steps=args.num_steps,
+        reward_model=args.reward_model,
+        autoreset_mode="disabled",
+    )
     envs = VectorActionSmoothing(envs, beta=type(envs.unwrapped).default_smoothing)
     horizon, b = envs.unwrapped.horizon, args.num_envs
 
@@ -173,8 +179,9 @@ def main(args: Args) -> tuple[Agent, dict[str, list[float]]]:
             order = np.random.permutation(batch_size)
             for start in range(0, batch_size, minibatch_size):
                 mb = order[start : start + minibatch_size]
-                _, newlogprob, newvalue = agent.get_action_and_value({k: v[mb] for k, v in b_obs.items()},
-                                                                     b_actions[mb])
+                _, newlogprob, newvalue = agent.get_action_and_value(
+                    {k: v[mb] for k, v in b_obs.items()}, b_actions[mb]
+                )
                 logratio = newlogprob - b_logprobs[mb]
                 ratio = logratio.exp()
                 with torch.no_grad():
@@ -202,7 +209,9 @@ def main(args: Args) -> tuple[Agent, dict[str, list[float]]]:
             writer.add_scalar("losses/approx_kl", approx_kl.item(), global_step)
             writer.add_scalar("losses/clipfrac", float(np.mean(clipfracs)), global_step)
             writer.add_scalar("charts/SPS", global_step / (time.time() - start_time), global_step)
-        print(f"update {update}: terminal reward {terminal_reward:.3f}, SPS {global_step / (time.time() - start_time):.0f}")
+        print(
+            f"update {update}: terminal reward {terminal_reward:.3f}, SPS {global_step / (time.time() - start_time):.0f}"
+        )
 
     envs.close()
     if writer is not None:

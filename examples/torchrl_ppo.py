@@ -77,7 +77,7 @@ class Trunk(nn.Module):
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
         obs = dict(zip(self.keys, tensors))
         lead = obs["features"].shape[:-3]  # (B,) or (B, T)
-        flat = {key: value.reshape(-1, *value.shape[len(lead):]) for key, value in obs.items()}
+        flat = {key: value.reshape(-1, *value.shape[len(lead) :]) for key, value in obs.items()}
         flat["features"] = flat["features"].float()
         flat["step"] = nn.functional.one_hot(flat["step"].reshape(-1).long(), self.horizon).float()
         return self.head(self.trunk(flat)).reshape(*lead, -1)
@@ -98,8 +98,14 @@ class Actor(nn.Module):
 
 def make_env(args: Args) -> tuple[gym.vector.VectorEnv, GymWrapper]:
     """The native batch, autoreset off, under the paradigm's action smoothing; and it as a TorchRL env of batch [B]."""
-    envs = gym.make_vec(args.env_id, num_envs=args.num_envs, vectorization_mode="vector_entry_point",
-                        num_steps=args.num_steps, reward_model=args.reward_model, autoreset_mode="disabled")
+    envs = gym.make_vec(
+        args.env_id,
+        num_envs=args.num_envs,
+        vectorization_mode="vector_entry_point",
+        num_steps=args.num_steps,
+        reward_model=args.reward_model,
+        autoreset_mode="disabled",
+    )
     envs = VectorActionSmoothing(envs, beta=type(envs.unwrapped).default_smoothing)
     envs.autoreset_mode = envs.unwrapped.autoreset_mode  # GymWrapper reads it; Gymnasium's wrappers do not forward it
     return envs, GymWrapper(envs)
@@ -110,9 +116,15 @@ def make_modules(envs: gym.vector.VectorEnv, env: GymWrapper, args: Args) -> tup
     space = envs.single_observation_space  # the Gymnasium space: its Discrete step gives H
     keys = sorted(space.spaces)
     actor = ProbabilisticActor(
-        TensorDictModule(Actor(Trunk(space, keys, args.hidden, env.action_spec.shape[-1], zero_head=True),
-                               args.action_std), in_keys=keys, out_keys=["loc", "scale"]),
-        in_keys=["loc", "scale"], spec=env.action_spec, distribution_class=IndependentNormal, return_log_prob=True,
+        TensorDictModule(
+            Actor(Trunk(space, keys, args.hidden, env.action_spec.shape[-1], zero_head=True), args.action_std),
+            in_keys=keys,
+            out_keys=["loc", "scale"],
+        ),
+        in_keys=["loc", "scale"],
+        spec=env.action_spec,
+        distribution_class=IndependentNormal,
+        return_log_prob=True,
     )
     critic = ValueOperator(Trunk(space, keys, args.hidden, 1, zero_head=False), in_keys=keys)
     return actor, critic
@@ -128,11 +140,21 @@ def main(args: Args) -> tuple[ProbabilisticActor, dict[str, list[float]]]:
 
     frames = args.episodes_per_update * horizon * args.num_envs  # one frame: one lane's step
     collector = Collector(env, actor, frames_per_batch=frames, total_frames=frames * args.total_updates)
-    buffer = ReplayBuffer(storage=LazyTensorStorage(frames), sampler=SamplerWithoutReplacement(),
-                          batch_size=frames // args.num_minibatches)
+    buffer = ReplayBuffer(
+        storage=LazyTensorStorage(frames),
+        sampler=SamplerWithoutReplacement(),
+        batch_size=frames // args.num_minibatches,
+    )
     advantage = GAE(gamma=1.0, lmbda=1.0, value_network=critic, average_gae=True)
-    loss_module = ClipPPOLoss(actor, critic, clip_epsilon=args.clip_coef, entropy_bonus=False,
-                              critic_coeff=args.vf_coef, loss_critic_type="l2", normalize_advantage=True)
+    loss_module = ClipPPOLoss(
+        actor,
+        critic,
+        clip_epsilon=args.clip_coef,
+        entropy_bonus=False,
+        critic_coeff=args.vf_coef,
+        loss_critic_type="l2",
+        normalize_advantage=True,
+    )
     optimizer = torch.optim.Adam(loss_module.parameters(), lr=args.learning_rate)
 
     history: dict[str, list[float]] = {"reward": [], "loss_objective": []}

@@ -51,7 +51,9 @@ def read_json(path: Path, root: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"diffusers directory {str(root)!r}: cannot read {path.relative_to(root)}: {exc}") from exc
+        raise CheckpointError(
+            f"diffusers directory {str(root)!r}: cannot read {path.relative_to(root)}: {exc}"
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,10 @@ class Layout:
 
     @property
     def expected(self) -> str:
-        return (f"diffusers' from_pretrained layout: {self.model}/ (a {self.model_classes[0]}), {self.decoder}/ (a "
-                f"{self.decoder_class}), scheduler/")
+        return (
+            f"diffusers' from_pretrained layout: {self.model}/ (a {self.model_classes[0]}), {self.decoder}/ (a "
+            f"{self.decoder_class}), scheduler/"
+        )
 
 
 def check_directory(root: Path, layout: Layout) -> dict | None:
@@ -96,22 +100,30 @@ def check_directory(root: Path, layout: Layout) -> dict | None:
     model = root / layout.model / "config.json"
     if not model.is_file():
         if (root / "unet").is_dir():
-            raise CheckpointError(f"{where} holds a UNet (unet/): another model family; the {layout.adapter} adapter "
-                                  f"takes {layout.expected}")
+            raise CheckpointError(
+                f"{where} holds a UNet (unet/): another model family; the {layout.adapter} adapter "
+                f"takes {layout.expected}"
+            )
         if (root / "config.json").is_file():
             name = read_json(root / "config.json", root).get("_class_name")
-            raise CheckpointError(f"{str(root)!r} is a single model's folder ({name}), not a pipeline directory; "
-                                  f"expected {layout.expected}")
+            raise CheckpointError(
+                f"{str(root)!r} is a single model's folder ({name}), not a pipeline directory; "
+                f"expected {layout.expected}"
+            )
         found = sorted(p.name for p in root.iterdir())[:10]
-        raise CheckpointError(f"{str(root)!r} is not a diffusers model directory (no {layout.model}/config.json; it "
-                              f"holds {found}); expected {layout.expected}")
+        raise CheckpointError(
+            f"{str(root)!r} is not a diffusers model directory (no {layout.model}/config.json; it "
+            f"holds {found}); expected {layout.expected}"
+        )
     config = read_json(model, root)
     name = config.get("_class_name")
     if name not in layout.model_classes or not layout.accepts(config):
         detail = f" (norm_type {config['norm_type']!r})" if "norm_type" in config else ""
         served = f" ({SERVED_BY[name]} serves it)" if name in SERVED_BY and name not in layout.model_classes else ""
-        raise CheckpointError(f"{where}: {layout.model}/ holds a {name}{detail}, another model family{served}; the "
-                              f"{layout.adapter} adapter takes {layout.model_description}")
+        raise CheckpointError(
+            f"{where}: {layout.model}/ holds a {name}{detail}, another model family{served}; the "
+            f"{layout.adapter} adapter takes {layout.model_description}"
+        )
     decoder = root / layout.decoder / "config.json"
     if not decoder.is_file():
         raise CheckpointError(f"{where}: missing VAE (no {layout.decoder}/config.json); {layout.decoder_role}")
@@ -130,8 +142,9 @@ def load_component(root: Path, folder: str, model_cls: type, dtype: torch.dtype 
     try:
         model = model_cls.from_pretrained(root, subfolder=folder, local_files_only=True, torch_dtype=dtype, **options)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise CheckpointError(f"diffusers directory {str(root)!r}: cannot load {folder}/ as {model_cls.__name__}: "
-                              f"{exc}") from exc
+        raise CheckpointError(
+            f"diffusers directory {str(root)!r}: cannot load {folder}/ as {model_cls.__name__}: {exc}"
+        ) from exc
     # Without accelerate, diffusers assigns the file's tensors over a model built in `dtype` when the state dict's
     # first entry has the file's dtype (SD3's float32 positional-embedding buffer), so the weights keep that dtype.
     if dtype is not None and not model._keep_in_fp32_modules:
@@ -140,7 +153,11 @@ def load_component(root: Path, folder: str, model_cls: type, dtype: torch.dtype 
 
 
 def load_pipeline(
-    cls: type[nn.Module], path: str | Path, layout: Layout, dtype: torch.dtype | None, device: torch.device | str,
+    cls: type[nn.Module],
+    path: str | Path,
+    layout: Layout,
+    dtype: torch.dtype | None,
+    device: torch.device | str,
     **kwargs: Any,
 ) -> nn.Module:
     """`cls(transformer, decoder, [prompt table,] scheduler config, **kwargs)` from a local pipeline directory of
@@ -181,8 +198,10 @@ def check_latent_shape(transformer: nn.Module, vae: nn.Module) -> tuple[int, int
     if side % patch:
         raise InvalidArgument(f"latent shape not served: sample_size {side} is not a multiple of patch_size {patch}")
     if int(vc.latent_channels) != channels:
-        raise InvalidArgument(f"latent shape not served: the transformer takes {channels} latent channels, the VAE "
-                              f"makes {vc.latent_channels}")
+        raise InvalidArgument(
+            f"latent shape not served: the transformer takes {channels} latent channels, the VAE "
+            f"makes {vc.latent_channels}"
+        )
     if int(vc.out_channels) != 3:
         raise InvalidArgument(f"the VAE decodes {vc.out_channels}-channel images; the envs serve RGB (3 channels)")
     return channels, side, patch
@@ -193,11 +212,13 @@ def check_feature_options(depth: int, grid: int, feature_block: Any, feature_gri
     feature grid side (None: min(g, 8))."""
     feature_grid = min(grid, 8) if feature_grid is None else feature_grid
     if isinstance(feature_block, bool) or not isinstance(feature_block, int) or not -depth <= feature_block < depth:
-        raise InvalidArgument(f"feature_block must be an int in [-{depth}, {depth}) (the model has {depth} blocks), "
-                              f"got {feature_block!r}")
+        raise InvalidArgument(
+            f"feature_block must be an int in [-{depth}, {depth}) (the model has {depth} blocks), got {feature_block!r}"
+        )
     if isinstance(feature_grid, bool) or not isinstance(feature_grid, int) or not 1 <= feature_grid <= grid:
-        raise InvalidArgument(f"feature_grid must be an int in [1, {grid}] (the token grid is {grid}x{grid}), "
-                              f"got {feature_grid!r}")
+        raise InvalidArgument(
+            f"feature_grid must be an int in [1, {grid}] (the token grid is {grid}x{grid}), got {feature_grid!r}"
+        )
     if isinstance(decode_batch, bool) or not isinstance(decode_batch, int) or decode_batch < 1:
         raise InvalidArgument(f"decode_batch must be an int >= 1, got {decode_batch!r}")
     return feature_grid
@@ -234,12 +255,16 @@ class PromptTable:
                 raise InvalidArgument(f"prompt table: {name} must be a finite floating-point tensor")
         e, p = self.embeds, self.pooled
         if e.ndim != 3 or e.shape[0] < 1 or p.ndim != 2 or p.shape[0] != e.shape[0]:
-            raise InvalidArgument(f"prompt table: embeds must be (C, L, E) and pooled (C, P) with the same C >= 1, got "
-                                  f"{tuple(e.shape)} and {tuple(p.shape)}")
+            raise InvalidArgument(
+                f"prompt table: embeds must be (C, L, E) and pooled (C, P) with the same C >= 1, got "
+                f"{tuple(e.shape)} and {tuple(p.shape)}"
+            )
         if tuple(self.null_embeds.shape) != tuple(e.shape[1:]) or tuple(self.null_pooled.shape) != tuple(p.shape[1:]):
-            raise InvalidArgument(f"prompt table: the empty prompt's embeddings must be {tuple(e.shape[1:])} and "
-                                  f"{tuple(p.shape[1:])}, got {tuple(self.null_embeds.shape)} and "
-                                  f"{tuple(self.null_pooled.shape)}")
+            raise InvalidArgument(
+                f"prompt table: the empty prompt's embeddings must be {tuple(e.shape[1:])} and "
+                f"{tuple(p.shape[1:])}, got {tuple(self.null_embeds.shape)} and "
+                f"{tuple(self.null_pooled.shape)}"
+            )
 
     @property
     def num_prompts(self) -> int:
@@ -255,8 +280,13 @@ class PromptTable:
         """Write the table as safetensors (e.g. to `DIR/prompts.safetensors`, which `from_pretrained(DIR)` reads)."""
         from safetensors.torch import save_file
 
-        save_file({name: getattr(self, name).detach().cpu().contiguous().float()
-                   for name in ("embeds", "pooled", "null_embeds", "null_pooled")}, str(path))
+        save_file(
+            {
+                name: getattr(self, name).detach().cpu().contiguous().float()
+                for name in ("embeds", "pooled", "null_embeds", "null_pooled")
+            },
+            str(path),
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> PromptTable:
@@ -274,12 +304,15 @@ class PromptTable:
 def check_prompt_widths(prompts: Any, token_width: int, pooled_width: int, model: str) -> PromptTable:
     """`prompts` if it is a `PromptTable` whose widths (E, P) the model takes; else `InvalidArgument`."""
     if not isinstance(prompts, PromptTable):
-        raise InvalidArgument(f"prompts must be a PromptTable (the condition: C prompts' embeddings and the empty "
-                              f"prompt's), got {class_name(prompts)}")
+        raise InvalidArgument(
+            f"prompts must be a PromptTable (the condition: C prompts' embeddings and the empty "
+            f"prompt's), got {class_name(prompts)}"
+        )
     e, p = prompts.embeds.shape[-1], prompts.pooled.shape[-1]
     if (e, p) != (token_width, pooled_width):
-        raise InvalidArgument(f"prompt embeddings of widths (tokens {e}, pooled {p}); the {model} takes "
-                              f"({token_width}, {pooled_width})")
+        raise InvalidArgument(
+            f"prompt embeddings of widths (tokens {e}, pooled {p}); the {model} takes ({token_width}, {pooled_width})"
+        )
     return prompts
 
 
@@ -289,9 +322,11 @@ def prompts_in(root: Path, prompts: PromptTable | str | Path | None) -> PromptTa
         return prompts
     path = root / PROMPTS_FILE if prompts is None else Path(prompts)
     if not path.is_file():
-        raise CheckpointError(f"diffusers directory {str(root)!r}: no prompt table ({path} does not exist); a "
-                              "text-conditioned generator needs the embeddings of the prompts the env's labels index: "
-                              f"save a PromptTable as {PROMPTS_FILE} there, or pass prompts=")
+        raise CheckpointError(
+            f"diffusers directory {str(root)!r}: no prompt table ({path} does not exist); a "
+            "text-conditioned generator needs the embeddings of the prompts the env's labels index: "
+            f"save a PromptTable as {PROMPTS_FILE} there, or pass prompts="
+        )
     return PromptTable.load(path)
 
 
@@ -382,11 +417,30 @@ class LatentODESampling:
 
     def decode(self, state: ODEState) -> torch.Tensor:
         if state.step != self.horizon:
-            raise InvalidArgument(f"decode needs a finished episode ({self.horizon} steps), this state is at step {state.step}")
+            raise InvalidArgument(
+                f"decode needs a finished episode ({self.horizon} steps), this state is at step {state.step}"
+            )
         return self.model.decode(state.x)
 
 
-__all__ = ["INSTALL_HINT", "PROMPTS_FILE", "SERVED_BY", "AdaptedModel", "LatentModel", "LatentODESampling", "Layout",
-           "PromptTable", "check_decoder", "check_directory", "check_feature_options", "check_latent_shape",
-           "check_prompt_widths", "decode_latents", "load_component", "load_pipeline", "pool_tokens", "prompts_in",
-           "require_diffusers"]
+__all__ = [
+    "INSTALL_HINT",
+    "PROMPTS_FILE",
+    "SERVED_BY",
+    "AdaptedModel",
+    "LatentModel",
+    "LatentODESampling",
+    "Layout",
+    "PromptTable",
+    "check_decoder",
+    "check_directory",
+    "check_feature_options",
+    "check_latent_shape",
+    "check_prompt_widths",
+    "decode_latents",
+    "load_component",
+    "load_pipeline",
+    "pool_tokens",
+    "prompts_in",
+    "require_diffusers",
+]

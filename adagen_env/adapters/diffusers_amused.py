@@ -67,8 +67,13 @@ from adagen_env.errors import InvalidArgument
 from adagen_env.samplers.maskgit import MAX_REMASK_TEMP, MaskGITSampler
 
 LAYOUT = Layout(
-    adapter="aMUSEd", model_classes=("UVit2DModel",), model_description="aMUSEd's UVit2DModel",
-    decoder="vqvae", decoder_class="VQModel", decoder_role="aMUSEd needs its VQModel to decode tokens", prompts=True,
+    adapter="aMUSEd",
+    model_classes=("UVit2DModel",),
+    model_description="aMUSEd's UVit2DModel",
+    decoder="vqvae",
+    decoder_class="VQModel",
+    decoder_role="aMUSEd needs its VQModel to decode tokens",
+    prompts=True,
 )
 MICRO_CONDS = (0.0, 0.0, 6.0)
 """`AmusedPipeline`'s default crop coordinates (0, 0) and aesthetic score 6, after the image width and height."""
@@ -136,7 +141,9 @@ def _scheduler_of(scheduler: Any, vocab_size: int) -> Any:
         scheduler = {"_class_name": "AmusedScheduler", "mask_token_id": vocab_size - 1}
     if isinstance(scheduler, dict):
         if scheduler.get("_class_name", "AmusedScheduler") != "AmusedScheduler":
-            raise InvalidArgument(f"scheduler {scheduler['_class_name']} is not an AmusedScheduler: another model family")
+            raise InvalidArgument(
+                f"scheduler {scheduler['_class_name']} is not an AmusedScheduler: another model family"
+            )
         scheduler = diffusers.AmusedScheduler.from_config(scheduler)
     if not isinstance(scheduler, diffusers.AmusedScheduler):
         raise InvalidArgument(f"scheduler {class_name(scheduler)} is not an AmusedScheduler: another model family")
@@ -180,34 +187,52 @@ class DiffusersAmused(AdaptedModel):
         super().__init__()
         diffusers = require_diffusers()
         if not isinstance(transformer, diffusers.UVit2DModel):
-            raise InvalidArgument(f"transformer must be aMUSEd's diffusers UVit2DModel, got {class_name(transformer)}: "
-                                  "another model family")
+            raise InvalidArgument(
+                f"transformer must be aMUSEd's diffusers UVit2DModel, got {class_name(transformer)}: "
+                "another model family"
+            )
         check_decoder(vqvae, LAYOUT)
         tc, vc = transformer.config, vqvae.config
         side, codebook, vocab = tc.sample_size, int(tc.codebook_size), int(tc.vocab_size)
         if not isinstance(side, int):
             raise InvalidArgument(f"latent shape not served: sample_size must be one int (square grids), got {side!r}")
         if tc.downsample != tc.upsample or (tc.downsample and side % 2):
-            raise InvalidArgument(f"latent shape not served: a {side}x{side} token grid with downsample="
-                                  f"{tc.downsample}, upsample={tc.upsample} does not come back to its size")
+            raise InvalidArgument(
+                f"latent shape not served: a {side}x{side} token grid with downsample="
+                f"{tc.downsample}, upsample={tc.upsample} does not come back to its size"
+            )
         if not vc.lookup_from_codebook:
-            raise InvalidArgument("latent shape not served: the VQModel does not look token ids up in its codebook "
-                                  "(lookup_from_codebook=False), so it cannot decode token grids")
+            raise InvalidArgument(
+                "latent shape not served: the VQModel does not look token ids up in its codebook "
+                "(lookup_from_codebook=False), so it cannot decode token grids"
+            )
         if int(vc.num_vq_embeddings) != codebook:
-            raise InvalidArgument(f"latent shape not served: the transformer predicts {codebook} codes, the VQModel's "
-                                  f"codebook has {vc.num_vq_embeddings}")
+            raise InvalidArgument(
+                f"latent shape not served: the transformer predicts {codebook} codes, the VQModel's "
+                f"codebook has {vc.num_vq_embeddings}"
+            )
         if vc.vq_embed_dim not in (None, vc.latent_channels):
-            raise InvalidArgument(f"latent shape not served: codebook vectors of width {vc.vq_embed_dim} with "
-                                  f"{vc.latent_channels} latent channels (AmusedPipeline decodes them as equal)")
+            raise InvalidArgument(
+                f"latent shape not served: codebook vectors of width {vc.vq_embed_dim} with "
+                f"{vc.latent_channels} latent channels (AmusedPipeline decodes them as equal)"
+            )
         if int(vc.out_channels) != 3:
-            raise InvalidArgument(f"the VQModel decodes {vc.out_channels}-channel images; the envs serve RGB (3 channels)")
+            raise InvalidArgument(
+                f"the VQModel decodes {vc.out_channels}-channel images; the envs serve RGB (3 channels)"
+            )
         self.scheduler = _scheduler_of(scheduler, vocab)
         mask_id = int(self.scheduler.config.mask_token_id)
         if not codebook <= mask_id < vocab:
-            raise InvalidArgument(f"mask_token_id {mask_id} must be a non-code id of the transformer's embedding, in "
-                                  f"[{codebook}, {vocab})")
-        prompts = check_prompt_widths(prompts, int(tc.encoder_hidden_size), int(tc.cond_embed_dim),
-                                      "UVit2DModel (encoder_hidden_size, cond_embed_dim)")
+            raise InvalidArgument(
+                f"mask_token_id {mask_id} must be a non-code id of the transformer's embedding, in "
+                f"[{codebook}, {vocab})"
+            )
+        prompts = check_prompt_widths(
+            prompts,
+            int(tc.encoder_hidden_size),
+            int(tc.cond_embed_dim),
+            "UVit2DModel (encoder_hidden_size, cond_embed_dim)",
+        )
         depth = len(transformer.transformer_layers)
         layer_grid = side // 2 if tc.downsample else side
         feature_grid = check_feature_options(depth, layer_grid, feature_block, feature_grid, decode_batch)
@@ -220,16 +245,29 @@ class DiffusersAmused(AdaptedModel):
         self.register_buffer("pooled_prompt_embeds", pooled)  # (C + 1, P)
         self.register_buffer("micro_conds", torch.tensor([resolution, resolution, *MICRO_CONDS]))  # (5,)
         self.config = DiffusersAmusedConfig(
-            num_classes=prompts.num_prompts, tokenizer=tokenizer, width=int(tc.hidden_size), depth=depth,
-            codebook_size=codebook, mask_id=mask_id, masking_schedule=self.scheduler.config.masking_schedule,
-            feature_block=feature_block % depth, feature_grid=feature_grid, layer_grid=layer_grid,
+            num_classes=prompts.num_prompts,
+            tokenizer=tokenizer,
+            width=int(tc.hidden_size),
+            depth=depth,
+            codebook_size=codebook,
+            mask_id=mask_id,
+            masking_schedule=self.scheduler.config.masking_schedule,
+            feature_block=feature_block % depth,
+            feature_grid=feature_grid,
+            layer_grid=layer_grid,
         )
         self.hook_features(transformer.transformer_layers[feature_block])
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, prompts: PromptTable | str | Path | None = None,
-                        dtype: torch.dtype | None = None, device: torch.device | str = "cpu",
-                        **kwargs: Any) -> DiffusersAmused:
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        prompts: PromptTable | str | Path | None = None,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str = "cpu",
+        **kwargs: Any,
+    ) -> DiffusersAmused:
         """Load a local diffusers directory (`transformer/`, `vqvae/`, optional `scheduler/`); nothing is downloaded.
 
         Args:
@@ -265,12 +303,16 @@ class DiffusersAmused(AdaptedModel):
     def forward(self, ids: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, g, dtype = ids.shape[0], self.config.tokenizer.grid, self.dtype
         self._captured = None
-        logits = self.transformer(ids.reshape(b, g, g), micro_conds=self.micro_conds.expand(b, -1).to(dtype),
-                                  pooled_text_emb=self.pooled_prompt_embeds[labels].to(dtype),
-                                  encoder_hidden_states=self.prompt_embeds[labels].to(dtype))  # (B, V, g, g)
+        logits = self.transformer(
+            ids.reshape(b, g, g),
+            micro_conds=self.micro_conds.expand(b, -1).to(dtype),
+            pooled_text_emb=self.pooled_prompt_embeds[labels].to(dtype),
+            encoder_hidden_states=self.prompt_embeds[labels].to(dtype),
+        )  # (B, V, g, g)
         tokens, self._captured = self._captured, None  # (B, h*h, D)
-        return logits.float().flatten(2).transpose(1, 2), pool_tokens(tokens, self.config.layer_grid,
-                                                                      self.config.feature_grid)
+        return logits.float().flatten(2).transpose(1, 2), pool_tokens(
+            tokens, self.config.layer_grid, self.config.feature_grid
+        )
 
 
 class DiffusersAmusedSampler(MaskGITSampler):
@@ -298,10 +340,18 @@ class DiffusersAmusedSampler(MaskGITSampler):
             raise InvalidArgument(f"DiffusersAmusedSampler needs a DiffusersAmused, got {class_name(model)}")
         temps = tuple(remask_temp) if isinstance(remask_temp, tuple | list) else (remask_temp,)
         if len(temps) not in (1, 2) or not all(isinstance(v, int | float) and 0 <= v <= MAX_REMASK_TEMP for v in temps):
-            raise InvalidArgument(f"remask_temp must be a number or a (start, end) pair in [0, {MAX_REMASK_TEMP}], "
-                                  f"got {remask_temp!r}")
-        super().__init__(model, num_steps=num_steps, remask_temp=max(temps), cfg_scale=cfg_scale,
-                         cfg_schedule="constant", device=device, precision=precision)
+            raise InvalidArgument(
+                f"remask_temp must be a number or a (start, end) pair in [0, {MAX_REMASK_TEMP}], got {remask_temp!r}"
+            )
+        super().__init__(
+            model,
+            num_steps=num_steps,
+            remask_temp=max(temps),
+            cfg_scale=cfg_scale,
+            cfg_schedule="constant",
+            device=device,
+            precision=precision,
+        )
         self.remask_temp = temps if len(temps) == 2 else temps[0]
 
     def baseline_values(self) -> torch.Tensor:
@@ -331,5 +381,12 @@ def from_pretrained(path: str | Path, **kwargs: Any) -> DiffusersAmused:
     return DiffusersAmused.from_pretrained(path, **kwargs)
 
 
-__all__ = ["DiffusersAmused", "DiffusersAmusedConfig", "DiffusersAmusedSampler", "PromptTable", "VQDecoder",
-           "VQDecoderConfig", "from_pretrained"]
+__all__ = [
+    "DiffusersAmused",
+    "DiffusersAmusedConfig",
+    "DiffusersAmusedSampler",
+    "PromptTable",
+    "VQDecoder",
+    "VQDecoderConfig",
+    "from_pretrained",
+]

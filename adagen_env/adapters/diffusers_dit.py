@@ -70,9 +70,15 @@ and says `Transformer2DModel` with `norm_type="ada_norm_zero"`, which diffusers 
 PREDICTIONS = {"epsilon": "epsilon", "v_prediction": "v"}
 """diffusers' `prediction_type` -> the VP path's prediction name."""
 LAYOUT = Layout(
-    adapter="DiT", model_classes=DIT_CLASSES, model_description="a class-conditional DiTTransformer2DModel",
-    decoder="vae", decoder_class="AutoencoderKL", decoder_role="a latent DiT needs its AutoencoderKL to decode images",
-    accepts=lambda config: config.get("_class_name") != "Transformer2DModel" or config.get("norm_type") == "ada_norm_zero",
+    adapter="DiT",
+    model_classes=DIT_CLASSES,
+    model_description="a class-conditional DiTTransformer2DModel",
+    decoder="vae",
+    decoder_class="AutoencoderKL",
+    decoder_role="a latent DiT needs its AutoencoderKL to decode images",
+    accepts=lambda config: (
+        config.get("_class_name") != "Transformer2DModel" or config.get("norm_type") == "ada_norm_zero"
+    ),
 )
 
 
@@ -98,8 +104,10 @@ class DiscreteVPPath(VarPreservingRegression):
         if bool((table > 1).any()) or bool((table < 0).any()) or bool((table[1:] > table[:-1]).any()):
             raise InvalidArgument("alphas_cumprod must be non-increasing values in [0, 1]")
         if prediction == "epsilon" and float(table[-1]) <= 0:
-            raise InvalidArgument("alphas_cumprod reaches 0 at the last timestep (a zero-terminal-SNR schedule): an "
-                                  "epsilon model cannot give the data estimate there; use a v-prediction model")
+            raise InvalidArgument(
+                "alphas_cumprod reaches 0 at the last timestep (a zero-terminal-SNR schedule): an "
+                "epsilon model cannot give the data estimate there; use a v-prediction model"
+            )
         self.prediction = prediction
         self.num_train_timesteps = table.numel()
         self.alphas_cumprod = table
@@ -187,8 +195,9 @@ def _schedule_of(scheduler: Any) -> tuple[torch.Tensor, str]:
         )
     prediction_type = getattr(scheduler.config, "prediction_type", "epsilon")
     if prediction_type not in PREDICTIONS:
-        raise InvalidArgument(f"scheduler prediction_type {prediction_type!r} is not supported; "
-                              f"one of {sorted(PREDICTIONS)}")
+        raise InvalidArgument(
+            f"scheduler prediction_type {prediction_type!r} is not supported; one of {sorted(PREDICTIONS)}"
+        )
     return torch.as_tensor(alphas_cumprod), PREDICTIONS[prediction_type]
 
 
@@ -235,8 +244,10 @@ class DiffusersDiT(LatentModel):
         channels, side, patch = check_latent_shape(transformer, vae)
         out_channels = int(tc.out_channels or channels)
         if out_channels not in (channels, 2 * channels):
-            raise InvalidArgument(f"latent shape not served: the transformer outputs {out_channels} channels; expected "
-                                  f"{channels} (the prediction) or {2 * channels} (prediction and learned sigma)")
+            raise InvalidArgument(
+                f"latent shape not served: the transformer outputs {out_channels} channels; expected "
+                f"{channels} (the prediction) or {2 * channels} (prediction and learned sigma)"
+            )
         depth, grid = len(transformer.transformer_blocks), side // patch
         feature_grid = check_feature_options(depth, grid, feature_block, feature_grid, decode_batch)
         alphas_cumprod, prediction = _schedule_of(scheduler)
@@ -249,17 +260,26 @@ class DiffusersDiT(LatentModel):
         """The label embedding has the extra (null) row that classifier-free guidance needs."""
         upsampling = 2 ** (len(vc.block_out_channels) - 1)
         self.config = DiffusersDiTConfig(
-            num_classes=num_classes, channels=channels, resolution=side, image_resolution=side * upsampling,
-            patch=patch, width=int(transformer.inner_dim), depth=depth, learned_sigma=out_channels == 2 * channels,
-            prediction=prediction, num_train_timesteps=self.path.num_train_timesteps,
-            feature_block=feature_block % depth, feature_grid=feature_grid,
+            num_classes=num_classes,
+            channels=channels,
+            resolution=side,
+            image_resolution=side * upsampling,
+            patch=patch,
+            width=int(transformer.inner_dim),
+            depth=depth,
+            learned_sigma=out_channels == 2 * channels,
+            prediction=prediction,
+            num_train_timesteps=self.path.num_train_timesteps,
+            feature_block=feature_block % depth,
+            feature_grid=feature_grid,
         )
         self.grid = grid
         self.hook_features(transformer.transformer_blocks[feature_block])
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, dtype: torch.dtype | None = None,
-                        device: torch.device | str = "cpu", **kwargs: Any) -> DiffusersDiT:
+    def from_pretrained(
+        cls, path: str | Path, *, dtype: torch.dtype | None = None, device: torch.device | str = "cpu", **kwargs: Any
+    ) -> DiffusersDiT:
         """Load a local diffusers directory (`transformer/`, `vae/`, optional `scheduler/`); nothing is downloaded.
 
         Args:
@@ -279,7 +299,7 @@ class DiffusersDiT(LatentModel):
         self._captured = None
         out = self.transformer(x.to(self.dtype), timestep=timestep, class_labels=y, return_dict=False)[0]
         tokens, self._captured = self._captured, None  # (B, N, D)
-        prediction = out[:, :self.config.channels].float()
+        prediction = out[:, : self.config.channels].float()
         return prediction, pool_tokens(tokens, self.grid, self.config.feature_grid)
 
 
@@ -302,10 +322,13 @@ class DiffusersDiTSampler(LatentODESampling, DiffusionSampler):
         if not isinstance(model, DiffusersDiT):
             raise InvalidArgument(f"DiffusersDiTSampler needs a DiffusersDiT, got {class_name(model)}")
         if cfg_scale is not None and not model.has_null_class:
-            raise InvalidArgument("this DiT has no null-class embedding (it was built with class_dropout_prob 0), so "
-                                  "it cannot be guided; use cfg_scale=None")
-        super().__init__(model, num_steps=num_steps, solver=solver, cfg_scale=cfg_scale, device=device,
-                         precision=precision)
+            raise InvalidArgument(
+                "this DiT has no null-class embedding (it was built with class_dropout_prob 0), so "
+                "it cannot be guided; use cfg_scale=None"
+            )
+        super().__init__(
+            model, num_steps=num_steps, solver=solver, cfg_scale=cfg_scale, device=device, precision=precision
+        )
 
     def baseline_values(self) -> torch.Tensor:
         """The uniform grid put on the training timesteps (diffusers' "trailing" spacing), constant CFG."""

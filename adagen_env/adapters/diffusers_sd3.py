@@ -64,8 +64,12 @@ from adagen_env.errors import InvalidArgument
 from adagen_env.samplers.flow import FlowSampler
 
 LAYOUT = Layout(
-    adapter="SD3", model_classes=("SD3Transformer2DModel",), model_description="an SD3Transformer2DModel",
-    decoder="vae", decoder_class="AutoencoderKL", decoder_role="SD3 needs its AutoencoderKL to decode latents",
+    adapter="SD3",
+    model_classes=("SD3Transformer2DModel",),
+    model_description="an SD3Transformer2DModel",
+    decoder="vae",
+    decoder_class="AutoencoderKL",
+    decoder_role="SD3 needs its AutoencoderKL to decode latents",
     prompts=True,
 )
 SCHEDULER = "FlowMatchEulerDiscreteScheduler"
@@ -110,12 +114,16 @@ def _scheduler_of(scheduler: Any) -> Any:
     if isinstance(scheduler, dict):
         name = scheduler.get("_class_name", SCHEDULER)
         if name != SCHEDULER:
-            raise InvalidArgument(f"scheduler {name} is not a {SCHEDULER}: another model family (SD3 samples on the "
-                                  "flow-matching sigmas of its own scheduler)")
+            raise InvalidArgument(
+                f"scheduler {name} is not a {SCHEDULER}: another model family (SD3 samples on the "
+                "flow-matching sigmas of its own scheduler)"
+            )
         scheduler = diffusers.FlowMatchEulerDiscreteScheduler.from_config(scheduler)
     if not isinstance(scheduler, diffusers.FlowMatchEulerDiscreteScheduler):
-        raise InvalidArgument(f"scheduler {class_name(scheduler)} is not a {SCHEDULER}: another model family (SD3 "
-                              "samples on the flow-matching sigmas of its own scheduler)")
+        raise InvalidArgument(
+            f"scheduler {class_name(scheduler)} is not a {SCHEDULER}: another model family (SD3 "
+            "samples on the flow-matching sigmas of its own scheduler)"
+        )
     for option, why in REFUSED_SCHEDULER_OPTIONS.items():
         if scheduler.config.get(option):
             raise InvalidArgument(f"scheduler option {option}=True: {why}")
@@ -159,20 +167,30 @@ class DiffusersSD3(LatentModel):
         super().__init__()
         diffusers = require_diffusers()
         if not isinstance(transformer, diffusers.SD3Transformer2DModel):
-            raise InvalidArgument(f"transformer must be a diffusers SD3Transformer2DModel, got {class_name(transformer)}: "
-                                  "another model family (class-conditional DiTs go to AdaGen/DiT-v0)")
+            raise InvalidArgument(
+                f"transformer must be a diffusers SD3Transformer2DModel, got {class_name(transformer)}: "
+                "another model family (class-conditional DiTs go to AdaGen/DiT-v0)"
+            )
         check_decoder(vae, LAYOUT)
         tc, vc = transformer.config, vae.config
         channels, side, patch = check_latent_shape(transformer, vae)
         grid = side // patch
         if tc.pos_embed_max_size is not None and grid > tc.pos_embed_max_size:
-            raise InvalidArgument(f"latent shape not served: the {grid}x{grid} token grid exceeds the positional "
-                                  f"embedding's {tc.pos_embed_max_size}x{tc.pos_embed_max_size}")
+            raise InvalidArgument(
+                f"latent shape not served: the {grid}x{grid} token grid exceeds the positional "
+                f"embedding's {tc.pos_embed_max_size}x{tc.pos_embed_max_size}"
+            )
         if int(transformer.out_channels) != channels:
-            raise InvalidArgument(f"latent shape not served: the transformer outputs {transformer.out_channels} "
-                                  f"channels; its velocity must have the latent's {channels}")
-        prompts = check_prompt_widths(prompts, int(tc.joint_attention_dim), int(tc.pooled_projection_dim),
-                                      "SD3 transformer (joint_attention_dim, pooled_projection_dim)")
+            raise InvalidArgument(
+                f"latent shape not served: the transformer outputs {transformer.out_channels} "
+                f"channels; its velocity must have the latent's {channels}"
+            )
+        prompts = check_prompt_widths(
+            prompts,
+            int(tc.joint_attention_dim),
+            int(tc.pooled_projection_dim),
+            "SD3 transformer (joint_attention_dim, pooled_projection_dim)",
+        )
         depth = len(transformer.transformer_blocks)
         feature_grid = check_feature_options(depth, grid, feature_block, feature_grid, decode_batch)
         self.scheduler = _scheduler_of(scheduler)
@@ -183,17 +201,29 @@ class DiffusersSD3(LatentModel):
         self.register_buffer("pooled_prompt_embeds", pooled)  # (C + 1, P)
         upsampling = 2 ** (len(vc.block_out_channels) - 1)
         self.config = DiffusersSD3Config(
-            num_classes=prompts.num_prompts, channels=channels, resolution=side, image_resolution=side * upsampling,
-            patch=patch, width=int(transformer.inner_dim), depth=depth,
+            num_classes=prompts.num_prompts,
+            channels=channels,
+            resolution=side,
+            image_resolution=side * upsampling,
+            patch=patch,
+            width=int(transformer.inner_dim),
+            depth=depth,
             num_train_timesteps=int(self.scheduler.config.num_train_timesteps),
-            feature_block=feature_block % depth, feature_grid=feature_grid,
+            feature_block=feature_block % depth,
+            feature_grid=feature_grid,
         )
         self.hook_features(transformer.transformer_blocks[feature_block])
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, prompts: PromptTable | str | Path | None = None,
-                        dtype: torch.dtype | None = None, device: torch.device | str = "cpu",
-                        **kwargs: Any) -> DiffusersSD3:
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        prompts: PromptTable | str | Path | None = None,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str = "cpu",
+        **kwargs: Any,
+    ) -> DiffusersSD3:
         """Load a local diffusers directory (`transformer/`, `vae/`, optional `scheduler/`); nothing is downloaded.
 
         Args:
@@ -220,9 +250,13 @@ class DiffusersSD3(LatentModel):
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         timestep = (1 - t.float()) * self.config.num_train_timesteps  # T sigma
         self._captured = None
-        out = self.transformer(x.to(self.dtype), encoder_hidden_states=self.prompt_embeds[y].to(self.dtype),
-                               pooled_projections=self.pooled_prompt_embeds[y].to(self.dtype), timestep=timestep,
-                               return_dict=False)[0]
+        out = self.transformer(
+            x.to(self.dtype),
+            encoder_hidden_states=self.prompt_embeds[y].to(self.dtype),
+            pooled_projections=self.pooled_prompt_embeds[y].to(self.dtype),
+            timestep=timestep,
+            return_dict=False,
+        )[0]
         tokens, self._captured = self._captured, None
         return -out.float(), pool_tokens(tokens, self.grid, self.config.feature_grid)
 
@@ -246,14 +280,16 @@ class DiffusersSD3Sampler(LatentODESampling, FlowSampler):
     ) -> None:
         if not isinstance(model, DiffusersSD3):
             raise InvalidArgument(f"DiffusersSD3Sampler needs a DiffusersSD3, got {class_name(model)}")
-        super().__init__(model, num_steps=num_steps, solver=solver, cfg_scale=cfg_scale, device=device,
-                         precision=precision)
+        super().__init__(
+            model, num_steps=num_steps, solver=solver, cfg_scale=cfg_scale, device=device, precision=precision
+        )
         self.grid_times = 1 - model.sigmas(num_steps)
         """(H,) the baseline times on the linear path, 0 (noise) to 1 (data)."""
         gaps = self.grid_times[1:] - self.grid_times[:-1]
         if not bool((gaps > 0).all()):
-            raise InvalidArgument(f"the scheduler's {num_steps}-step sigmas do not strictly decrease: "
-                                  f"{model.sigmas(num_steps).tolist()}")
+            raise InvalidArgument(
+                f"the scheduler's {num_steps}-step sigmas do not strictly decrease: {model.sigmas(num_steps).tolist()}"
+            )
         self.min_gap = min(self.min_gap, float(gaps.min()) / 2)
 
     def baseline_values(self) -> torch.Tensor:

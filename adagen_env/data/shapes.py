@@ -116,10 +116,11 @@ class ShapesDataset:
                 raise InvalidArgument(f"labels must have shape ({n},), got {tuple(labels.shape)}")
             if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
                 raise InvalidArgument(
-                    f"labels must be in [0, {self.num_classes}), got range "
-                    f"[{int(labels.min())}, {int(labels.max())}]"
+                    f"labels must be in [0, {self.num_classes}), got range [{int(labels.min())}, {int(labels.max())}]"
                 )
-        return render_shapes(labels, self.draw_factors(labels, generator), self.class_names).to(device), labels.to(device)
+        return render_shapes(labels, self.draw_factors(labels, generator), self.class_names).to(device), labels.to(
+            device
+        )
 
     def draw_factors(self, labels: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """The generating factors of (B,) labels' images, all drawn from `generator` (advanced in place).
@@ -139,8 +140,16 @@ class ShapesDataset:
         bg_dir = u(b) * 2 * math.pi
         grain = torch.randn(b, 1, res, res, generator=g, device=g.device) * GRAIN_SIGMA
         fg = _hsv_to_rgb(hue, sat, val)
-        return {"size": size, "centre": centre, "angle": angle, "fg": fg, "bg_a": bg_a, "bg_b": bg_b,
-                "bg_dir": bg_dir, "grain": grain}
+        return {
+            "size": size,
+            "centre": centre,
+            "angle": angle,
+            "fg": fg,
+            "bg_a": bg_a,
+            "bg_b": bg_b,
+            "bg_dir": bg_dir,
+            "grain": grain,
+        }
 
 
 GRAIN_SIGMA = 0.02

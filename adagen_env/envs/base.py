@@ -132,7 +132,11 @@ class AdaGenVectorEnv(VectorEnv):
     ) -> None:
         if unknown:
             names = ", ".join(repr(name) for name in sorted(unknown))
-            plural = f"unexpected keyword arguments {names}" if len(unknown) > 1 else f"an unexpected keyword argument {names}"
+            plural = (
+                f"unexpected keyword arguments {names}"
+                if len(unknown) > 1
+                else f"an unexpected keyword argument {names}"
+            )
             raise UnknownArgument(  # worded as Python's own TypeError, which wrappers such as TorchRL's GymEnv parse
                 f"{type(self).__name__}.__init__() got {plural} (unknown arguments of this env); valid: "
                 "num_envs, generator, num_steps, device, knobs, base_schedule, reward_model, feature_pool, feature_dtype, "
@@ -141,7 +145,9 @@ class AdaGenVectorEnv(VectorEnv):
         if not isinstance(num_envs, int) or num_envs < 1:
             raise InvalidArgument(f"num_envs must be an int >= 1, got {num_envs!r}")
         if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1 or num_envs % group_size:
-            raise InvalidArgument(f"group_size must be an int >= 1 that divides num_envs ({num_envs}), got {group_size!r}")
+            raise InvalidArgument(
+                f"group_size must be an int >= 1 that divides num_envs ({num_envs}), got {group_size!r}"
+            )
         if not isinstance(feature_pool, int) or feature_pool < 1:
             raise InvalidArgument(f"feature_pool must be an int >= 1, got {feature_pool!r}")
         if feature_dtype not in FEATURE_DTYPES:
@@ -150,8 +156,11 @@ class AdaGenVectorEnv(VectorEnv):
             raise InvalidArgument(f"observation must be one of {OBSERVATIONS}, got {observation!r}")
         if not isinstance(stop_knob, bool):
             raise InvalidArgument(f"stop_knob must be True or False, got {stop_knob!r}")
-        if isinstance(nfe_cost, bool) or not isinstance(nfe_cost, numbers.Real) or not (
-                math.isfinite(nfe_cost) and nfe_cost >= 0):
+        if (
+            isinstance(nfe_cost, bool)
+            or not isinstance(nfe_cost, numbers.Real)
+            or not (math.isfinite(nfe_cost) and nfe_cost >= 0)
+        ):
             raise InvalidArgument(f"nfe_cost must be a finite number >= 0, got {nfe_cost!r}")
         if nfe_cost and not stop_knob:
             raise InvalidArgument("nfe_cost needs stop_knob=True: without a stop every lane spends the same NFE")
@@ -160,8 +169,10 @@ class AdaGenVectorEnv(VectorEnv):
         modes = {m.value.lower(): m for m in AutoresetMode}  # "NextStep", "next_step" and NEXT_STEP all name one
         key = autoreset_mode.value if isinstance(autoreset_mode, AutoresetMode) else str(autoreset_mode)
         if key.lower().replace("_", "") not in modes:
-            raise InvalidArgument(f"autoreset_mode must be one of {[m.value for m in AutoresetMode]} (or "
-                                  f"'next_step', 'same_step', 'disabled'), got {autoreset_mode!r}")
+            raise InvalidArgument(
+                f"autoreset_mode must be one of {[m.value for m in AutoresetMode]} (or "
+                f"'next_step', 'same_step', 'disabled'), got {autoreset_mode!r}"
+            )
         self.autoreset_mode = modes[key.lower().replace("_", "")]
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         if isinstance(knobs, str):
@@ -173,8 +184,10 @@ class AdaGenVectorEnv(VectorEnv):
         self.sampler = self._build_sampler(generator, num_steps, sampler_kwargs or {})
         self.horizon = self.sampler.horizon
         if stop_knob and not isinstance(self.sampler, ODESampler):
-            raise InvalidArgument(f"stop_knob is offered for the ODE paradigms (DiT, SiT), whose last step can follow "
-                                  f"any step; not for {self.paradigm}")
+            raise InvalidArgument(
+                f"stop_knob is offered for the ODE paradigms (DiT, SiT), whose last step can follow "
+                f"any step; not for {self.paradigm}"
+            )
         self.stop_knob, self.nfe_cost = stop_knob, float(nfe_cost)
         self.feature_pool, self.feature_dtype = feature_pool, FEATURE_DTYPES[feature_dtype]
         self.observation = observation
@@ -199,14 +212,18 @@ class AdaGenVectorEnv(VectorEnv):
         self.base_schedule: torch.Tensor | None = base_schedule
         """(H, K) CPU knob values a zero action runs; None: the paradigm's baseline."""
         specs = self.sampler.knob_specs
-        self.prior = (self.sampler.prior() if base_schedule is None else inverse_all(specs, base_schedule)).to(self.device)
+        self.prior = (self.sampler.prior() if base_schedule is None else inverse_all(specs, base_schedule)).to(
+            self.device
+        )
 
         # Reward model.
         resolution = self.sampler.image_shape[-1]
         if isinstance(reward_model, str):
             reward_model = make_reward_model(reward_model, self.sampler.num_classes, resolution, self.device)
         elif reward_model is not None and not isinstance(reward_model, RewardModel):
-            raise InvalidArgument(f"reward_model must be a name, a RewardModel or None, got {type(reward_model).__name__}")
+            raise InvalidArgument(
+                f"reward_model must be a name, a RewardModel or None, got {type(reward_model).__name__}"
+            )
         self.reward_model = reward_model
 
         # Spaces.
@@ -252,13 +269,17 @@ class AdaGenVectorEnv(VectorEnv):
             model = self._load_model(self.default_generator if generator is None else generator)
         paradigm = getattr(model, "paradigm", self.paradigm)
         if paradigm != self.paradigm:
-            raise InvalidArgument(f"generator {type(model).__name__} is a {paradigm!r} model; this env needs {self.paradigm!r}")
+            raise InvalidArgument(
+                f"generator {type(model).__name__} is a {paradigm!r} model; this env needs {self.paradigm!r}"
+            )
         sampler_cls = getattr(model, "sampler_cls", self.sampler_cls)
         if num_steps is not None and self.default_num_steps is None:  # the model fixes the step count (VAR's scales)
             scales = len(model.scales)
             if num_steps != scales:
-                raise InvalidArgument(f"{self.paradigm} takes one step per scale of its tokenizer ({scales}); "
-                                      f"num_steps cannot be set to another count (got {num_steps})")
+                raise InvalidArgument(
+                    f"{self.paradigm} takes one step per scale of its tokenizer ({scales}); "
+                    f"num_steps cannot be set to another count (got {num_steps})"
+                )
             num_steps = None
         steps = self.default_num_steps if num_steps is None else num_steps
         kwargs = dict(sampler_kwargs)
@@ -267,14 +288,18 @@ class AdaGenVectorEnv(VectorEnv):
         try:
             return sampler_cls(model, device=self.device, **kwargs)
         except TypeError as exc:
-            raise InvalidArgument(f"bad sampler_kwargs {sorted(sampler_kwargs)} for {sampler_cls.__name__}: {exc}") from exc
+            raise InvalidArgument(
+                f"bad sampler_kwargs {sorted(sampler_kwargs)} for {sampler_cls.__name__}: {exc}"
+            ) from exc
 
     def _load_model(self, generator: str) -> torch.nn.Module:
         from adagen_env import zoo
 
         if not isinstance(generator, str | Path):
-            raise InvalidArgument(f"generator must be a zoo name, a .safetensors path, a diffusers directory, a model "
-                                  f"or a Sampler, got {type(generator).__name__}")
+            raise InvalidArgument(
+                f"generator must be a zoo name, a .safetensors path, a diffusers directory, a model "
+                f"or a Sampler, got {type(generator).__name__}"
+            )
         path = Path(generator)
         if path.suffix == ".safetensors":
             meta = path.with_suffix(".json")
@@ -282,7 +307,9 @@ class AdaGenVectorEnv(VectorEnv):
                 raise CheckpointError(f"checkpoint {str(path)!r} or its config {str(meta)!r} does not exist")
             info = json.loads(meta.read_text())
             if info.get("paradigm") != self.paradigm:
-                raise CheckpointError(f"checkpoint {str(path)!r} is a {info.get('paradigm')!r} model, this env needs {self.paradigm!r}")
+                raise CheckpointError(
+                    f"checkpoint {str(path)!r} is a {info.get('paradigm')!r} model, this env needs {self.paradigm!r}"
+                )
             recipe = next(e for e in zoo.ZOO.values() if e.paradigm == self.paradigm)
             model = recipe.model_cls(type(recipe.config)(**info["config"]))
             zoo.load_state(model, path)
@@ -295,8 +322,10 @@ class AdaGenVectorEnv(VectorEnv):
         if generator not in names:
             close = difflib.get_close_matches(str(generator), names, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise InvalidArgument(f"unknown {self.paradigm} generator {generator!r}; zoo models: {names}, a .safetensors "
-                                  f"path or a diffusers directory.{hint}")
+            raise InvalidArgument(
+                f"unknown {self.paradigm} generator {generator!r}; zoo models: {names}, a .safetensors "
+                f"path or a diffusers directory.{hint}"
+            )
         return zoo.load(generator, device=self.device)
 
     @cached_property
@@ -314,8 +343,10 @@ class AdaGenVectorEnv(VectorEnv):
         options = dict(options or {})
         mask = options.pop("reset_mask", None)
         if mask is not None and not np.asarray(mask, dtype=bool).all():
-            raise InvalidArgument("reset_mask must select every lane: the lanes of this env run in lock step and "
-                                  "end together, so they reset together")
+            raise InvalidArgument(
+                "reset_mask must select every lane: the lanes of this env run in lock step and "
+                "end together, so they reset together"
+            )
         if seed is not None and not 0 <= seed < 2**63:  # before Gymnasium seeds np_random with it
             raise InvalidArgument(f"seed must be an int in [0, 2**63), got {seed}")
         super().reset(seed=seed)
@@ -327,18 +358,24 @@ class AdaGenVectorEnv(VectorEnv):
         labels = options.get("labels")
         groups = self.num_envs // self.group_size
         if labels is None:
-            labels = torch.randint(self.sampler.num_classes, (groups,), generator=self._generator, device=self._generator.device)
+            labels = torch.randint(
+                self.sampler.num_classes, (groups,), generator=self._generator, device=self._generator.device
+            )
         else:
             given = np.asarray(labels)
             if given.dtype.kind not in "iu" and not (given.dtype.kind == "f" and np.all(given == np.round(given))):
                 raise InvalidArgument(f"options['labels'] must be integer class ids, got {given.tolist()[:8]}")
             labels = torch.as_tensor(given.astype(np.int64)).reshape(-1)
             if labels.shape != (self.num_envs,):
-                raise InvalidArgument(f"options['labels'] must have {self.num_envs} entries, got shape {tuple(labels.shape)}")
+                raise InvalidArgument(
+                    f"options['labels'] must have {self.num_envs} entries, got shape {tuple(labels.shape)}"
+                )
             grouped = labels.reshape(groups, self.group_size)
             if not bool((grouped == grouped[:, :1]).all()):
-                raise InvalidArgument(f"options['labels'] must be equal within each group of {self.group_size} lanes "
-                                      f"(group_size), got {labels.tolist()[:16]}")
+                raise InvalidArgument(
+                    f"options['labels'] must be equal within each group of {self.group_size} lanes "
+                    f"(group_size), got {labels.tolist()[:16]}"
+                )
             labels = grouped[:, 0]
         # One start per group (its label and noise), repeated to the group's lanes.
         self._state = self.sampler.reset(labels.to(self.device), self._generator)
@@ -383,15 +420,19 @@ class AdaGenVectorEnv(VectorEnv):
             images = self.sampler.decode(self._state)
             finite = torch.isfinite(images).flatten(1).all(dim=1)
             if not bool(finite.all()):
-                raise InvalidKnobValue(f"step {k}: the generator made NaN or infinite images in lanes "
-                                       f"{(~finite).nonzero().flatten().tolist()[:8]} (check its weights)")
+                raise InvalidKnobValue(
+                    f"step {k}: the generator made NaN or infinite images in lanes "
+                    f"{(~finite).nonzero().flatten().tolist()[:8]} (check its weights)"
+                )
             self._last_images = images
             if self.reward_model is not None:
                 labels = self._state.labels
                 rewards = self.reward_model.score(images, labels).cpu().numpy().astype(np.float32)
                 if not np.isfinite(rewards).all():
-                    raise InvalidKnobValue(f"step {k}: the reward model gave NaN or infinite rewards in lanes "
-                                           f"{np.flatnonzero(~np.isfinite(rewards))[:8].tolist()}")
+                    raise InvalidKnobValue(
+                        f"step {k}: the reward model gave NaN or infinite rewards in lanes "
+                        f"{np.flatnonzero(~np.isfinite(rewards))[:8].tolist()}"
+                    )
                 for key, value in self.reward_model.update(images, labels).items():
                     infos[key] = np.full(self.num_envs, value, dtype=np.float32)
             if self.nfe_cost:
@@ -409,7 +450,13 @@ class AdaGenVectorEnv(VectorEnv):
             final_obs[:] = [{key: value[i] for key, value in obs.items()} for i in range(self.num_envs)]
             obs, reset_info = self.reset()
             every = np.ones(self.num_envs, dtype=bool)
-            infos = {**reset_info, "final_obs": final_obs, "_final_obs": every, "final_info": infos, "_final_info": every}
+            infos = {
+                **reset_info,
+                "final_obs": final_obs,
+                "_final_obs": every,
+                "final_info": infos,
+                "_final_info": every,
+            }
         return obs, rewards, terminations, np.zeros(self.num_envs, dtype=bool), infos
 
     def _split_stop(self, actions: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -418,13 +465,17 @@ class AdaGenVectorEnv(VectorEnv):
         u = u.to(self.device, torch.float32)
         expected = (self.num_envs, len(self.controlled) + 1)
         if tuple(u.shape) != expected:
-            raise InvalidKnobValue(f"actions must have shape {expected} (lanes, knobs {list(self.controlled)} and "
-                                   f"'stop'), got {tuple(u.shape)}")
+            raise InvalidKnobValue(
+                f"actions must have shape {expected} (lanes, knobs {list(self.controlled)} and "
+                f"'stop'), got {tuple(u.shape)}"
+            )
         bad = ~torch.isfinite(u[:, -1])
         if bool(bad.any()):
             lane = int(bad.nonzero()[0])
-            raise InvalidKnobValue(f"action is not finite in lane {lane}, knob 'stop' (index {expected[1] - 1}): got "
-                                   f"{float(u[lane, -1])}; actions must be finite")
+            raise InvalidKnobValue(
+                f"action is not finite in lane {lane}, knob 'stop' (index {expected[1] - 1}): got "
+                f"{float(u[lane, -1])}; actions must be finite"
+            )
         return u[:, :-1], u[:, -1]
 
     def _step_running(self, knobs: torch.Tensor, stopping: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
@@ -453,7 +504,9 @@ class AdaGenVectorEnv(VectorEnv):
         u = u.to(self.device, torch.float32)
         expected = (self.num_envs, len(self.controlled))
         if tuple(u.shape) != expected:
-            raise InvalidKnobValue(f"actions must have shape {expected} (lanes, knobs {list(self.controlled)}), got {tuple(u.shape)}")
+            raise InvalidKnobValue(
+                f"actions must have shape {expected} (lanes, knobs {list(self.controlled)}), got {tuple(u.shape)}"
+            )
         bad = ~torch.isfinite(u)
         if bool(bad.any()):
             lane, a = (int(i) for i in bad.nonzero()[0])
@@ -521,10 +574,15 @@ class AdaGenVectorEnv(VectorEnv):
         if self._state is None or self._needs_reset:
             raise InvalidArgument("select_lanes needs running episodes: call it after reset() or a non-final step()")
         index = torch.as_tensor(np.asarray(index)).reshape(-1)
-        if index.dtype.is_floating_point or index.shape != (self.num_envs,) or not bool(
-                ((index >= 0) & (index < self.num_envs)).all()):
-            raise InvalidArgument(f"select_lanes needs {self.num_envs} integer lane indices in [0, {self.num_envs}), "
-                                  f"got {index.tolist()[:16]}")
+        if (
+            index.dtype.is_floating_point
+            or index.shape != (self.num_envs,)
+            or not bool(((index >= 0) & (index < self.num_envs)).all())
+        ):
+            raise InvalidArgument(
+                f"select_lanes needs {self.num_envs} integer lane indices in [0, {self.num_envs}), "
+                f"got {index.tolist()[:16]}"
+            )
         self._state = self.sampler.select_lanes(self._state, index.long().to(self.device))
         self._running, self._spent = self._running[index.long().to(self.device)], self._spent[index.long().numpy()]
 
@@ -545,7 +603,9 @@ class AdaGenEnv(gym.Env):
 
     def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
         if "num_envs" in kwargs:
-            raise InvalidArgument("num_envs is not an argument of the single-lane env; use gym.make_vec(id, num_envs=N)")
+            raise InvalidArgument(
+                "num_envs is not an argument of the single-lane env; use gym.make_vec(id, num_envs=N)"
+            )
         self.vector_env = self.vector_cls(num_envs=1, render_mode=render_mode, **kwargs)
         reward_model = self.vector_env.reward_model
         built_here = not isinstance(kwargs.get("reward_model"), RewardModel)  # a given one may be shared on purpose

@@ -98,13 +98,19 @@ def _ode_factory(cls: type[Sampler], solver: str) -> SamplerFactory:
     return make
 
 
-def _maskgit_factory(model: nn.Module, nfe: int, cfg: float | None, device: torch.device | str, **settings: Any) -> Sampler:
+def _maskgit_factory(
+    model: nn.Module, nfe: int, cfg: float | None, device: torch.device | str, **settings: Any
+) -> Sampler:
     return MaskGITSampler(model, num_steps=nfe, cfg_scale=cfg, device=device, **settings)
 
 
-def _var_factory(model: nn.Module, nfe: int | None, cfg: float | None, device: torch.device | str, **settings: Any) -> Sampler:
+def _var_factory(
+    model: nn.Module, nfe: int | None, cfg: float | None, device: torch.device | str, **settings: Any
+) -> Sampler:
     if nfe is not None and nfe != len(model.scales):
-        raise InvalidArgument(f"VAR samples one step per scale: nfe must be {len(model.scales)} (scales {model.scales}), got {nfe}")
+        raise InvalidArgument(
+            f"VAR samples one step per scale: nfe must be {len(model.scales)} (scales {model.scales}), got {nfe}"
+        )
     return VARSampler(model, cfg_scale=cfg, device=device, **settings)
 
 

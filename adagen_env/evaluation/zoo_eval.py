@@ -270,7 +270,12 @@ def evaluate_zoo(
             bar.set_postfix_str(f"{name} NFE {nfe} CFG {cfg} {settings or ''}")
             t0 = time.perf_counter()
             images = generate_static(
-                sampler, schedule, labels, SAMPLE_SEED, BATCH_SIZE, seeding="consecutive",
+                sampler,
+                schedule,
+                labels,
+                SAMPLE_SEED,
+                BATCH_SIZE,
+                seeding="consecutive",
                 on_batch=lambda n, s=sampler: bar.update(n * s.episode_nfe),
             ).images
             sample_seconds = time.perf_counter() - t0

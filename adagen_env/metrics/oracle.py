@@ -32,8 +32,19 @@ from adagen_env.models.factors import FactorNet, FactorNetConfig, factors_to_vec
 from adagen_env.models.weights import load_shipped
 
 COVERAGE_FACTORS: tuple[str, ...] = (
-    "size", "centre_x", "centre_y", "angle_cos", "angle_sin", "fg_r", "fg_g", "fg_b", "bg_r", "bg_g", "bg_b",
-    "bg_contrast", "grain",
+    "size",
+    "centre_x",
+    "centre_y",
+    "angle_cos",
+    "angle_sin",
+    "fg_r",
+    "fg_g",
+    "fg_b",
+    "bg_r",
+    "bg_g",
+    "bg_b",
+    "bg_contrast",
+    "grain",
 )
 """Factors whose distributions oracle coverage compares (the angle's only for classes with a finite symmetry)."""
 _MAD_TO_STD = 0.6745
@@ -61,8 +72,12 @@ def load_factor_net(device: torch.device | str = "cpu") -> torch.nn.Module:
 
 
 def fit_factors(
-    images: torch.Tensor, labels: torch.Tensor, factor_net: torch.nn.Module, steps: int = FIT_STEPS,
-    lr: float = FIT_LR, class_names: tuple[str, ...] = SHAPE_CLASSES,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    factor_net: torch.nn.Module,
+    steps: int = FIT_STEPS,
+    lr: float = FIT_LR,
+    class_names: tuple[str, ...] = SHAPE_CLASSES,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Fit clean renderings of the (B,) labels to (B, 3, R, R) images in [0, 1].
 
@@ -78,8 +93,13 @@ def fit_factors(
     init = vector_to_factors(labels, vector, class_names)
     mean = (init["bg_a"] + init["bg_b"]) / 2
     params = {
-        "size": init["size"], "centre": init["centre"], "angle": init["angle"], "fg": init["fg"],
-        "bg_mean": mean, "bg_diff": init["bg_b"] - init["bg_a"], "bg_dir": init["bg_dir"],
+        "size": init["size"],
+        "centre": init["centre"],
+        "angle": init["angle"],
+        "fg": init["fg"],
+        "bg_mean": mean,
+        "bg_diff": init["bg_b"] - init["bg_a"],
+        "bg_dir": init["bg_dir"],
     }
     params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
     optimizer = torch.optim.Adam(params.values(), lr=lr)
@@ -118,13 +138,19 @@ def grain_level(residual: torch.Tensor) -> torch.Tensor:
 def _render_factors(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     half = params["bg_diff"] / 2
     return {
-        "size": params["size"], "centre": params["centre"], "angle": params["angle"], "fg": params["fg"],
-        "bg_a": params["bg_mean"] - half, "bg_b": params["bg_mean"] + half, "bg_dir": params["bg_dir"],
+        "size": params["size"],
+        "centre": params["centre"],
+        "angle": params["angle"],
+        "fg": params["fg"],
+        "bg_a": params["bg_mean"] - half,
+        "bg_b": params["bg_mean"] + half,
+        "bg_dir": params["bg_dir"],
     }
 
 
-def coverage_vectors(labels: torch.Tensor, factors: dict[str, torch.Tensor],
-                     class_names: tuple[str, ...] = SHAPE_CLASSES) -> tuple[torch.Tensor, torch.Tensor]:
+def coverage_vectors(
+    labels: torch.Tensor, factors: dict[str, torch.Tensor], class_names: tuple[str, ...] = SHAPE_CLASSES
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, F) coverage factors (`COVERAGE_FACTORS`) and their (B, F) validity mask.
 
     The grain level is ``factors["grain_level"]`` (a fit's) or, for drawn factors, that of their ``grain`` field.
@@ -169,7 +195,9 @@ def wasserstein_1d(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def factor_coverage(
-    labels: torch.Tensor, factors: dict[str, torch.Tensor], class_names: tuple[str, ...] = SHAPE_CLASSES,
+    labels: torch.Tensor,
+    factors: dict[str, torch.Tensor],
+    class_names: tuple[str, ...] = SHAPE_CLASSES,
     resolution: int = 16,
 ) -> dict[str, Any]:
     """Per class and factor, W1(fitted, true) / std(true) (the grain level's / `GRAIN_SIGMA`), the truth at the
@@ -234,6 +262,14 @@ def oracle_scores(
 
 
 __all__ = [
-    "COVERAGE_FACTORS", "FACTOR_NET", "coverage_vectors", "factor_coverage", "fit_factors", "grain_level",
-    "load_factor_net", "oracle_scores", "true_factors", "wasserstein_1d",
+    "COVERAGE_FACTORS",
+    "FACTOR_NET",
+    "coverage_vectors",
+    "factor_coverage",
+    "fit_factors",
+    "grain_level",
+    "load_factor_net",
+    "oracle_scores",
+    "true_factors",
+    "wasserstein_1d",
 ]

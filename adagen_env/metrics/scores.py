@@ -49,7 +49,6 @@ distance it favours smooth samples (the zoo's DiT and SiT score better on it at 
 `benchmarks/results/yardsticks`)."""
 
 
-
 def _resolve_device(device: torch.device | str) -> bool:
     """True when `device` is CUDA (torch-fidelity's `cuda` switch); other accelerators are not supported by it."""
     device = torch.device(device)
@@ -225,8 +224,18 @@ def compute_metrics(
     if "ssl" in metrics and ref_u8 is not None and (data_is_shapes or feature_extractor == SHAPES_EXTRACTOR):
         from adagen_env.metrics.ssl import ssl_scores
 
-        out.update(ssl_scores(images_u8, labels, ref_u8, ref_labels, kid_subsets=kid_subsets,
-                              kid_subset_size=kid_subset_size(n_min), prc_neighborhood=min(3, n_min - 1), device=device))
+        out.update(
+            ssl_scores(
+                images_u8,
+                labels,
+                ref_u8,
+                ref_labels,
+                kid_subsets=kid_subsets,
+                kid_subset_size=kid_subset_size(n_min),
+                prc_neighborhood=min(3, n_min - 1),
+                device=device,
+            )
+        )
     if "oracle" in metrics and data_is_shapes and labels is not None:
         from adagen_env.metrics.oracle import load_factor_net, oracle_scores
 

@@ -62,6 +62,8 @@ class SSLFeatures(torch.nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         statistics, embedding = self.encoder.multi_depth(images)
         return torch.cat([statistics * self.scales[0], embedding * self.scales[1]], dim=1)
+
+
 _FEATURE_MEMO: OrderedDict[str, torch.Tensor] = OrderedDict()
 _FEATURE_MEMO_SIZE = 64
 
@@ -85,8 +87,10 @@ def ssl_features(images_u8: torch.Tensor, device: torch.device | str = "cpu", ba
         _FEATURE_MEMO.move_to_end(key)
         return _FEATURE_MEMO[key]
     net = load_ssl_encoder(device)
-    chunks = [net(images_u8[i : i + batch_size].to(device).float() / 255.0).float().cpu()
-              for i in range(0, images_u8.shape[0], batch_size)]
+    chunks = [
+        net(images_u8[i : i + batch_size].to(device).float() / 255.0).float().cpu()
+        for i in range(0, images_u8.shape[0], batch_size)
+    ]
     features = torch.cat(chunks)
     _FEATURE_MEMO[key] = features
     while len(_FEATURE_MEMO) > _FEATURE_MEMO_SIZE:
@@ -172,11 +176,13 @@ def ssl_scores(
     if kid_subset_size is None:
         kid_subset_size = base.kid_subset_size(min(len(fake), len(real)))
     out = {"fd_ssl": frechet_distance(fake, real)}
-    kid = kid_features_to_metric(fake, real, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
-                                 verbose=False, rng_seed=2020)
+    kid = kid_features_to_metric(
+        fake, real, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, verbose=False, rng_seed=2020
+    )
     out["kid_ssl"] = float(kid[KEY_METRIC_KID_MEAN])
-    prc = prc_features_to_metric(fake, real, prc_neighborhood=prc_neighborhood, prc_batch_size=10000,
-                                 save_cpu_ram=True, verbose=False)
+    prc = prc_features_to_metric(
+        fake, real, prc_neighborhood=prc_neighborhood, prc_batch_size=10000, save_cpu_ram=True, verbose=False
+    )
     out["precision_ssl"], out["recall_ssl"] = float(prc[KEY_METRIC_PRECISION]), float(prc[KEY_METRIC_RECALL])
     if labels is not None and reference_labels is not None:
         alpha = float(real.norm(dim=1).mean())
@@ -185,5 +191,14 @@ def ssl_scores(
     return out
 
 
-__all__ = ["BLOCK_VARIANCE", "SSL_EXTRACTOR", "SSLFeatureExtractor", "SSLFeatures", "frechet_distance", "load_ssl_encoder", "register", "ssl_features",
-           "ssl_scores"]
+__all__ = [
+    "BLOCK_VARIANCE",
+    "SSL_EXTRACTOR",
+    "SSLFeatureExtractor",
+    "SSLFeatures",
+    "frechet_distance",
+    "load_ssl_encoder",
+    "register",
+    "ssl_features",
+    "ssl_scores",
+]

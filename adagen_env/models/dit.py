@@ -48,7 +48,9 @@ class DiTConfig:
         if self.prediction not in VP_PREDICTIONS:
             raise InvalidArgument(f"DiTConfig.prediction must be one of {VP_PREDICTIONS}, got {self.prediction!r}")
         if self.noise_schedule not in VP_SCHEDULES:
-            raise InvalidArgument(f"DiTConfig.noise_schedule must be one of {VP_SCHEDULES}, got {self.noise_schedule!r}")
+            raise InvalidArgument(
+                f"DiTConfig.noise_schedule must be one of {VP_SCHEDULES}, got {self.noise_schedule!r}"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)

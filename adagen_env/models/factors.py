@@ -24,12 +24,34 @@ from torch import nn
 from adagen_env.data.shapes import SHAPE_CLASSES, ShapesDataset, render_shapes
 
 SYMMETRY: dict[str, int] = {
-    "circle": 0, "square": 4, "triangle": 3, "ring": 0, "cross": 4, "star": 5, "crescent": 1, "bar": 2,
+    "circle": 0,
+    "square": 4,
+    "triangle": 3,
+    "ring": 0,
+    "cross": 4,
+    "star": 5,
+    "crescent": 1,
+    "bar": 2,
 }
 """Order of each class's rotational symmetry (0: every rotation is the same image)."""
 FACTOR_NAMES: tuple[str, ...] = (
-    "size", "centre_x", "centre_y", "angle_cos", "angle_sin", "fg_r", "fg_g", "fg_b",
-    "bg_r", "bg_g", "bg_b", "grad_x_r", "grad_x_g", "grad_x_b", "grad_y_r", "grad_y_g", "grad_y_b",
+    "size",
+    "centre_x",
+    "centre_y",
+    "angle_cos",
+    "angle_sin",
+    "fg_r",
+    "fg_g",
+    "fg_b",
+    "bg_r",
+    "bg_g",
+    "bg_b",
+    "grad_x_r",
+    "grad_x_g",
+    "grad_x_b",
+    "grad_y_r",
+    "grad_y_g",
+    "grad_y_b",
 )
 ANGLE_SLICE = slice(3, 5)
 
@@ -66,8 +88,9 @@ def factors_to_vector(
     return vector, mask
 
 
-def vector_to_factors(labels: torch.Tensor, vector: torch.Tensor,
-                      class_names: tuple[str, ...] = SHAPE_CLASSES) -> dict[str, torch.Tensor]:
+def vector_to_factors(
+    labels: torch.Tensor, vector: torch.Tensor, class_names: tuple[str, ...] = SHAPE_CLASSES
+) -> dict[str, torch.Tensor]:
     """(B, 17) factor vectors -> the dict `render_shapes` takes (without grain): the inverse of `factors_to_vector`
     up to equivalent rotations and the (bg_a, bg_b, bg_dir) ~ (bg_b, bg_a, bg_dir + pi) symmetry."""
     n = symmetry_orders(labels, class_names)
@@ -105,8 +128,12 @@ class FactorNetConfig:
 def gn_conv_stage(c_in: int, c_out: int) -> nn.Sequential:
     """Two 3x3 convolutions with GroupNorm and SiLU."""
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1), nn.GroupNorm(8, c_out), nn.SiLU(),
-        nn.Conv2d(c_out, c_out, 3, padding=1), nn.GroupNorm(8, c_out), nn.SiLU(),
+        nn.Conv2d(c_in, c_out, 3, padding=1),
+        nn.GroupNorm(8, c_out),
+        nn.SiLU(),
+        nn.Conv2d(c_out, c_out, 3, padding=1),
+        nn.GroupNorm(8, c_out),
+        nn.SiLU(),
     )
 
 
@@ -125,8 +152,9 @@ class FactorNet(nn.Module):
         # Targets are standardised with the data's own statistics (a fixed draw, so the buffers are deterministic).
         data = ShapesDataset(16, num_classes=config.num_classes)
         labels = torch.arange(4096) % config.num_classes
-        vector, mask = factors_to_vector(labels, data.draw_factors(labels, torch.Generator().manual_seed(7)),
-                                         data.class_names)
+        vector, mask = factors_to_vector(
+            labels, data.draw_factors(labels, torch.Generator().manual_seed(7)), data.class_names
+        )
         count = mask.sum(0)
         mean = (vector * mask).sum(0) / count
         std = (((vector - mean) * mask).pow(2).sum(0) / count).sqrt()
@@ -177,6 +205,16 @@ def factor_loss(model: FactorNet, images: torch.Tensor, labels: torch.Tensor, g:
 
 
 __all__ = [
-    "ANGLE_SLICE", "FACTOR_NAMES", "SYMMETRY", "FactorNet", "FactorNetConfig", "TRAIN_RESOLUTIONS", "gn_conv_stage",
-    "draw_training_batch", "factor_loss", "factors_to_vector", "symmetry_orders", "vector_to_factors",
+    "ANGLE_SLICE",
+    "FACTOR_NAMES",
+    "SYMMETRY",
+    "FactorNet",
+    "FactorNetConfig",
+    "TRAIN_RESOLUTIONS",
+    "gn_conv_stage",
+    "draw_training_batch",
+    "factor_loss",
+    "factors_to_vector",
+    "symmetry_orders",
+    "vector_to_factors",
 ]

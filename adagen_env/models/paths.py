@@ -32,7 +32,9 @@ class VarPreservingRegression:
 
     prediction: str
 
-    def training_pair(self, x_data: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def training_pair(
+        self, x_data: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(x_t, regression target) for a batch; t is (B,)."""
         a, s = self.alpha(t)[:, None, None, None], self.sigma(t)[:, None, None, None]
         target = noise if self.prediction == "epsilon" else a * noise - s * x_data
@@ -94,7 +96,9 @@ class LinearPath:
     def sigma(self, t: torch.Tensor) -> torch.Tensor:
         return 1 - t
 
-    def training_pair(self, x_data: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def training_pair(
+        self, x_data: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(x_t, regression target) for a batch; t is (B,)."""
         tt = t[:, None, None, None]
         return tt * x_data + (1 - tt) * noise, x_data - noise

@@ -65,7 +65,9 @@ class SSLEncoder(nn.Module):
         self.stages = nn.ModuleList([gn_conv_stage(3, w), gn_conv_stage(w, 2 * w), gn_conv_stage(2 * w, 4 * w)])
         self.embed = nn.Sequential(nn.Flatten(), nn.Linear(4 * w * 16, config.feature_dim))
         self.projection = nn.Sequential(
-            nn.SiLU(), nn.Linear(config.feature_dim, config.feature_dim), nn.SiLU(),
+            nn.SiLU(),
+            nn.Linear(config.feature_dim, config.feature_dim),
+            nn.SiLU(),
             nn.Linear(config.feature_dim, config.projection_dim),
         )
 

@@ -92,8 +92,9 @@ def clean_pair(
     data = ShapesDataset(config.resolution, num_classes=num_classes)
     labels = torch.randint(num_classes, (batch,), generator=generator, device=generator.device)
     factors = data.draw_factors(labels, generator)
-    clean = render_shapes(labels, {k: v for k, v in factors.items() if k != "grain"}, data.class_names,
-                          config.resolution)
+    clean = render_shapes(
+        labels, {k: v for k, v in factors.items() if k != "grain"}, data.class_names, config.resolution
+    )
     return render_shapes(labels, factors, data.class_names), clean, labels
 
 
@@ -314,7 +315,9 @@ class VQTokenizer(nn.Module):
         q = self.codebook.lookup(ids.reshape(-1, g, g)).permute(0, 3, 1, 2)  # (B, d, g, g)
         return _to_images(self.decoder(q))
 
-    def loss(self, images: torch.Tensor, generator: torch.Generator, target: torch.Tensor | None = None) -> torch.Tensor:
+    def loss(
+        self, images: torch.Tensor, generator: torch.Generator, target: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Training loss of one batch (reconstruction of `target`, the images when None, + commitment); updates the
         codebook by EMA."""
         if self.training and not int(self.codebook.initialised):
@@ -432,7 +435,9 @@ class MultiScaleVQTokenizer(nn.Module):
                 )
         return self.decode_fhat(self.ids_to_fhat(ids_per_scale)[0])
 
-    def loss(self, images: torch.Tensor, generator: torch.Generator, target: torch.Tensor | None = None) -> torch.Tensor:
+    def loss(
+        self, images: torch.Tensor, generator: torch.Generator, target: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Training loss of one batch (reconstruction of `target`, the images when None); updates the shared codebook
         by EMA on every scale's residuals (VAR's `quant.py`).
 
@@ -467,5 +472,15 @@ class MultiScaleVQTokenizer(nn.Module):
         return F.mse_loss(self.decoder(f_hat), _to_model_range(images if target is None else target))
 
 
-__all__ = ["Codebook", "Decoder", "Encoder", "MultiScaleVQTokenizer", "VQConfig", "VQTokenizer", "add_grain", "clean_pair",
-           "reconstruction_batch", "token_batch"]
+__all__ = [
+    "Codebook",
+    "Decoder",
+    "Encoder",
+    "MultiScaleVQTokenizer",
+    "VQConfig",
+    "VQTokenizer",
+    "add_grain",
+    "clean_pair",
+    "reconstruction_batch",
+    "token_batch",
+]

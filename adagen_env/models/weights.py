@@ -33,8 +33,11 @@ def load_state(model: nn.Module, path: str | Path) -> None:
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in state and state[k].shape != own[k].shape]
+    shapes = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
     if missing or unexpected or shapes:
         raise CheckpointError(
             f"weights file {str(path)!r} does not match {type(model).__name__}: "
@@ -47,7 +50,10 @@ def load_state(model: nn.Module, path: str | Path) -> None:
 
 
 def load_network(
-    path: str | Path, model_cls: type[nn.Module], config_cls: type, default: Any = None,
+    path: str | Path,
+    model_cls: type[nn.Module],
+    config_cls: type,
+    default: Any = None,
     device: str | torch.device = "cpu",
 ) -> nn.Module:
     """`model_cls` built from the config in the `.json` beside the safetensors file `path` (`default`, a
@@ -71,8 +77,12 @@ def load_network(
 
 
 def load_shipped(
-    name: str, model_cls: type[nn.Module], config_cls: type, default: Any = None,
-    device: str | torch.device = "cpu", weights_dir: str | Path = WEIGHTS_DIR,
+    name: str,
+    model_cls: type[nn.Module],
+    config_cls: type,
+    default: Any = None,
+    device: str | torch.device = "cpu",
+    weights_dir: str | Path = WEIGHTS_DIR,
 ) -> nn.Module:
     """`load_network` of the weights `name` in `weights_dir` (the shipped ones by default).
 
@@ -81,8 +91,9 @@ def load_shipped(
     """
     path = weights_path(name, weights_dir)
     if not path.exists():
-        raise CheckpointError(f"no weights for zoo model {name!r} at {str(path)!r}; train them with "
-                              f"`adagen zoo train {name}`")
+        raise CheckpointError(
+            f"no weights for zoo model {name!r} at {str(path)!r}; train them with `adagen zoo train {name}`"
+        )
     return load_network(path, model_cls, config_cls, default, device)
 
 

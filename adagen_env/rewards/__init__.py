@@ -37,7 +37,9 @@ def make_reward_model(name: str, num_classes: int, resolution: int, device: torc
         return ClassifierReward(device=device)
     close = difflib.get_close_matches(str(name), REWARD_MODELS, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise InvalidArgument(f"unknown reward model {name!r}; valid: {list(REWARD_MODELS)} or a RewardModel instance.{hint}")
+    raise InvalidArgument(
+        f"unknown reward model {name!r}; valid: {list(REWARD_MODELS)} or a RewardModel instance.{hint}"
+    )
 
 
 __all__ = [

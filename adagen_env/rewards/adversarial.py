@@ -32,11 +32,15 @@ class TransformerDiscriminator(nn.Module):
     logit is the mean over tokens. Input (B, 3, R, R) in [0, 1]; output (B,) logits.
     """
 
-    def __init__(self, num_classes: int, resolution: int, patch: int = 2, width: int = 64, depth: int = 2, heads: int = 4) -> None:
+    def __init__(
+        self, num_classes: int, resolution: int, patch: int = 2, width: int = 64, depth: int = 2, heads: int = 4
+    ) -> None:
         super().__init__()
         self.patch_embed = nn.Conv2d(3, width, patch, stride=patch)
         self.pos_embed = nn.Parameter(torch.randn(1, (resolution // patch) ** 2, width) * 0.02)
-        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            width, heads, 2 * width, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
         self.out = nn.Linear(width, 1)
@@ -45,7 +49,9 @@ class TransformerDiscriminator(nn.Module):
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         tokens = self.patch_embed(images * 2 - 1).flatten(2).transpose(1, 2) + self.pos_embed  # (B, N, D)
         h = self.norm(self.encoder(tokens))  # (B, N, D)
-        logits = self.out(h).squeeze(-1) + (h * self.class_embed(labels)[:, None]).sum(-1) / h.shape[-1] ** 0.5  # (B, N)
+        logits = (
+            self.out(h).squeeze(-1) + (h * self.class_embed(labels)[:, None]).sum(-1) / h.shape[-1] ** 0.5
+        )  # (B, N)
         return logits.mean(dim=1)
 
 
@@ -55,9 +61,12 @@ class ConvDiscriminator(nn.Module):
     def __init__(self, num_classes: int, resolution: int, width: int = 64) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1), nn.LeakyReLU(0.2),
-            nn.Conv2d(width, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
-            nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2),
+            nn.Conv2d(3, width, 3, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(width, width, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.LeakyReLU(0.2),
         )
         self.out = nn.Conv2d(width, 1, 1)
         self.class_embed = nn.Embedding(num_classes, width)
@@ -69,7 +78,9 @@ class ConvDiscriminator(nn.Module):
 
 
 DISCRIMINATORS = {
-    "transformer": TransformerDiscriminator, "conv": ConvDiscriminator, "projected": ProjectedDiscriminator,
+    "transformer": TransformerDiscriminator,
+    "conv": ConvDiscriminator,
+    "projected": ProjectedDiscriminator,
 }
 REWARD_FUNCTIONS = {"sigmoid": torch.sigmoid, "log-sigmoid": F.logsigmoid}
 """Discriminator logit (B,) -> reward (B,): the anchor's D(x), or log D(x) (non-saturating)."""

@@ -42,7 +42,9 @@ class BatchFIDReward(RewardModel):
         device: where the network runs.
     """
 
-    def __init__(self, num_classes: int, resolution: int, num_real: int = 2000, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, num_classes: int, resolution: int, num_real: int = 2000, device: torch.device | str = "cpu"
+    ) -> None:
         self.device = torch.device(device)
         self.network = _load_reward_network(self.device)
         reals, _ = ShapesDataset(resolution, num_classes=num_classes).sample(num_real, seed=12345)

@@ -35,8 +35,14 @@ class FidelityReward(AdversarialReward):
         **adversarial: the rest of `AdversarialReward`'s arguments (architecture, augment, reward, ...).
     """
 
-    def __init__(self, num_classes: int, resolution: int, classifier_weight: float = CLASSIFIER_WEIGHT,
-                 device: torch.device | str = "cpu", **adversarial: Any) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        resolution: int,
+        classifier_weight: float = CLASSIFIER_WEIGHT,
+        device: torch.device | str = "cpu",
+        **adversarial: Any,
+    ) -> None:
         if not classifier_weight > 0:
             raise InvalidArgument(f"classifier_weight must be > 0, got {classifier_weight!r}")
         super().__init__(num_classes, resolution, device=device, **adversarial)

@@ -72,8 +72,10 @@ class _Head(nn.Module):
     def __init__(self, channels: int, num_classes: int, width: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            spectral_norm(nn.Conv2d(channels, width, 1)), nn.LeakyReLU(0.2),
-            spectral_norm(nn.Conv2d(width, width, 3, padding=1)), nn.LeakyReLU(0.2),
+            spectral_norm(nn.Conv2d(channels, width, 1)),
+            nn.LeakyReLU(0.2),
+            spectral_norm(nn.Conv2d(width, width, 3, padding=1)),
+            nn.LeakyReLU(0.2),
         )
         self.out = spectral_norm(nn.Conv2d(width, 1, 1))
         self.class_embed = nn.Embedding(num_classes, width)

@@ -49,7 +49,9 @@ class KnobSpec:
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
-            raise InvalidArgument(f"knob {self.name!r}: activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+            raise InvalidArgument(
+                f"knob {self.name!r}: activation must be one of {ACTIVATIONS}, got {self.activation!r}"
+            )
 
     def activate(self, z: torch.Tensor) -> torch.Tensor:
         """Pre-activation z -> knob value (same shape)."""
@@ -321,18 +323,24 @@ class Sampler(abc.ABC, Generic[StateT]):
     def repeat_lanes(state: StateT, repeats: int) -> StateT:
         """Each lane of `state` `repeats` times in a row, B -> B * repeats lanes (group rollouts: the copies share
         their label, noise and everything drawn so far). States are dataclasses whose tensors have B first."""
-        return dataclasses.replace(state, **{
-            f.name: value.repeat_interleave(repeats, dim=0)
-            for f in dataclasses.fields(state)
-            if torch.is_tensor(value := getattr(state, f.name))
-        })
+        return dataclasses.replace(
+            state,
+            **{
+                f.name: value.repeat_interleave(repeats, dim=0)
+                for f in dataclasses.fields(state)
+                if torch.is_tensor(value := getattr(state, f.name))
+            },
+        )
 
     @staticmethod
     def select_lanes(state: StateT, index: torch.Tensor) -> StateT:
         """Lane i of the result is lane `index[i]` of `state`, for a (B',) int64 `index` into its B lanes (value
         lookahead: the copies of a chosen candidate share its label, noise and everything drawn so far)."""
-        return dataclasses.replace(state, **{
-            f.name: value.index_select(0, index.to(value.device))
-            for f in dataclasses.fields(state)
-            if torch.is_tensor(value := getattr(state, f.name))
-        })
+        return dataclasses.replace(
+            state,
+            **{
+                f.name: value.index_select(0, index.to(value.device))
+                for f in dataclasses.fields(state)
+                if torch.is_tensor(value := getattr(state, f.name))
+            },
+        )

@@ -129,8 +129,13 @@ class MaskGITSampler(Sampler[MaskGITState]):
         self.knob_specs = tuple(specs)
 
     def config(self) -> dict:
-        return {"num_steps": self.num_steps, "remask_temp": self.remask_temp, "cfg_scale": self.cfg_scale,
-                "cfg_schedule": self.cfg_schedule, **self.precision_config()}
+        return {
+            "num_steps": self.num_steps,
+            "remask_temp": self.remask_temp,
+            "cfg_scale": self.cfg_scale,
+            "cfg_schedule": self.cfg_schedule,
+            **self.precision_config(),
+        }
 
     # -- schedule ---------------------------------------------------------------------------------
     def baseline_values(self) -> torch.Tensor:
@@ -238,7 +243,9 @@ class MaskGITSampler(Sampler[MaskGITState]):
                 f"decode needs a finished episode ({self.horizon} steps), this state is at step {state.step}"
             )
         assert not bool((state.ids == self.model.mask_id).any()), "the last step decodes every token"
-        return decode_with_grain(self.model.tokenizer, self.model.tokenizer.decode(state.ids), state.noise, self.horizon)
+        return decode_with_grain(
+            self.model.tokenizer, self.model.tokenizer.decode(state.ids), state.noise, self.horizon
+        )
 
 
 __all__ = ["MaskGITSampler", "MaskGITState", "cfg_mix", "gumbel_max", "gumbel_noise"]

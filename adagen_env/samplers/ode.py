@@ -100,8 +100,10 @@ class ODESampler(Sampler[ODEState]):
         # A model trained on a path the shipped ones cannot express (a discrete-time schedule) brings its own.
         own_path = getattr(model, "path", None)
         if own_path is not None and getattr(model, "paradigm", self.path_name) != self.path_name:
-            raise InvalidArgument(f"{type(self).__name__} samples the {self.path_name!r} path; this "
-                                  f"{type(model).__name__} is a {model.paradigm!r} model")
+            raise InvalidArgument(
+                f"{type(self).__name__} samples the {self.path_name!r} path; this "
+                f"{type(model).__name__} is a {model.paradigm!r} model"
+            )
         self.path = path_for(self.path_name, model.config) if own_path is None else own_path
         self.num_steps, self.solver, self.cfg_scale = num_steps, solver, cfg_scale
         self.horizon = num_steps + 1
@@ -110,14 +112,20 @@ class ODESampler(Sampler[ODEState]):
         self.image_shape = (model.config.channels, model.config.resolution, model.config.resolution)
         specs = [KnobSpec(TIME_KNOB, "sigmoid", self.time_description)]
         if cfg_scale is not None:
-            specs.append(KnobSpec(CFG_KNOB, "softplus", "guidance weight w of this evaluation: cond + w (cond - uncond)"))
+            specs.append(
+                KnobSpec(CFG_KNOB, "softplus", "guidance weight w of this evaluation: cond + w (cond - uncond)")
+            )
         self.knob_specs = tuple(specs)
         # Each time stays at least min_gap from its neighbours, leaving room for every remaining step.
         self.min_gap = 0.2 / num_steps
 
     def config(self) -> dict:
-        return {"num_steps": self.num_steps, "solver": self.solver, "cfg_scale": self.cfg_scale,
-                **self.precision_config()}
+        return {
+            "num_steps": self.num_steps,
+            "solver": self.solver,
+            "cfg_scale": self.cfg_scale,
+            **self.precision_config(),
+        }
 
     # -- schedule ---------------------------------------------------------------------------------
     def baseline_values(self) -> torch.Tensor:
@@ -226,5 +234,7 @@ class ODESampler(Sampler[ODEState]):
 
     def decode(self, state: ODEState) -> torch.Tensor:
         if state.step != self.horizon:
-            raise InvalidArgument(f"decode needs a finished episode ({self.horizon} steps), this state is at step {state.step}")
+            raise InvalidArgument(
+                f"decode needs a finished episode ({self.horizon} steps), this state is at step {state.step}"
+            )
         return ((state.x.float() + 1) / 2).clamp(0, 1)

@@ -70,7 +70,9 @@ def _check_type(sampler: Sampler, cls: type, family: str) -> None:
         raise InvalidArgument(f"{family} needs a {cls.__name__}, got {type(sampler).__name__}")
 
 
-def _with_cfg(sampler: Sampler, columns: list[torch.Tensor], cfg_column: torch.Tensor | None, name: str) -> torch.Tensor:
+def _with_cfg(
+    sampler: Sampler, columns: list[torch.Tensor], cfg_column: torch.Tensor | None, name: str
+) -> torch.Tensor:
     """Stack the knob columns, inserting the CFG column where the sampler has its `cfg` knob."""
     names = sampler.knob_names
     if name in names:
@@ -168,8 +170,10 @@ def maskgit_schedule(
     columns = [ratio, (1 - progress) * remask, torch.full_like(k, temperature)]
     cfg = sampler.cfg_scale if cfg is None else cfg
     # MaskGIT's ramp reaches cfg at the last step: (k + 1e-3) / H * cfg (the sampler's baseline).
-    curve = None if cfg is None else (
-        (k + 1e-3) / sampler.horizon * cfg if cfg_shape == "ramp" else cfg_curve(cfg_shape, cfg, progress)
+    curve = (
+        None
+        if cfg is None
+        else ((k + 1e-3) / sampler.horizon * cfg if cfg_shape == "ramp" else cfg_curve(cfg_shape, cfg, progress))
     )
     return _with_cfg(sampler, columns, curve, MASKGIT_CFG_KNOB)
 
@@ -268,7 +272,9 @@ def family_key(sampler: Sampler) -> type[Sampler]:
     for cls in FAMILIES:
         if isinstance(sampler, cls):
             return cls
-    raise InvalidArgument(f"no static schedule family for {type(sampler).__name__}; families: {[c.__name__ for c in FAMILIES]}")
+    raise InvalidArgument(
+        f"no static schedule family for {type(sampler).__name__}; families: {[c.__name__ for c in FAMILIES]}"
+    )
 
 
 def static_schedule(sampler: Sampler, **params: Any) -> torch.Tensor:
@@ -288,10 +294,18 @@ def search_start(sampler: Sampler) -> dict[str, Any]:
     start = dict(SEARCH_FIXED[key])
     baseline_params = {
         ODESampler: {"shift": 1.0, "cfg": getattr(sampler, "cfg_scale", None), "cfg_shape": "constant"},
-        MaskGITSampler: {"mask_power": 2.0, "remask_temp": getattr(sampler, "remask_temp", None),
-                         "temperature": 1.0, "cfg": getattr(sampler, "cfg_scale", None)},
-        VARSampler: {"cfg": getattr(sampler, "cfg_scale", None), "top_k": getattr(sampler, "top_k", None),
-                     "top_p": getattr(sampler, "top_p", None), "temperature": 1.0},
+        MaskGITSampler: {
+            "mask_power": 2.0,
+            "remask_temp": getattr(sampler, "remask_temp", None),
+            "temperature": 1.0,
+            "cfg": getattr(sampler, "cfg_scale", None),
+        },
+        VARSampler: {
+            "cfg": getattr(sampler, "cfg_scale", None),
+            "top_k": getattr(sampler, "top_k", None),
+            "top_p": getattr(sampler, "top_p", None),
+            "temperature": 1.0,
+        },
     }[key]
     for name, values in search_space(sampler).items():
         value = baseline_params.get(name)
@@ -326,20 +340,29 @@ def check_schedule(sampler: Sampler, schedule: Any, what: str = "schedule") -> t
         raise InvalidArgument(f"{what} must be (H, K) numbers, got {type(schedule).__name__}: {exc}") from exc
     expected = (sampler.horizon, len(sampler.knob_specs))
     if tuple(table.shape) != expected:
-        raise InvalidArgument(f"{what} must have shape {expected} (steps, knobs {list(sampler.knob_names)}), "
-                              f"got {tuple(table.shape)}")
+        raise InvalidArgument(
+            f"{what} must have shape {expected} (steps, knobs {list(sampler.knob_names)}), got {tuple(table.shape)}"
+        )
     for k, spec in enumerate(sampler.knob_specs):
         upper = {"sigmoid": 1.0, "scaled_sigmoid": spec.scale}.get(spec.activation, math.inf)
         bad = ~torch.isfinite(table[:, k]) | (table[:, k] < 0) | (table[:, k] > upper)
         if bool(bad.any()):
             step = int(bad.nonzero()[0])
-            raise InvalidArgument(f"{what}: knob {spec.name!r} at step {step} is {float(table[step, k])}; it must be "
-                                  f"a finite value in [0, {upper}]")
+            raise InvalidArgument(
+                f"{what}: knob {spec.name!r} at step {step} is {float(table[step, k])}; it must be "
+                f"a finite value in [0, {upper}]"
+            )
     return table
 
 
-def save_schedule(path: str | Path, sampler: Sampler, schedule: torch.Tensor, env_id: str | None = None,
-                  source: str = "", extra: dict[str, Any] | None = None) -> Path:
+def save_schedule(
+    path: str | Path,
+    sampler: Sampler,
+    schedule: torch.Tensor,
+    env_id: str | None = None,
+    source: str = "",
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Write a static schedule ((H, K) knob values of `sampler`) as JSON, atomically; `load_schedule` reads it.
 
     The file records the knob names and the horizon, which `load_schedule` checks, the sampler's settings
@@ -352,9 +375,15 @@ def save_schedule(path: str | Path, sampler: Sampler, schedule: torch.Tensor, en
     """
     table = check_schedule(sampler, schedule)
     path = Path(path)
-    record = {"format": SCHEDULE_FORMAT, "env_id": env_id, "knob_names": list(sampler.knob_names),
-              "horizon": sampler.horizon, "sampler_config": sampler.config(), "source": source,
-              "schedule": table.tolist()}
+    record = {
+        "format": SCHEDULE_FORMAT,
+        "env_id": env_id,
+        "knob_names": list(sampler.knob_names),
+        "horizon": sampler.horizon,
+        "sampler_config": sampler.config(),
+        "source": source,
+        "schedule": table.tolist(),
+    }
     clash = sorted(set(extra or {}) & set(record))
     if clash:
         raise InvalidArgument(f"extra entries {clash} would overwrite the schedule file's own keys {sorted(record)}")
@@ -401,8 +430,9 @@ def load_schedule(path: str | Path, sampler: Sampler) -> torch.Tensor:
     record = read_schedule(path)
     for key, expected in (("knob_names", list(sampler.knob_names)), ("horizon", sampler.horizon)):
         if record.get(key) != expected:
-            raise CheckpointError(f"schedule file {str(path)!r} has {key} {record.get(key)!r}; this sampler has "
-                                  f"{expected!r}")
+            raise CheckpointError(
+                f"schedule file {str(path)!r} has {key} {record.get(key)!r}; this sampler has {expected!r}"
+            )
     return check_schedule(sampler, record["schedule"], what=f"schedule file {str(path)!r}")
 
 

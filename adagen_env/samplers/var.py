@@ -204,8 +204,9 @@ class VARSampler(Sampler[VARState]):
     @torch.no_grad()
     def intermediate(self, state: VARState) -> torch.Tensor:
         """The image of the scales sampled so far (the decoder on the partial sum f_hat)."""
-        return decode_with_grain(self.model.tokenizer, self.model.tokenizer.decode_fhat(state.f_hat), state.noise,
-                                 self.horizon).float()
+        return decode_with_grain(
+            self.model.tokenizer, self.model.tokenizer.decode_fhat(state.f_hat), state.noise, self.horizon
+        ).float()
 
     def step_nfe(self, step_index: int) -> int:
         """The conditional pass of this scale, plus an unconditional one when guided, except at scale 0 (t = 0)."""

@@ -105,7 +105,9 @@ ZOO: dict[str, ZooEntry] = {
         continuous_loss("diffusion", time_sampling="logit-normal"),
         CONTINUOUS_TRAINING,
     ),
-    "flow": ZooEntry("flow", DiT, DiTConfig(), continuous_loss("flow", time_sampling="logit-normal"), CONTINUOUS_TRAINING),
+    "flow": ZooEntry(
+        "flow", DiT, DiTConfig(), continuous_loss("flow", time_sampling="logit-normal"), CONTINUOUS_TRAINING
+    ),
     # Token paradigms at 32x32: tokenizer first, then the transformer (see `maskgit_loss`, `var_loss`).
     # s/step measured on the 2-core CPU with 1 thread beside another training (about 2x pessimistic):
     # MaskGIT 1.25 (tokenizer) / 2.12 (transformer), VAR at batch 64 0.72 / 2.31.
@@ -115,15 +117,22 @@ ZOO: dict[str, ZooEntry] = {
     "maskgit": ZooEntry(
         "maskgit",
         MaskGIT,
-        MaskGITConfig(tokenizer=VQConfig(base_channels=24, codebook_size=512, grain_sigma=GRAIN_SIGMA), width=128,
-                      depth=6, heads=4, codebook_tied=True),
+        MaskGITConfig(
+            tokenizer=VQConfig(base_channels=24, codebook_size=512, grain_sigma=GRAIN_SIGMA),
+            width=128,
+            depth=6,
+            heads=4,
+            codebook_tied=True,
+        ),
         maskgit_loss(tokenizer_steps=MASKGIT_TOKENIZER_STEPS),
         TrainConfig(steps=9000, batch_size=128, lr=5e-4, warmup=100, resolution=32, stages=(MASKGIT_TOKENIZER_STEPS,)),
     ),
     "var": ZooEntry(
         "var",
         VAR,
-        VARConfig(tokenizer=VQConfig(base_channels=24, codebook_size=256, scales=(1, 2, 3, 4, 6, 8)), width=128, depth=6),
+        VARConfig(
+            tokenizer=VQConfig(base_channels=24, codebook_size=256, scales=(1, 2, 3, 4, 6, 8)), width=128, depth=6
+        ),
         var_loss(tokenizer_steps=800),
         TrainConfig(steps=3000, batch_size=64, lr=5e-4, warmup=100, resolution=32),
     ),
@@ -214,9 +223,18 @@ def train_and_export(
     ema = train(model, recipe.loss, config, run_dir, device=device, desc=f"zoo {name}")
     segments = json.loads((run_dir / SEGMENTS).read_text()) if (run_dir / SEGMENTS).exists() else []
     out = weights_path(name, weights_dir)
-    save_weights(ema, out, {"config": recipe.config.to_dict(), "train": config.__dict__, "paradigm": recipe.paradigm,
-                            "device": str(device), "segments": segments,
-                            "wall_seconds": round(sum(s["seconds"] for s in segments), 1)})
+    save_weights(
+        ema,
+        out,
+        {
+            "config": recipe.config.to_dict(),
+            "train": config.__dict__,
+            "paradigm": recipe.paradigm,
+            "device": str(device),
+            "segments": segments,
+            "wall_seconds": round(sum(s["seconds"] for s in segments), 1),
+        },
+    )
     return out
 
 
@@ -230,6 +248,15 @@ def save_weights(model: nn.Module, path: str | Path, meta: dict[str, Any]) -> No
 
 
 __all__ = [
-    "GENERATORS", "WEIGHTS_DIR", "ZOO", "ZooEntry", "entry", "load", "load_state", "save_weights", "train_and_export",
-    "weights_digest", "weights_path",
+    "GENERATORS",
+    "WEIGHTS_DIR",
+    "ZOO",
+    "ZooEntry",
+    "entry",
+    "load",
+    "load_state",
+    "save_weights",
+    "train_and_export",
+    "weights_digest",
+    "weights_path",
 ]

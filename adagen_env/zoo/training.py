@@ -55,7 +55,6 @@ class TrainConfig:
     checkpoint_every: int = 250
     """Steps between checkpoints."""
 
-
     def __post_init__(self) -> None:
         self.stages = tuple(int(s) for s in self.stages)  # JSON gives a list
 
@@ -75,8 +74,14 @@ def _lr_factor(step: int, config: TrainConfig) -> float:
 def _commit() -> str | None:
     """The git commit of the library's checkout (None outside one), recorded with each training segment."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=10, check=True)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -115,7 +120,9 @@ def train(
         try:
             state = torch.load(checkpoint, map_location=device, weights_only=True)  # tensors and numbers only
         except Exception as exc:  # a file cut short by a kill, not a checkpoint, or one holding pickled objects
-            raise CheckpointError(f"cannot read checkpoint {str(checkpoint)!r}: {exc}; delete it to start over") from exc
+            raise CheckpointError(
+                f"cannot read checkpoint {str(checkpoint)!r}: {exc}; delete it to start over"
+            ) from exc
         if state["config"] != asdict(config):
             raise CheckpointError(
                 f"checkpoint {str(checkpoint)!r} was made with {state['config']}, not {asdict(config)}; "
@@ -127,8 +134,13 @@ def train(
         data_rng.set_state(state["data_rng"])
         noise_rng.set_state(state["noise_rng"].to(noise_rng.get_state().device))
         start, segments = state["step"], list(state.get("segments", []))
-    segment = {"start_step": start, "end_step": start, "seconds": 0.0, "commit": _commit(),
-               "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    segment = {
+        "start_step": start,
+        "end_step": start,
+        "seconds": 0.0,
+        "commit": _commit(),
+        "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     segments.append(segment)
     began = time.monotonic()
 

@@ -46,10 +46,26 @@ CODEBOOK, VOCAB, MASK_ID, GRID = 32, 40, 39, 8
 def tiny_transformer(seed: int = 0, **overrides) -> diffusers.UVit2DModel:
     """amused-256's UVit2DModel in miniature: downsampling to a 4 x 4 grid for the transformer layers."""
     torch.manual_seed(seed)
-    config = dict(hidden_size=16, use_bias=False, cond_embed_dim=12, micro_cond_encode_dim=2, micro_cond_embed_dim=10,
-                  encoder_hidden_size=12, vocab_size=VOCAB, codebook_size=CODEBOOK, in_channels=8, block_out_channels=8,
-                  num_res_blocks=1, downsample=True, upsample=True, block_num_heads=1, num_hidden_layers=2,
-                  num_attention_heads=1, intermediate_size=32, sample_size=GRID)
+    config = dict(
+        hidden_size=16,
+        use_bias=False,
+        cond_embed_dim=12,
+        micro_cond_encode_dim=2,
+        micro_cond_embed_dim=10,
+        encoder_hidden_size=12,
+        vocab_size=VOCAB,
+        codebook_size=CODEBOOK,
+        in_channels=8,
+        block_out_channels=8,
+        num_res_blocks=1,
+        downsample=True,
+        upsample=True,
+        block_num_heads=1,
+        num_hidden_layers=2,
+        num_attention_heads=1,
+        intermediate_size=32,
+        sample_size=GRID,
+    )
     model = diffusers.UVit2DModel(**{**config, **overrides})
     for p in model.parameters():  # the response norms start at zero; give them weight so every path counts
         if p.abs().sum() == 0:
@@ -59,17 +75,28 @@ def tiny_transformer(seed: int = 0, **overrides) -> diffusers.UVit2DModel:
 
 def tiny_vqvae(seed: int = 1, **overrides) -> diffusers.VQModel:
     torch.manual_seed(seed)
-    config = dict(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
-                  up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=6, num_vq_embeddings=CODEBOOK,
-                  norm_num_groups=4, lookup_from_codebook=True, sample_size=16)
+    config = dict(
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=6,
+        num_vq_embeddings=CODEBOOK,
+        norm_num_groups=4,
+        lookup_from_codebook=True,
+        sample_size=16,
+    )
     return diffusers.VQModel(**{**config, **overrides})
 
 
 def tiny_prompts(num_prompts: int = 3, seed: int = 2, width: int = 12) -> PromptTable:
     """Stand-ins for CLIP's penultimate hidden states (5 tokens) and its pooled `text_embeds`."""
     g = torch.Generator().manual_seed(seed)
-    return PromptTable(torch.randn(num_prompts, 5, width, generator=g), torch.randn(num_prompts, 12, generator=g),
-                       torch.randn(5, width, generator=g), torch.randn(12, generator=g))
+    return PromptTable(
+        torch.randn(num_prompts, 5, width, generator=g),
+        torch.randn(num_prompts, 12, generator=g),
+        torch.randn(5, width, generator=g),
+        torch.randn(12, generator=g),
+    )
 
 
 def save_pipeline(root: Path, transformer=None, vqvae=None, scheduler=None, prompts=None) -> Path:
@@ -103,13 +130,16 @@ def env_draws(noise: LaneNoise, step: int, batch: int):
     def gumbel_noise(t, generator=None):  # (B, N): the env's draw 1
         return noise.gumbel(tuple(t.shape), step, 1, t.device)
 
-    with mock.patch.object(scheduling_amused.torch, "multinomial", multinomial), \
-            mock.patch.object(scheduling_amused, "gumbel_noise", gumbel_noise):
+    with (
+        mock.patch.object(scheduling_amused.torch, "multinomial", multinomial),
+        mock.patch.object(scheduling_amused, "gumbel_noise", gumbel_noise),
+    ):
         yield
 
 
-def amused_loop(model: DiffusersAmused, scheduler, labels: list[int], seed: int, guidance_scale: float,
-                num_steps: int, temperature) -> tuple[torch.Tensor, torch.Tensor]:
+def amused_loop(
+    model: DiffusersAmused, scheduler, labels: list[int], seed: int, guidance_scale: float, num_steps: int, temperature
+) -> tuple[torch.Tensor, torch.Tensor]:
     """`AmusedPipeline.__call__`'s loop and decoding with the prompt embeddings passed directly; (ids, images)."""
     b, resolution = len(labels), model.config.tokenizer.resolution
     embeds, pooled = model.prompt_embeds[labels], model.pooled_prompt_embeds[labels]
@@ -124,21 +154,30 @@ def amused_loop(model: DiffusersAmused, scheduler, labels: list[int], seed: int,
     with torch.no_grad():
         for i, timestep in enumerate(scheduler.timesteps):
             model_input = torch.cat([latents] * 2) if guided else latents
-            out = model.transformer(model_input, micro_conds=micro_conds, pooled_text_emb=pooled,
-                                    encoder_hidden_states=embeds)
+            out = model.transformer(
+                model_input, micro_conds=micro_conds, pooled_text_emb=pooled, encoder_hidden_states=embeds
+            )
             if guided:
                 uncond, cond = out.chunk(2)
                 out = uncond + guidance_scale * (cond - uncond)
             with env_draws(noise, i, b):
                 latents = scheduler.step(model_output=out, timestep=timestep, sample=latents).prev_sample
-        images = model.vqvae.decode(latents, force_not_quantize=True,
-                                    shape=(b, GRID, GRID, model.vqvae.config.latent_channels)).sample.clip(0, 1)
+        images = model.vqvae.decode(
+            latents, force_not_quantize=True, shape=(b, GRID, GRID, model.vqvae.config.latent_channels)
+        ).sample.clip(0, 1)
     return latents.flatten(1), images
 
 
 def _zero_action(generator, num_steps: int, sampler_kwargs: dict, labels: list[int], seed: int) -> np.ndarray:
-    envs = gym.make_vec("AdaGen/MaskGIT-v0", num_envs=len(labels), generator=generator, num_steps=num_steps,
-                        sampler_kwargs=sampler_kwargs, reward_model=None, return_images=True)
+    envs = gym.make_vec(
+        "AdaGen/MaskGIT-v0",
+        num_envs=len(labels),
+        generator=generator,
+        num_steps=num_steps,
+        sampler_kwargs=sampler_kwargs,
+        reward_model=None,
+        return_images=True,
+    )
     envs.reset(seed=seed, options={"labels": labels})
     for _ in range(envs.horizon):
         _, _, terminated, _, info = envs.step(np.zeros((len(labels), len(envs.controlled)), np.float32))
@@ -162,8 +201,9 @@ def _final_ids(sampler, labels: list[int], seed: int) -> torch.Tensor:
         ("linear", 5, 4.0, (1.0, 0.5)),
     ],
 )
-def test_zero_action_tokens_and_images_equal_the_amused_scheduler_loop(tiny_model, masking_schedule, num_steps,
-                                                                       guidance_scale, temperature) -> None:
+def test_zero_action_tokens_and_images_equal_the_amused_scheduler_loop(
+    tiny_model, masking_schedule, num_steps, guidance_scale, temperature
+) -> None:
     labels, seed = [2, 0, 1], 11
     scheduler = diffusers.AmusedScheduler(mask_token_id=MASK_ID, masking_schedule=masking_schedule)
     model = DiffusersAmused(tiny_model.transformer, tiny_model.vqvae, tiny_prompts(), scheduler)
@@ -176,7 +216,9 @@ def test_zero_action_tokens_and_images_equal_the_amused_scheduler_loop(tiny_mode
     assert torch.equal(_final_ids(sampler, labels, seed), ids)
     # The comparison sees the schedule and the draws: the shipped MaskGIT baseline, or other draws, decode otherwise.
     assert not torch.equal(_final_ids(MaskGITSampler(model, num_steps=num_steps), labels, seed), ids)
-    assert not torch.equal(amused_loop(model, scheduler, labels, seed + 1, guidance_scale, num_steps, temperature)[0], ids)
+    assert not torch.equal(
+        amused_loop(model, scheduler, labels, seed + 1, guidance_scale, num_steps, temperature)[0], ids
+    )
 
 
 def test_the_baseline_is_the_schedulers_mask_counts_and_temperatures(tiny_model) -> None:
@@ -219,15 +261,20 @@ def test_logits_features_and_decoding_are_the_models(tiny_model) -> None:
         hook.remove()
     embeds, pooled = tiny_prompts().stacked()
     micro = torch.tensor([[16.0, 16, 0, 0, 6]] * 2)
-    direct = tiny_model.transformer(ids.reshape(2, GRID, GRID), micro_conds=micro, pooled_text_emb=pooled[labels],
-                                    encoder_hidden_states=embeds[labels])  # (B, V, g, g)
+    direct = tiny_model.transformer(
+        ids.reshape(2, GRID, GRID),
+        micro_conds=micro,
+        pooled_text_emb=pooled[labels],
+        encoder_hidden_states=embeds[labels],
+    )  # (B, V, g, g)
     assert logits.shape == (2, GRID * GRID, CODEBOOK) and torch.equal(logits, direct.flatten(2).transpose(1, 2))
     tokens = seen["out"]  # (B, 16, 16): the downsampled 4 x 4 grid
     assert features.shape == (2, 16, 4, 4) and torch.allclose(features, tokens.transpose(1, 2).reshape(2, 16, 4, 4))
     codes = ids.clamp(max=CODEBOOK - 1)
     images = tiny_model.tokenizer.decode(codes)
-    expected = tiny_model.vqvae.decode(codes.reshape(2, GRID, GRID), force_not_quantize=True,
-                                       shape=(2, GRID, GRID, 6)).sample.clip(0, 1)
+    expected = tiny_model.vqvae.decode(
+        codes.reshape(2, GRID, GRID), force_not_quantize=True, shape=(2, GRID, GRID, 6)
+    ).sample.clip(0, 1)
     assert torch.equal(images, expected)
     first = DiffusersAmused(tiny_model.transformer, tiny_model.vqvae, tiny_prompts(), feature_block=0, feature_grid=2)
     assert first(ids, labels)[1].shape == (2, 16, 2, 2)
@@ -236,8 +283,9 @@ def test_logits_features_and_decoding_are_the_models(tiny_model) -> None:
 @pytest.fixture(scope="module")
 def shapes_model() -> DiffusersAmused:
     """The tiny aMUSEd with 8 prompts, the shapes data's class count, so the default discriminator can reward it."""
-    return DiffusersAmused(tiny_transformer(), tiny_vqvae(), tiny_prompts(num_prompts=8),
-                           diffusers.AmusedScheduler(mask_token_id=MASK_ID))
+    return DiffusersAmused(
+        tiny_transformer(), tiny_vqvae(), tiny_prompts(num_prompts=8), diffusers.AmusedScheduler(mask_token_id=MASK_ID)
+    )
 
 
 def test_the_single_lane_env_passes_the_checker(shapes_model) -> None:
@@ -254,12 +302,24 @@ def test_two_ppo_updates_train_on_the_adapter(tmp_path, shapes_model) -> None:
     sampler = DiffusersAmusedSampler(shapes_model, num_steps=3)
 
     def make(num_envs, reward_model, return_images, generator=None, group_size=1):
-        return MaskGITVectorEnv(num_envs=num_envs, generator=generator or sampler, reward_model=reward_model,
-                                return_images=return_images, group_size=group_size)
+        return MaskGITVectorEnv(
+            num_envs=num_envs,
+            generator=generator or sampler,
+            reward_model=reward_model,
+            return_images=return_images,
+            group_size=group_size,
+        )
 
-    args = Args(env="AdaGen/MaskGIT-v0", num_envs=2, total_updates=2, checkpoint_every=1, eval_every=0,
-                logdir=str(tmp_path / "runs"), progress_bar=False,
-                algo_kwargs={"n_epochs": 1, "episodes_per_update": 1})
+    args = Args(
+        env="AdaGen/MaskGIT-v0",
+        num_envs=2,
+        total_updates=2,
+        checkpoint_every=1,
+        eval_every=0,
+        logdir=str(tmp_path / "runs"),
+        progress_bar=False,
+        algo_kwargs={"n_epochs": 1, "episodes_per_update": 1},
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         out = train(args, make)
@@ -285,8 +345,11 @@ def test_directories_that_are_not_an_amused_pipeline_are_refused(tmp_path, tiny_
     shutil.copytree(tiny_dir, sd3)
     config = json.loads((sd3 / "transformer" / "config.json").read_text())
     (sd3 / "transformer" / "config.json").write_text(json.dumps({**config, "_class_name": "SD3Transformer2DModel"}))
-    with pytest.raises(CheckpointError, match=r"holds a SD3Transformer2DModel, another model family \(AdaGen/SiT-v0 "
-                                              r"serves it\); the aMUSEd adapter takes aMUSEd's UVit2DModel"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"holds a SD3Transformer2DModel, another model family \(AdaGen/SiT-v0 "
+        r"serves it\); the aMUSEd adapter takes aMUSEd's UVit2DModel",
+    ):
         MaskGITVectorEnv(num_envs=1, generator=str(sd3), reward_model=None)
     no_vq = tmp_path / "no_vq"
     shutil.copytree(tiny_dir, no_vq)
@@ -310,8 +373,10 @@ def test_token_grids_and_prompts_the_env_cannot_serve_are_refused(tmp_path) -> N
     unlooked = save_pipeline(tmp_path / "unlooked", vqvae=tiny_vqvae(lookup_from_codebook=False))
     with pytest.raises(CheckpointError, match=r"latent shape not served: the VQModel does not look token ids up"):
         DiffusersAmused.from_pretrained(unlooked)
-    with pytest.raises(InvalidArgument, match="latent shape not served: the transformer predicts 32 codes, the "
-                                              "VQModel's codebook has 64"):
+    with pytest.raises(
+        InvalidArgument,
+        match="latent shape not served: the transformer predicts 32 codes, the VQModel's codebook has 64",
+    ):
         DiffusersAmused(tiny_transformer(), tiny_vqvae(num_vq_embeddings=64), tiny_prompts())
     with pytest.raises(InvalidArgument, match="latent shape not served: a 7x7 token grid with downsample=True"):
         DiffusersAmused(tiny_transformer(sample_size=7), tiny_vqvae(), tiny_prompts())
@@ -326,8 +391,15 @@ def test_token_grids_and_prompts_the_env_cannot_serve_are_refused(tmp_path) -> N
 
 
 def test_objects_of_another_family_or_a_missing_vae_are_refused(tiny_model) -> None:
-    dit = diffusers.DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, num_layers=1,
-                                          sample_size=8, patch_size=2, num_embeds_ada_norm=10)
+    dit = diffusers.DiTTransformer2DModel(
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        num_layers=1,
+        sample_size=8,
+        patch_size=2,
+        num_embeds_ada_norm=10,
+    )
     with pytest.raises(InvalidArgument, match="must be aMUSEd's diffusers UVit2DModel, got DiTTransformer2DModel"):
         DiffusersAmused(dit, tiny_vqvae(), tiny_prompts())
     with pytest.raises(InvalidArgument, match="missing VAE"):

@@ -36,8 +36,16 @@ TOLERANCE = 1e-5
 def tiny_transformer(seed: int = 0, **overrides) -> diffusers.DiTTransformer2DModel:
     """A DiT-XL/2-256-shaped transformer in miniature: learned sigma (8 output channels), 1000 classes + null."""
     torch.manual_seed(seed)
-    config = dict(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8, num_layers=2,
-                  sample_size=8, patch_size=2, num_embeds_ada_norm=1000)
+    config = dict(
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=8,
+        num_layers=2,
+        sample_size=8,
+        patch_size=2,
+        num_embeds_ada_norm=1000,
+    )
     model = diffusers.DiTTransformer2DModel(**{**config, **overrides})
     for p in model.parameters():  # break adaLN-zero so the output depends on the input, time and label
         if p.abs().sum() == 0:
@@ -47,8 +55,14 @@ def tiny_transformer(seed: int = 0, **overrides) -> diffusers.DiTTransformer2DMo
 
 def tiny_vae(seed: int = 1, **overrides) -> diffusers.AutoencoderKL:
     torch.manual_seed(seed)
-    config = dict(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
-                  up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4, sample_size=16)
+    config = dict(
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=16,
+    )
     return diffusers.AutoencoderKL(**{**config, **overrides})
 
 
@@ -71,9 +85,15 @@ def tiny_model(tiny_dir) -> DiffusersDiT:
 
 
 def _zero_action_images(generator, num_steps: int, cfg_scale, labels: list[int], seed: int, solver: str) -> np.ndarray:
-    envs = gym.make_vec("AdaGen/DiT-v0", num_envs=len(labels), generator=generator, num_steps=num_steps,
-                        sampler_kwargs={"cfg_scale": cfg_scale, "solver": solver}, reward_model=None,
-                        return_images=True)
+    envs = gym.make_vec(
+        "AdaGen/DiT-v0",
+        num_envs=len(labels),
+        generator=generator,
+        num_steps=num_steps,
+        sampler_kwargs={"cfg_scale": cfg_scale, "solver": solver},
+        reward_model=None,
+        return_images=True,
+    )
     envs.reset(seed=seed, options={"labels": labels})
     for _ in range(envs.horizon):
         _, _, terminated, _, info = envs.step(np.zeros((len(labels), len(envs.controlled)), np.float32))
@@ -84,41 +104,55 @@ def _zero_action_images(generator, num_steps: int, cfg_scale, labels: list[int],
 @pytest.mark.parametrize(
     ("scheduler_cls", "solver", "num_steps", "guidance_scale"),
     [
-        ("DPMSolverMultistepScheduler", "dpmpp2m", 7, 3.0),  # 7 does not divide 1000: the grid is rounded like diffusers'
+        (
+            "DPMSolverMultistepScheduler",
+            "dpmpp2m",
+            7,
+            3.0,
+        ),  # 7 does not divide 1000: the grid is rounded like diffusers'
         ("DPMSolverMultistepScheduler", "dpmpp2m", 4, 1.0),  # guidance_scale 1: no guidance (cfg_scale None)
         ("DDIMScheduler", "ddim", 4, 2.0),
         ("DDIMScheduler", "ddim", 8, 4.0),  # DiTPipeline's default guidance
     ],
 )
-def test_zero_action_images_equal_the_dit_pipeline(tiny_dir, tiny_model, scheduler_cls, solver, num_steps,
-                                                   guidance_scale) -> None:
+def test_zero_action_images_equal_the_dit_pipeline(
+    tiny_dir, tiny_model, scheduler_cls, solver, num_steps, guidance_scale
+) -> None:
     labels, seed = [3, 141, 999], 7
     cfg = None if guidance_scale == 1.0 else guidance_scale - 1  # ours: cond + w (cond - uncond); diffusers' s = w + 1
     ours = _zero_action_images(tiny_model, num_steps, cfg, labels, seed, solver)
     # diffusers' own pipeline on the same transformer and VAE, its scheduler loaded from the same directory with the
     # spacing that starts at pure noise ("trailing", the env's uniform baseline).
-    scheduler = getattr(diffusers, scheduler_cls).from_pretrained(tiny_dir, subfolder="scheduler",
-                                                                   timestep_spacing="trailing")
+    scheduler = getattr(diffusers, scheduler_cls).from_pretrained(
+        tiny_dir, subfolder="scheduler", timestep_spacing="trailing"
+    )
     pipe = diffusers.DiTPipeline(tiny_model.transformer, tiny_model.vae, scheduler)
     pipe.set_progress_bar_config(disable=True)
-    out = pipe(labels, guidance_scale=guidance_scale, generator=torch.Generator().manual_seed(seed),
-               num_inference_steps=num_steps, output_type="np").images
+    out = pipe(
+        labels,
+        guidance_scale=guidance_scale,
+        generator=torch.Generator().manual_seed(seed),
+        num_inference_steps=num_steps,
+        output_type="np",
+    ).images
     reference = np.transpose(out, (0, 3, 1, 2))
     assert ours.shape == reference.shape == (3, 3, 16, 16)
     assert reference.std() > 0.05  # a real image, not a constant one
     assert np.abs(ours - reference).max() < TOLERANCE
 
 
-def _scheduler_loop(model: DiffusersDiT, scheduler, timesteps: list[int], labels: list[int], seed: int,
-                    guidance_scale: float) -> torch.Tensor:
+def _scheduler_loop(
+    model: DiffusersDiT, scheduler, timesteps: list[int], labels: list[int], seed: int, guidance_scale: float
+) -> torch.Tensor:
     """DiTPipeline's loop written out with custom timesteps (the pipeline takes only a step count)."""
     scheduler.set_timesteps(timesteps=timesteps)
     latents = torch.randn((len(labels), 4, 8, 8), generator=torch.Generator().manual_seed(seed))
     y = torch.tensor(labels + [1000] * len(labels))
     with torch.no_grad():
         for t in scheduler.timesteps:
-            out = model.transformer(torch.cat([latents] * 2), timestep=t[None].expand(2 * len(labels)),
-                                    class_labels=y).sample
+            out = model.transformer(
+                torch.cat([latents] * 2), timestep=t[None].expand(2 * len(labels)), class_labels=y
+            ).sample
             cond, uncond = out[:, :4].chunk(2)
             latents = scheduler.step(uncond + guidance_scale * (cond - uncond), t, latents).prev_sample
         images = model.vae.decode(1 / model.vae.config.scaling_factor * latents).sample
@@ -137,7 +171,9 @@ def test_a_policy_like_schedule_equals_the_scheduler_on_the_same_timesteps(tiny_
     assert (ours - reference).abs().max() < TOLERANCE
     # The shipped continuous linear-beta path is not this model's schedule: stepping on it gives other images.
     sampler.path = VPPath()
-    assert (sampler.sample(torch.tensor(labels), make_generator(seed), schedule) - reference).abs().max() > 100 * TOLERANCE
+    assert (
+        sampler.sample(torch.tensor(labels), make_generator(seed), schedule) - reference
+    ).abs().max() > 100 * TOLERANCE
 
 
 def test_a_diffusers_directory_is_a_generator_of_the_dit_env(tiny_dir, tiny_model) -> None:
@@ -145,8 +181,9 @@ def test_a_diffusers_directory_is_a_generator_of_the_dit_env(tiny_dir, tiny_mode
     by_path = _zero_action_images(str(tiny_dir), 3, 1.0, labels, 0, "dpmpp2m")
     by_model = _zero_action_images(tiny_model, 3, 1.0, labels, 0, "dpmpp2m")
     assert np.array_equal(by_path, by_model)
-    envs = DiTVectorEnv(num_envs=2, generator=DiffusersDiTSampler(tiny_model, num_steps=3), reward_model=None,
-                        return_images=True)
+    envs = DiTVectorEnv(
+        num_envs=2, generator=DiffusersDiTSampler(tiny_model, num_steps=3), reward_model=None, return_images=True
+    )
     obs, _ = envs.reset(seed=0, options={"labels": labels})
     assert obs["features"].shape == (2, 16, 4, 4) and not obs["features"].any()  # step 0: nothing evaluated yet
     for _ in range(envs.horizon):
@@ -223,12 +260,24 @@ def test_two_ppo_updates_train_on_the_adapter(tmp_path, shapes_model) -> None:
     sampler = DiffusersDiTSampler(shapes_model, num_steps=2)
 
     def make(num_envs, reward_model, return_images, generator=None, group_size=1):
-        return DiTVectorEnv(num_envs=num_envs, generator=generator or sampler, reward_model=reward_model,
-                            return_images=return_images, group_size=group_size)
+        return DiTVectorEnv(
+            num_envs=num_envs,
+            generator=generator or sampler,
+            reward_model=reward_model,
+            return_images=return_images,
+            group_size=group_size,
+        )
 
-    args = Args(env="AdaGen/DiT-v0", num_envs=2, total_updates=2, checkpoint_every=1, eval_every=0,
-                logdir=str(tmp_path / "runs"), progress_bar=False,
-                algo_kwargs={"n_epochs": 1, "episodes_per_update": 1})
+    args = Args(
+        env="AdaGen/DiT-v0",
+        num_envs=2,
+        total_updates=2,
+        checkpoint_every=1,
+        eval_every=0,
+        logdir=str(tmp_path / "runs"),
+        progress_bar=False,
+        algo_kwargs={"n_epochs": 1, "episodes_per_update": 1},
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         out = train(args, make)
@@ -287,13 +336,16 @@ def test_the_hubs_legacy_transformer_class_name_loads(tmp_path, tiny_dir, tiny_m
 
 def test_latent_shapes_the_env_cannot_serve_are_refused(tmp_path) -> None:
     wide_vae = save_pipeline(tmp_path / "wide", vae=tiny_vae(latent_channels=8))
-    with pytest.raises(CheckpointError, match="latent shape not served: the transformer takes 4 latent channels, "
-                                              "the VAE makes 8"):
+    with pytest.raises(
+        CheckpointError, match="latent shape not served: the transformer takes 4 latent channels, the VAE makes 8"
+    ):
         DiffusersDiT.from_pretrained(wide_vae)
     odd = save_pipeline(tmp_path / "odd", transformer=tiny_transformer(out_channels=6))
     with pytest.raises(CheckpointError, match="latent shape not served: the transformer outputs 6 channels"):
         DiffusersDiT.from_pretrained(odd)
-    with pytest.raises(InvalidArgument, match="latent shape not served: sample_size 9 is not a multiple of patch_size 2"):
+    with pytest.raises(
+        InvalidArgument, match="latent shape not served: sample_size 9 is not a multiple of patch_size 2"
+    ):
         DiffusersDiT(tiny_transformer(sample_size=9), tiny_vae())
     with pytest.raises(InvalidArgument, match=r"feature_grid must be an int in \[1, 4\]"):
         DiffusersDiT(tiny_transformer(), tiny_vae(), feature_grid=8)
@@ -302,10 +354,19 @@ def test_latent_shapes_the_env_cannot_serve_are_refused(tmp_path) -> None:
 
 
 def test_objects_of_another_family_or_a_missing_vae_are_refused(tiny_model) -> None:
-    unet = diffusers.UNet2DModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16),
-                                 down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2,
-                                 norm_num_groups=4, layers_per_block=1)
-    with pytest.raises(InvalidArgument, match="must be a diffusers DiTTransformer2DModel.*got UNet2DModel: another model"):
+    unet = diffusers.UNet2DModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D",) * 2,
+        up_block_types=("UpBlock2D",) * 2,
+        norm_num_groups=4,
+        layers_per_block=1,
+    )
+    with pytest.raises(
+        InvalidArgument, match="must be a diffusers DiTTransformer2DModel.*got UNet2DModel: another model"
+    ):
         DiffusersDiT(unet, tiny_vae())
     with pytest.raises(InvalidArgument, match="missing VAE"):
         DiffusersDiT(tiny_transformer(), None)
@@ -327,7 +388,9 @@ def test_a_diffusers_directory_on_an_env_without_an_adapter_is_refused(tiny_dir)
 
 
 def test_importing_the_library_does_not_import_diffusers() -> None:
-    code = ("import sys, adagen_env, adagen_env.adapters, adagen_env.envs, adagen_env.adapters.diffusers_dit, "
-            "adagen_env.adapters.diffusers_sd3, adagen_env.adapters.diffusers_amused; print('diffusers' in sys.modules)")
+    code = (
+        "import sys, adagen_env, adagen_env.adapters, adagen_env.envs, adagen_env.adapters.diffusers_dit, "
+        "adagen_env.adapters.diffusers_sd3, adagen_env.adapters.diffusers_amused; print('diffusers' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.strip() == "False"

@@ -37,26 +37,49 @@ LATENT = (16, 8, 8)
 def tiny_transformer(seed: int = 0, **overrides) -> diffusers.SD3Transformer2DModel:
     """An SD3-medium-shaped MMDiT in miniature: 16 latent channels, patch 2, joint attention over prompt tokens."""
     torch.manual_seed(seed)
-    config = dict(sample_size=8, patch_size=2, in_channels=16, out_channels=16, num_layers=2, attention_head_dim=8,
-                  num_attention_heads=2, joint_attention_dim=12, caption_projection_dim=16, pooled_projection_dim=10,
-                  pos_embed_max_size=6)
+    config = dict(
+        sample_size=8,
+        patch_size=2,
+        in_channels=16,
+        out_channels=16,
+        num_layers=2,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=12,
+        caption_projection_dim=16,
+        pooled_projection_dim=10,
+        pos_embed_max_size=6,
+    )
     return diffusers.SD3Transformer2DModel(**{**config, **overrides})
 
 
 def tiny_vae(seed: int = 1, **overrides) -> diffusers.AutoencoderKL:
     """SD3's VAE layout in miniature: 16 latent channels, its scaling and shift factors."""
     torch.manual_seed(seed)
-    config = dict(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
-                  up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=16, norm_num_groups=4, sample_size=16,
-                  scaling_factor=1.5305, shift_factor=0.0609)
+    config = dict(
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=16,
+        norm_num_groups=4,
+        sample_size=16,
+        scaling_factor=1.5305,
+        shift_factor=0.0609,
+    )
     return diffusers.AutoencoderKL(**{**config, **overrides})
 
 
-def tiny_prompts(num_prompts: int = 3, seed: int = 2, tokens: int = 5, width: int = 12, pooled: int = 10) -> PromptTable:
+def tiny_prompts(
+    num_prompts: int = 3, seed: int = 2, tokens: int = 5, width: int = 12, pooled: int = 10
+) -> PromptTable:
     """Stand-ins for the text encoders' outputs; the empty prompt's embedding is not zero, as a real one is not."""
     g = torch.Generator().manual_seed(seed)
-    return PromptTable(torch.randn(num_prompts, tokens, width, generator=g), torch.randn(num_prompts, pooled, generator=g),
-                       torch.randn(tokens, width, generator=g), torch.randn(pooled, generator=g))
+    return PromptTable(
+        torch.randn(num_prompts, tokens, width, generator=g),
+        torch.randn(num_prompts, pooled, generator=g),
+        torch.randn(tokens, width, generator=g),
+        torch.randn(pooled, generator=g),
+    )
 
 
 def save_pipeline(root: Path, transformer=None, vae=None, scheduler=None, prompts=None) -> Path:
@@ -79,9 +102,15 @@ def tiny_model(tiny_dir) -> DiffusersSD3:
 
 
 def _zero_action_images(generator, num_steps: int, cfg_scale, labels: list[int], seed: int, solver: str = "ddim"):
-    envs = gym.make_vec("AdaGen/SiT-v0", num_envs=len(labels), generator=generator, num_steps=num_steps,
-                        sampler_kwargs={"cfg_scale": cfg_scale, "solver": solver}, reward_model=None,
-                        return_images=True)
+    envs = gym.make_vec(
+        "AdaGen/SiT-v0",
+        num_envs=len(labels),
+        generator=generator,
+        num_steps=num_steps,
+        sampler_kwargs={"cfg_scale": cfg_scale, "solver": solver},
+        reward_model=None,
+        return_images=True,
+    )
     envs.reset(seed=seed, options={"labels": labels})
     for _ in range(envs.horizon):
         _, _, terminated, _, info = envs.step(np.zeros((len(labels), len(envs.controlled)), np.float32))
@@ -89,8 +118,15 @@ def _zero_action_images(generator, num_steps: int, cfg_scale, labels: list[int],
     return info["final_images"]
 
 
-def sd3_loop(model: DiffusersSD3, scheduler, labels: list[int], seed: int, guidance_scale: float,
-             num_steps: int | None = None, sigmas: list[float] | None = None) -> torch.Tensor:
+def sd3_loop(
+    model: DiffusersSD3,
+    scheduler,
+    labels: list[int],
+    seed: int,
+    guidance_scale: float,
+    num_steps: int | None = None,
+    sigmas: list[float] | None = None,
+) -> torch.Tensor:
     """`StableDiffusion3Pipeline.__call__`'s denoising loop and decoding with `prompt_embeds` passed directly."""
     prompts = model.prompt_embeds[:-1], model.pooled_prompt_embeds[:-1]
     null = model.prompt_embeds[-1], model.pooled_prompt_embeds[-1]
@@ -104,9 +140,13 @@ def sd3_loop(model: DiffusersSD3, scheduler, labels: list[int], seed: int, guida
     with torch.no_grad():
         for t in scheduler.timesteps:
             model_input = torch.cat([latents] * 2) if guided else latents
-            noise_pred = model.transformer(hidden_states=model_input, timestep=t.expand(model_input.shape[0]),
-                                           encoder_hidden_states=embeds, pooled_projections=pooled,
-                                           return_dict=False)[0]
+            noise_pred = model.transformer(
+                hidden_states=model_input,
+                timestep=t.expand(model_input.shape[0]),
+                encoder_hidden_states=embeds,
+                pooled_projections=pooled,
+                return_dict=False,
+            )[0]
             if guided:
                 uncond, text = noise_pred.chunk(2)
                 noise_pred = uncond + guidance_scale * (text - uncond)
@@ -124,8 +164,9 @@ def sd3_loop(model: DiffusersSD3, scheduler, labels: list[int], seed: int, guida
         (1.0, 5, 3.5),  # unshifted sigmas
     ],
 )
-def test_zero_action_images_equal_the_sd3_scheduler_loop(tiny_dir, tiny_model, shift, num_steps,
-                                                         guidance_scale) -> None:
+def test_zero_action_images_equal_the_sd3_scheduler_loop(
+    tiny_dir, tiny_model, shift, num_steps, guidance_scale
+) -> None:
     labels, seed = [2, 0, 1], 7
     cfg = None if guidance_scale == 1.0 else guidance_scale - 1  # ours: cond + w (cond - uncond); diffusers' s = w + 1
     scheduler = diffusers.FlowMatchEulerDiscreteScheduler(shift=shift)
@@ -162,7 +203,9 @@ def test_a_policy_like_schedule_equals_the_scheduler_on_the_same_sigmas(tiny_mod
     unshifted = diffusers.FlowMatchEulerDiscreteScheduler(shift=1.0)  # set_timesteps shifts custom sigmas too
     reference = sd3_loop(tiny_model, unshifted, labels, seed, guidance_scale, sigmas=sigmas)
     assert (ours - reference).abs().max() < TOLERANCE
-    second_order = DiffusersSD3Sampler(tiny_model, num_steps=len(sigmas), solver="dpmpp2m", cfg_scale=guidance_scale - 1)
+    second_order = DiffusersSD3Sampler(
+        tiny_model, num_steps=len(sigmas), solver="dpmpp2m", cfg_scale=guidance_scale - 1
+    )
     other = second_order.sample(torch.tensor(labels), make_generator(seed), schedule)
     assert (other - reference).abs().max() > 100 * TOLERANCE
 
@@ -179,8 +222,9 @@ def test_features_are_a_blocks_image_tokens_pooled_to_a_fixed_grid(tiny_model) -
     assert seen["out"][0] is None and features.shape == (2, 16, 4, 4)
     assert torch.allclose(features, tokens.transpose(1, 2).reshape(2, 16, 4, 4))
     embeds, pooled = tiny_prompts().stacked()
-    direct = tiny_model.transformer(x, encoder_hidden_states=embeds[y], pooled_projections=pooled[y],
-                                    timestep=torch.tensor([750.0, 250.0])).sample
+    direct = tiny_model.transformer(
+        x, encoder_hidden_states=embeds[y], pooled_projections=pooled[y], timestep=torch.tensor([750.0, 250.0])
+    ).sample
     assert torch.equal(velocity, -direct)  # the linear path's velocity x - noise is minus SD3's noise - x
     first = DiffusersSD3(tiny_model.transformer, tiny_model.vae, tiny_prompts(), feature_block=0, feature_grid=2)
     _, small = first(x, t, y)
@@ -230,12 +274,24 @@ def test_two_ppo_updates_train_on_the_adapter(tmp_path, shapes_model) -> None:
     sampler = DiffusersSD3Sampler(shapes_model, num_steps=2)
 
     def make(num_envs, reward_model, return_images, generator=None, group_size=1):
-        return SiTVectorEnv(num_envs=num_envs, generator=generator or sampler, reward_model=reward_model,
-                            return_images=return_images, group_size=group_size)
+        return SiTVectorEnv(
+            num_envs=num_envs,
+            generator=generator or sampler,
+            reward_model=reward_model,
+            return_images=return_images,
+            group_size=group_size,
+        )
 
-    args = Args(env="AdaGen/SiT-v0", num_envs=2, total_updates=2, checkpoint_every=1, eval_every=0,
-                logdir=str(tmp_path / "runs"), progress_bar=False,
-                algo_kwargs={"n_epochs": 1, "episodes_per_update": 1})
+    args = Args(
+        env="AdaGen/SiT-v0",
+        num_envs=2,
+        total_updates=2,
+        checkpoint_every=1,
+        eval_every=0,
+        logdir=str(tmp_path / "runs"),
+        progress_bar=False,
+        algo_kwargs={"n_epochs": 1, "episodes_per_update": 1},
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         out = train(args, make)
@@ -257,8 +313,11 @@ def test_directories_that_are_not_an_sd3_pipeline_are_refused(tmp_path, tiny_dir
     shutil.copytree(tiny_dir, dit)
     config = json.loads((dit / "transformer" / "config.json").read_text())
     (dit / "transformer" / "config.json").write_text(json.dumps({**config, "_class_name": "DiTTransformer2DModel"}))
-    with pytest.raises(CheckpointError, match=r"holds a DiTTransformer2DModel, another model family \(AdaGen/DiT-v0 "
-                                              r"serves it\); the SD3 adapter takes an SD3Transformer2DModel"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"holds a DiTTransformer2DModel, another model family \(AdaGen/DiT-v0 "
+        r"serves it\); the SD3 adapter takes an SD3Transformer2DModel",
+    ):
         SiTVectorEnv(num_envs=1, generator=str(dit), reward_model=None)
     no_vae = tmp_path / "no_vae"
     shutil.copytree(tiny_dir, no_vae)
@@ -281,26 +340,42 @@ def test_directories_that_are_not_an_sd3_pipeline_are_refused(tmp_path, tiny_dir
 
 def test_latent_shapes_and_prompts_the_env_cannot_serve_are_refused(tmp_path) -> None:
     wide_vae = save_pipeline(tmp_path / "wide", vae=tiny_vae(latent_channels=4))
-    with pytest.raises(CheckpointError, match="latent shape not served: the transformer takes 16 latent channels, "
-                                              "the VAE makes 4"):
+    with pytest.raises(
+        CheckpointError, match="latent shape not served: the transformer takes 16 latent channels, the VAE makes 4"
+    ):
         DiffusersSD3.from_pretrained(wide_vae)
     with pytest.raises(InvalidArgument, match="latent shape not served: the transformer outputs 8 channels"):
         DiffusersSD3(tiny_transformer(out_channels=8), tiny_vae(), tiny_prompts())
-    with pytest.raises(InvalidArgument, match="latent shape not served: sample_size 9 is not a multiple of patch_size 2"):
+    with pytest.raises(
+        InvalidArgument, match="latent shape not served: sample_size 9 is not a multiple of patch_size 2"
+    ):
         DiffusersSD3(tiny_transformer(sample_size=9), tiny_vae(), tiny_prompts())
-    with pytest.raises(InvalidArgument, match=r"latent shape not served: the 8x8 token grid exceeds the positional "
-                                              r"embedding's 6x6"):
+    with pytest.raises(
+        InvalidArgument,
+        match=r"latent shape not served: the 8x8 token grid exceeds the positional "
+        r"embedding's 6x6",
+    ):
         DiffusersSD3(tiny_transformer(sample_size=16), tiny_vae(), tiny_prompts())
-    with pytest.raises(InvalidArgument, match=r"prompt embeddings of widths \(tokens 7, pooled 10\); the SD3 "
-                                              r"transformer \(joint_attention_dim, pooled_projection_dim\) takes \(12, 10\)"):
+    with pytest.raises(
+        InvalidArgument,
+        match=r"prompt embeddings of widths \(tokens 7, pooled 10\); the SD3 "
+        r"transformer \(joint_attention_dim, pooled_projection_dim\) takes \(12, 10\)",
+    ):
         DiffusersSD3(tiny_transformer(), tiny_vae(), tiny_prompts(width=7))
     with pytest.raises(InvalidArgument, match=r"feature_grid must be an int in \[1, 4\]"):
         DiffusersSD3(tiny_transformer(), tiny_vae(), tiny_prompts(), feature_grid=5)
 
 
 def test_objects_of_another_family_or_a_missing_vae_are_refused(tiny_model) -> None:
-    dit = diffusers.DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=16, num_layers=1,
-                                          sample_size=8, patch_size=2, num_embeds_ada_norm=10)
+    dit = diffusers.DiTTransformer2DModel(
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=16,
+        num_layers=1,
+        sample_size=8,
+        patch_size=2,
+        num_embeds_ada_norm=10,
+    )
     with pytest.raises(InvalidArgument, match="must be a diffusers SD3Transformer2DModel, got DiTTransformer2DModel"):
         DiffusersSD3(dit, tiny_vae(), tiny_prompts())
     with pytest.raises(InvalidArgument, match="missing VAE"):
@@ -308,7 +383,11 @@ def test_objects_of_another_family_or_a_missing_vae_are_refused(tiny_model) -> N
     with pytest.raises(InvalidArgument, match="prompts must be a PromptTable"):
         DiffusersSD3(tiny_transformer(), tiny_vae(), torch.zeros(3, 5, 12))
     with pytest.raises(InvalidArgument, match="scheduler option use_dynamic_shifting=True"):
-        DiffusersSD3(tiny_transformer(), tiny_vae(), tiny_prompts(),
-                     diffusers.FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True))
+        DiffusersSD3(
+            tiny_transformer(),
+            tiny_vae(),
+            tiny_prompts(),
+            diffusers.FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True),
+        )
     with pytest.raises(InvalidArgument, match="is a 'flow' model; this env needs 'diffusion'"):
         DiTVectorEnv(num_envs=1, generator=tiny_model, reward_model=None)

@@ -92,8 +92,13 @@ def test_matching_nfe_uses_the_baseline_at_its_largest_nfe() -> None:
     def row(method, kind, nfe, fid):
         return {"env_id": "e", "method": method, "kind": kind, "nfe": nfe, "mean": {"fid": fid}, "std": {"fid": 0.1}}
 
-    rows = [row("baseline", "baseline", 4, 9.0), row("baseline", "baseline", 16, 5.0),
-            row("tuned", "tuned", 4, 6.0), row("tuned", "tuned", 8, 5.05), row("other", "hand-made", 4, 8.0)]
+    rows = [
+        row("baseline", "baseline", 4, 9.0),
+        row("baseline", "baseline", 16, 5.0),
+        row("tuned", "tuned", 4, 6.0),
+        row("tuned", "tuned", 8, 5.05),
+        row("other", "hand-made", 4, 8.0),
+    ]
     match = matching_nfe(rows, "e")
     assert match["target_nfe"] == 16 and match["nfe_to_match"] == {"baseline": 16, "tuned": 8, "other": None}
 
@@ -123,8 +128,13 @@ def test_bench_on_the_shipped_generator_writes_every_output(tmp_path) -> None:
 
 def test_bench_adds_a_cma_es_row_that_becomes_the_static_bar(tmp_path) -> None:
     pytest.importorskip("cma", reason="the CMA-ES search needs the `cma` package (the search extra)")
-    config = BenchConfig(step_grid={"AdaGen/SiT-v0": (2,)}, baseline_step_grid={}, hand_made=False, cma_evaluations=4,
-                         **{**TINY, "search_rounds": 0})
+    config = BenchConfig(
+        step_grid={"AdaGen/SiT-v0": (2,)},
+        baseline_step_grid={},
+        hand_made=False,
+        cma_evaluations=4,
+        **{**TINY, "search_rounds": 0},
+    )
     rows = bench(config, out_dir=tmp_path)["rows"]
     assert [r["kind"] for r in rows] == ["baseline", "tuned", "tuned"] and rows[-1]["method"] == "CMA-ES static"
     cma_row = rows[-1]
@@ -144,13 +154,54 @@ def test_bench_config_refuses_a_search_seed_that_is_also_an_eval_seed() -> None:
 
 def test_cli_bench_with_a_policy_adds_an_adaptive_row(tmp_path, capsys) -> None:
     runs = tmp_path / "runs"
-    main(["train", "--env", "AdaGen/SiT-v0", "--num-envs", "2", "--num-steps", "2", "--total-updates", "1",
-          "--eval-every", "0", "--logdir", str(runs), "--no-progress-bar", "--algo-kwargs",
-          '{"n_epochs": 1, "episodes_per_update": 1}'])
+    main(
+        [
+            "train",
+            "--env",
+            "AdaGen/SiT-v0",
+            "--num-envs",
+            "2",
+            "--num-steps",
+            "2",
+            "--total-updates",
+            "1",
+            "--eval-every",
+            "0",
+            "--logdir",
+            str(runs),
+            "--no-progress-bar",
+            "--algo-kwargs",
+            '{"n_epochs": 1, "episodes_per_update": 1}',
+        ]
+    )
     checkpoint = json.loads(capsys.readouterr().out)["checkpoint"]
-    main(["bench", "--env", "AdaGen/SiT-v0", "--steps", "2", "--policy", checkpoint, "--num-samples", "4",
-          "--seeds", "0", "1", "--search-samples", "4", "--search-rounds", "0", "--batch-size", "4",
-          "--no-hand-made", "--baseline-steps", "3", "--out", str(tmp_path / "bench")])
+    main(
+        [
+            "bench",
+            "--env",
+            "AdaGen/SiT-v0",
+            "--steps",
+            "2",
+            "--policy",
+            checkpoint,
+            "--num-samples",
+            "4",
+            "--seeds",
+            "0",
+            "1",
+            "--search-samples",
+            "4",
+            "--search-rounds",
+            "0",
+            "--batch-size",
+            "4",
+            "--no-hand-made",
+            "--baseline-steps",
+            "3",
+            "--out",
+            str(tmp_path / "bench"),
+        ]
+    )
     table = capsys.readouterr().out
     assert "| adaptive |" in table and "| baseline |" in table and "Made by `adagen bench --env" in table
     assert [p.name for p in tmp_path.glob("bench/bench_knobs_*.png")] == ["bench_knobs_AdaGen-SiT-v0_2.png"]
@@ -167,8 +218,15 @@ def test_ablation_trains_each_variant_and_writes_its_section(tmp_path) -> None:
     from agents.checkpoint import load_model
 
     tiny = {"num_envs": 2, "total_updates": 1, "progress_bar": False, "algo_kwargs": TINY_ALGO_KWARGS["ppo"]}
-    report = run_ablation("step-conditioning", num_samples=4, seeds=(0, 1), logdir=tmp_path / "runs", out=tmp_path,
-                          env_fn=env_fn(), train_overrides=tiny)
+    report = run_ablation(
+        "step-conditioning",
+        num_samples=4,
+        seeds=(0, 1),
+        logdir=tmp_path / "runs",
+        out=tmp_path,
+        env_fn=env_fn(),
+        train_overrides=tiny,
+    )
     assert [r["variant"] for r in report["rows"]] == ["on", "off", "baseline schedule"]
     assert len({r["nfe"] for r in report["rows"]}) == 1
     off_run = run_name(ABLATIONS["step-conditioning"], NO_STEP_CONDITIONING)
@@ -180,8 +238,15 @@ def test_ablation_trains_each_variant_and_writes_its_section(tmp_path) -> None:
     assert f"`adagen bench ablation step-conditioning --budget-minutes 10 --out {tmp_path}`" in text
     assert {p.name for p in (tmp_path / "step_conditioning").iterdir()} == {"ablation.json", "eval.json", "eval.md"}
     assert f"AdaGen/DiT-v0 `{zoo.weights_digest(tiny_dit(0))}`" in text
-    run_ablation("step-conditioning", num_samples=4, seeds=(0, 1), logdir=tmp_path / "runs", out=tmp_path,
-                 env_fn=env_fn(), train_overrides=tiny)  # resumes (already trained) and replaces its section
+    run_ablation(
+        "step-conditioning",
+        num_samples=4,
+        seeds=(0, 1),
+        logdir=tmp_path / "runs",
+        out=tmp_path,
+        env_fn=env_fn(),
+        train_overrides=tiny,
+    )  # resumes (already trained) and replaces its section
     assert (tmp_path / "ablations.md").read_text().count("## step-conditioning") == 1
     with pytest.raises(InvalidArgument, match="unknown ablation"):
         run_ablation("rewards")

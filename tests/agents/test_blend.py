@@ -64,12 +64,15 @@ def test_lambda_one_and_zero_reproduce_the_two_policies_exactly(tiny_run) -> Non
             BlendedPolicy(blend.fidelity, blend.diversity, bad)
 
 
-@pytest.mark.parametrize("override, key", [
-    ({"generator_digest": "0" * 16}, "generator_digest"),
-    ({"sampler_config": {"num_steps": 3}}, "sampler_config"),
-    ({"smoothing": 0.0}, "smoothing"),
-    ({"knobs": ["time"]}, "knobs"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ({"generator_digest": "0" * 16}, "generator_digest"),
+        ({"sampler_config": {"num_steps": 3}}, "sampler_config"),
+        ({"smoothing": 0.0}, "smoothing"),
+        ({"knobs": ["time"]}, "knobs"),
+    ],
+)
 def test_policies_of_different_envs_are_refused_naming_the_key(tiny_run, override, key) -> None:
     checkpoint, tmp_path = tiny_run
     fidelity, diversity = _two_policies(checkpoint, tmp_path / key, **override)
@@ -82,8 +85,9 @@ def test_policies_of_different_envs_are_refused_naming_the_key(tiny_run, overrid
 def test_a_different_observation_is_refused(tiny_run) -> None:
     checkpoint, tmp_path = tiny_run
     _, meta = load_model(checkpoint)
-    fidelity, diversity = _two_policies(checkpoint, tmp_path / "observation",
-                                        env_kwargs={**meta["env_kwargs"], "observation": "step-only"})
+    fidelity, diversity = _two_policies(
+        checkpoint, tmp_path / "observation", env_kwargs={**meta["env_kwargs"], "observation": "step-only"}
+    )
     with pytest.raises(CheckpointError, match="env_kwargs.observation: 'features' vs 'step-only'"):
         load_blend(fidelity, diversity)
 
@@ -91,10 +95,20 @@ def test_a_different_observation_is_refused(tiny_run) -> None:
 def test_bench_blend_writes_a_row_per_lambda_its_table_and_its_figure(tmp_path) -> None:
     run = train(tiny_args(tmp_path, env="AdaGen/SiT-v0", num_steps=2, total_updates=1))  # the shipped generator
     fidelity, diversity = _two_policies(run["checkpoint"], tmp_path)
-    config = BenchConfig(step_grid={"AdaGen/SiT-v0": (2,)}, baseline_step_grid={}, hand_made=False,
-                         blend_lambdas=(0.0, 0.5, 1.0), num_samples=4, seeds=(0, 1), search_samples=4,
-                         search_rounds=0, batch_size=4)
-    rows = bench(config, policies=[fidelity, diversity], blends=[(fidelity, diversity)], out_dir=tmp_path / "bench")["rows"]
+    config = BenchConfig(
+        step_grid={"AdaGen/SiT-v0": (2,)},
+        baseline_step_grid={},
+        hand_made=False,
+        blend_lambdas=(0.0, 0.5, 1.0),
+        num_samples=4,
+        seeds=(0, 1),
+        search_samples=4,
+        search_rounds=0,
+        batch_size=4,
+    )
+    rows = bench(config, policies=[fidelity, diversity], blends=[(fidelity, diversity)], out_dir=tmp_path / "bench")[
+        "rows"
+    ]
     by_method = {row["method"]: row for row in rows}
     blends = [row for row in rows if row["kind"] == "blend"]
     assert [row["params"]["lambda"] for row in blends] == [0.0, 0.5, 1.0]

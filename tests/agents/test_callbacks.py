@@ -81,7 +81,12 @@ def test_evaluation_of_the_untrained_policy_equals_the_baseline(tmp_path) -> Non
     eval_env = DiTVectorEnv(num_envs=4, generator=sampler, reward_model=None, return_images=True)
     tpu = timesteps_per_update(model, sampler.horizon)
     evaluation = PolicyEvaluation(
-        eval_env, labels=np.arange(8) % 4, seed=3, every=1, timesteps_per_update=tpu, metrics=("fid", "ssl"),
+        eval_env,
+        labels=np.arange(8) % 4,
+        seed=3,
+        every=1,
+        timesteps_per_update=tpu,
+        metrics=("fid", "ssl"),
         grid_size=4,
     )
     evaluation.init_callback(model)
@@ -105,12 +110,25 @@ def test_evaluation_saves_the_best_model_with_its_metadata(tmp_path) -> None:
     eval_env = DiTVectorEnv(num_envs=4, generator=sampler, reward_model=None, return_images=True)
     tpu = timesteps_per_update(model, sampler.horizon)
     best = tmp_path / "best_model.zip"
-    evaluation = PolicyEvaluation(eval_env, labels=np.arange(8) % 4, seed=3, every=1, timesteps_per_update=tpu,
-                                  metrics=("ssl",), grid_size=0, best_model_path=best,
-                                  meta={"env_id": "AdaGen/DiT-v0", "algo": "ppo", "knobs": ["time", "cfg"],
-                                        "horizon": sampler.horizon, "num_envs": 4,
-                                        "observation_keys": sorted(eval_env.single_observation_space.spaces),
-                                        "feature_shape": list(eval_env.single_observation_space["features"].shape)})
+    evaluation = PolicyEvaluation(
+        eval_env,
+        labels=np.arange(8) % 4,
+        seed=3,
+        every=1,
+        timesteps_per_update=tpu,
+        metrics=("ssl",),
+        grid_size=0,
+        best_model_path=best,
+        meta={
+            "env_id": "AdaGen/DiT-v0",
+            "algo": "ppo",
+            "knobs": ["time", "cfg"],
+            "horizon": sampler.horizon,
+            "num_envs": 4,
+            "observation_keys": sorted(eval_env.single_observation_space.spaces),
+            "feature_shape": list(eval_env.single_observation_space["features"].shape),
+        },
+    )
     evaluation.init_callback(model)
     first = evaluation.evaluate()["fd_ssl"]
     meta = read_meta(best)

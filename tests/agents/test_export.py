@@ -157,15 +157,22 @@ def test_the_bench_row_of_a_schedule_file_is_generate_static_with_its_table(tmp_
     assert "| static shift3 | static |" in (tmp_path / "bench" / "bench.md").read_text()
 
 
-@pytest.mark.parametrize("edits, error, match", [
-    ({"horizon": 5}, CheckpointError, "horizon 5"),
-    ({"knob_names": ["time"]}, CheckpointError, "knob_names"),
-    ({"env_id": None}, InvalidArgument, "names env None"),
-    ({"sampler_config": lambda c: {**c, "solver": "ddim"}}, InvalidArgument, "other sampler settings.*'solver'"),
-    ({"sampler_config": lambda c: {k: v for k, v in c.items() if k != "num_steps"}}, InvalidArgument, "no num_steps"),
-    ({"schedule": lambda s: [[2.0, c] for _, c in s]}, InvalidArgument, "knob 'time' at step 0 is 2.0"),
-    ({"format": "other/1"}, CheckpointError, "not a schedule file"),
-])
+@pytest.mark.parametrize(
+    "edits, error, match",
+    [
+        ({"horizon": 5}, CheckpointError, "horizon 5"),
+        ({"knob_names": ["time"]}, CheckpointError, "knob_names"),
+        ({"env_id": None}, InvalidArgument, "names env None"),
+        ({"sampler_config": lambda c: {**c, "solver": "ddim"}}, InvalidArgument, "other sampler settings.*'solver'"),
+        (
+            {"sampler_config": lambda c: {k: v for k, v in c.items() if k != "num_steps"}},
+            InvalidArgument,
+            "no num_steps",
+        ),
+        ({"schedule": lambda s: [[2.0, c] for _, c in s]}, InvalidArgument, "knob 'time' at step 0 is 2.0"),
+        ({"format": "other/1"}, CheckpointError, "not a schedule file"),
+    ],
+)
 def test_bench_refuses_a_schedule_file_that_does_not_fit(tmp_path, edits, error, match) -> None:
     path, _, _ = _sit_file(tmp_path, steps=2, **edits)
     with pytest.raises(error, match=match):
@@ -173,17 +180,59 @@ def test_bench_refuses_a_schedule_file_that_does_not_fit(tmp_path, edits, error,
 
 
 def test_cli_exports_a_policy_and_benches_the_schedule_beside_it(tmp_path, capsys) -> None:
-    main(["train", "--env", "AdaGen/SiT-v0", "--num-envs", "2", "--num-steps", "2", "--total-updates", "1",
-          "--eval-every", "0", "--logdir", str(tmp_path / "runs"), "--no-progress-bar", "--algo-kwargs",
-          '{"n_epochs": 1, "episodes_per_update": 1}'])
+    main(
+        [
+            "train",
+            "--env",
+            "AdaGen/SiT-v0",
+            "--num-envs",
+            "2",
+            "--num-steps",
+            "2",
+            "--total-updates",
+            "1",
+            "--eval-every",
+            "0",
+            "--logdir",
+            str(tmp_path / "runs"),
+            "--no-progress-bar",
+            "--algo-kwargs",
+            '{"n_epochs": 1, "episodes_per_update": 1}',
+        ]
+    )
     checkpoint = json.loads(capsys.readouterr().out)["checkpoint"]
     out = tmp_path / "sit_policy.json"
     main(["export-schedule", "--policy", checkpoint, "--out", str(out), "--num-samples", "8", "--batch-size", "4"])
     assert capsys.readouterr().out.strip() == f"wrote {out}"
     assert read_schedule(out)["time_grid"]["schedulers"][0]["scheduler"] == "FlowMatchEulerDiscreteScheduler"
-    main(["bench", "--env", "AdaGen/SiT-v0", "--steps", "2", "--policy", checkpoint, "--schedule", str(out),
-          "--num-samples", "4", "--seeds", "0", "1", "--search-samples", "4", "--search-rounds", "0",
-          "--batch-size", "4", "--no-hand-made", "--baseline-steps", "--out", str(tmp_path / "bench")])
+    main(
+        [
+            "bench",
+            "--env",
+            "AdaGen/SiT-v0",
+            "--steps",
+            "2",
+            "--policy",
+            checkpoint,
+            "--schedule",
+            str(out),
+            "--num-samples",
+            "4",
+            "--seeds",
+            "0",
+            "1",
+            "--search-samples",
+            "4",
+            "--search-rounds",
+            "0",
+            "--batch-size",
+            "4",
+            "--no-hand-made",
+            "--baseline-steps",
+            "--out",
+            str(tmp_path / "bench"),
+        ]
+    )
     table = capsys.readouterr().out
     assert "| adaptive |" in table and "| static sit_policy | static |" in table
     with pytest.raises(SystemExit, match="adagen export-schedule: error: .*does not exist"):

@@ -37,8 +37,13 @@ def maskgit_env_fn():
     sampler = make_sampler()
 
     def make(num_envs: int, reward_model, return_images: bool, generator=None, group_size: int = 1):
-        return env_cls(num_envs=num_envs, generator=generator or sampler, reward_model=reward_model,
-                       return_images=return_images, group_size=group_size)
+        return env_cls(
+            num_envs=num_envs,
+            generator=generator or sampler,
+            reward_model=reward_model,
+            return_images=return_images,
+            group_size=group_size,
+        )
 
     return make
 
@@ -184,8 +189,18 @@ def test_the_exported_policy_keeps_the_discriminator_pickle_free(maskgit_policy,
 def test_eval_rows_of_refinement_count_k_times_the_nfe(maskgit_policy) -> None:
     path, checkpoint, make = maskgit_policy
     shipped = export_policy(checkpoint, path.with_name("shipped.zip"))
-    results = evaluate([shipped], baseline=True, num_samples=4, seeds=[0], batch_size=2, out_dir=None,
-                       metrics=("fid",), env_fn=make, best_of=2, lookahead=2)
+    results = evaluate(
+        [shipped],
+        baseline=True,
+        num_samples=4,
+        seeds=[0],
+        batch_size=2,
+        out_dir=None,
+        metrics=("fid",),
+        env_fn=make,
+        best_of=2,
+        lookahead=2,
+    )
     rows = {row["name"]: row for row in results["rows"]}
     plain = rows[str(shipped)]["nfe"]
     assert rows[f"best-of-2 {shipped}"]["nfe"] == rows[f"lookahead-2 {shipped}"]["nfe"] == 2 * plain

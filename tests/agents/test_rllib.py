@@ -25,8 +25,13 @@ def test_the_command_line_has_the_engine_flags_and_imports_no_ray() -> None:
     args = build_parser().parse_args(["train", "--engine", "rllib", "--num-env-runners", "3"])
     assert (args.engine, args.num_env_runners) == ("rllib", 3)
     code = "import sys; from agents.cli import build_parser; build_parser(); print('ray' in sys.modules, 'torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[2])
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert out.stdout.split() == ["False", "False"]
 
 
@@ -34,8 +39,9 @@ try:
     import ray
 except ModuleNotFoundError:  # the `rllib` extra is not installed
     ray = None
-needs_ray = pytest.mark.skipif(ray is None, reason="Ray RLlib is not installed (the `rllib` extra: "
-                                                   "pip install 'adagen-env[rllib]')")
+needs_ray = pytest.mark.skipif(
+    ray is None, reason="Ray RLlib is not installed (the `rllib` extra: pip install 'adagen-env[rllib]')"
+)
 if ray is not None:
     from ray import cloudpickle
 
@@ -54,9 +60,20 @@ def test_the_rllib_engine_without_ray_names_the_install_command(tmp_path) -> Non
 
 def tiny_args(logdir: Path, **overrides) -> Args:
     """AdaGen/SiT-v0 with the shipped flow model, 2 steps (horizon 3), 4 lanes over 2 runners, one small epoch."""
-    values = {"env": "AdaGen/SiT-v0", "engine": "rllib", "num_env_runners": 2, "num_envs": 4, "num_steps": 2,
-              "total_updates": 1, "eval_every": 0, "checkpoint_every": 1, "logdir": str(logdir), "run_name": "run",
-              "progress_bar": False, "algo_kwargs": {"num_epochs": 1, "episodes_per_update": 1, "minibatches": 1}}
+    values = {
+        "env": "AdaGen/SiT-v0",
+        "engine": "rllib",
+        "num_env_runners": 2,
+        "num_envs": 4,
+        "num_steps": 2,
+        "total_updates": 1,
+        "eval_every": 0,
+        "checkpoint_every": 1,
+        "logdir": str(logdir),
+        "run_name": "run",
+        "progress_bar": False,
+        "algo_kwargs": {"num_epochs": 1, "episodes_per_update": 1, "minibatches": 1},
+    }
     return Args(**{**values, **overrides})
 
 
@@ -131,8 +148,16 @@ def test_a_resumed_run_continues_policy_discriminator_and_counter(run) -> None:
     saved = logdir / "run" / json.loads((logdir / "run" / "latest.json").read_text())["checkpoint"]
     states = sorted(f.name for f in saved.rglob("*state*") if f.is_file())
     assert states and all(name.endswith(".msgpack") for name in states if name != "adagen_state.pt")  # no pickles
-    resumed = RLlibRun(tiny_args(logdir, resume=True, num_env_runners=0, total_updates=2,  # samples in the driver
-                                 eval_every=2, eval_samples=8))
+    resumed = RLlibRun(
+        tiny_args(
+            logdir,
+            resume=True,
+            num_env_runners=0,
+            total_updates=2,  # samples in the driver
+            eval_every=2,
+            eval_samples=8,
+        )
+    )
     try:
         assert resumed.updates == 1
         assert all(torch.equal(v, policy[k]) for k, v in resumed.module.state_dict().items())

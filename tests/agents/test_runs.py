@@ -36,4 +36,6 @@ def test_a_named_run_is_refused_without_a_checkpoint_to_resume_or_over_an_old_ru
         find_run_dir(Args(logdir=str(tmp_path), run_name="named"), "latest.json", "rllib-ppo")
     (tmp_path / "named" / "latest.json").write_text("")
     assert find_run_dir(Args(logdir=str(tmp_path), run_name="named", resume=True), "latest.json", "rllib-ppo") == (
-        tmp_path / "named", True)
+        tmp_path / "named",
+        True,
+    )

@@ -268,8 +268,15 @@ def test_eval_writes_json_and_markdown_at_equal_nfe(tmp_path) -> None:
     digest = zoo.weights_digest(tiny_dit(0))  # the weights every row was measured on, named in the table
     assert policy["generator_digest"] == baseline["generator_digest"] == digest and f"AdaGen/DiT-v0 `{digest}`" in table
     other = train(tiny_args(tmp_path, total_updates=1, smoothing=0.5, observation="step-only", run_name="b"), env_fn())
-    both = evaluate([out["checkpoint"], other["checkpoint"]], baseline=True, num_samples=2, seeds=[0],
-                    batch_size=2, out_dir=None, env_fn=env_fn())
+    both = evaluate(
+        [out["checkpoint"], other["checkpoint"]],
+        baseline=True,
+        num_samples=2,
+        seeds=[0],
+        batch_size=2,
+        out_dir=None,
+        env_fn=env_fn(),
+    )
     assert [row["name"] for row in both["rows"]][2:] == ["baseline"]  # u = 0 is the baseline whatever the policy sees
 
 
@@ -299,13 +306,44 @@ def test_cli_train_help_shows_each_fields_doc(monkeypatch) -> None:
 
 
 def test_cli_train_flags_keep_their_behaviour() -> None:
-    argv = ["train", "--env", "AdaGen/DiT-v0", "--algo", "sac", "--num-steps", "4", "--smoothing", "0.5",
-            "--knobs", "cfg", "time", "--reward-model", "batch-fid", "--budget-minutes", "1.5", "--resume",
-            "--algo-kwargs", '{"n_epochs": 10}', "--no-progress-bar", "--feature-dtype", "float16"]
+    argv = [
+        "train",
+        "--env",
+        "AdaGen/DiT-v0",
+        "--algo",
+        "sac",
+        "--num-steps",
+        "4",
+        "--smoothing",
+        "0.5",
+        "--knobs",
+        "cfg",
+        "time",
+        "--reward-model",
+        "batch-fid",
+        "--budget-minutes",
+        "1.5",
+        "--resume",
+        "--algo-kwargs",
+        '{"n_epochs": 10}',
+        "--no-progress-bar",
+        "--feature-dtype",
+        "float16",
+    ]
     args = args_from_namespace(build_parser().parse_args(argv))
-    assert args == Args(env="AdaGen/DiT-v0", algo="sac", num_steps=4, smoothing=0.5, knobs=["cfg", "time"],
-                        reward_model="batch-fid", budget_minutes=1.5, resume=True, algo_kwargs={"n_epochs": 10},
-                        progress_bar=False, feature_dtype="float16")
+    assert args == Args(
+        env="AdaGen/DiT-v0",
+        algo="sac",
+        num_steps=4,
+        smoothing=0.5,
+        knobs=["cfg", "time"],
+        reward_model="batch-fid",
+        budget_minutes=1.5,
+        resume=True,
+        algo_kwargs={"n_epochs": 10},
+        progress_bar=False,
+        feature_dtype="float16",
+    )
     for bad in (["--algo", "dqn"], ["--observation", "pixels"], ["--num-envs", "x"]):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["train", *bad])
@@ -383,7 +421,8 @@ def test_exported_policy_is_smaller_and_acts_the_same(tmp_path) -> None:
     env = smooth(env_fn()(num_envs=2, reward_model=None, return_images=False), meta["smoothing"])
     obs, _ = env.reset(seed=0)
     torch.testing.assert_close(
-        torch.as_tensor(exported.predict(obs, deterministic=True)[0]), torch.as_tensor(original.predict(obs, deterministic=True)[0])
+        torch.as_tensor(exported.predict(obs, deterministic=True)[0]),
+        torch.as_tensor(original.predict(obs, deterministic=True)[0]),
     )
     with pytest.raises(CheckpointError, match="does not exist"):
         export_policy(tmp_path / "missing.zip", tmp_path / "x.zip")
@@ -399,13 +438,19 @@ def test_observation_mode_is_saved_and_rebuilt_for_evaluation(tmp_path) -> None:
     obs, _ = env.reset(seed=0)
     assert env.unwrapped.observation == "step-only" and not obs["features"].any()
     with pytest.raises(CheckpointError, match="observation"):
-        train(tiny_args(tmp_path, env="AdaGen/SiT-v0", num_steps=2, total_updates=2, resume=True,
-                        logdir=out["run_dir"]))
+        train(
+            tiny_args(tmp_path, env="AdaGen/SiT-v0", num_steps=2, total_updates=2, resume=True, logdir=out["run_dir"])
+        )
 
 
-@pytest.mark.parametrize(("override", "match"), [({"budget_minutes": float("nan")}, "budget_minutes must be a finite"),
-                                                  ({"smoothing": -0.1}, r"smoothing must be an EMA beta in \[0, 1\)"),
-                                                  ({"group_size": 3}, r"group_size \(3\) must divide num_envs")])
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ({"budget_minutes": float("nan")}, "budget_minutes must be a finite"),
+        ({"smoothing": -0.1}, r"smoothing must be an EMA beta in \[0, 1\)"),
+        ({"group_size": 3}, r"group_size \(3\) must divide num_envs"),
+    ],
+)
 def test_arguments_that_meant_nothing_are_refused(tmp_path, override, match) -> None:
     with pytest.raises(InvalidArgument, match=match):
         train(tiny_args(tmp_path, **override), env_fn())
@@ -426,8 +471,10 @@ def _final_weights(out: dict) -> dict[str, torch.Tensor]:
     with zipfile.ZipFile(out["checkpoint"]) as archive:
         policy = torch.load(io.BytesIO(archive.read("policy.pth")), weights_only=True)
     state = load_state(out["checkpoint"], _data(out["checkpoint"])["num_timesteps"])
-    return {**{f"policy.{k}": v for k, v in policy.items()},
-            **{f"disc.{k}": v for k, v in state["reward_model"]["discriminator"].items()}}
+    return {
+        **{f"policy.{k}": v for k, v in policy.items()},
+        **{f"disc.{k}": v for k, v in state["reward_model"]["discriminator"].items()},
+    }
 
 
 @pytest.mark.parametrize("algo", ["ppo", "sac"])
@@ -463,9 +510,27 @@ def test_a_run_killed_with_sigkill_at_a_random_point_resumes_to_the_same_weights
 
     if not zoo.weights_path("flow").exists():
         pytest.skip("the shipped flow generator is not present")
-    command = [sys.executable, "-m", "agents.cli", "train", "--env", "AdaGen/SiT-v0", "--num-steps", "1",
-               "--num-envs", "2", "--total-updates", "16", "--checkpoint-every", "2", "--eval-every", "0",
-               "--algo-kwargs", '{"n_epochs": 1, "episodes_per_update": 1}', "--no-progress-bar"]
+    command = [
+        sys.executable,
+        "-m",
+        "agents.cli",
+        "train",
+        "--env",
+        "AdaGen/SiT-v0",
+        "--num-steps",
+        "1",
+        "--num-envs",
+        "2",
+        "--total-updates",
+        "16",
+        "--checkpoint-every",
+        "2",
+        "--eval-every",
+        "0",
+        "--algo-kwargs",
+        '{"n_epochs": 1, "episodes_per_update": 1}',
+        "--no-progress-bar",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([*command, "--logdir", str(tmp_path), "--run-name", "whole"], check=True, env=env, timeout=300)
     killed = subprocess.Popen([*command, "--logdir", str(tmp_path), "--run-name", "killed"], env=env)
@@ -475,8 +540,9 @@ def test_a_run_killed_with_sigkill_at_a_random_point_resumes_to_the_same_weights
     time.sleep(random.Random().uniform(0.0, 1.0))  # somewhere in updates 2..16, maybe inside a save
     killed.send_signal(signal.SIGKILL)
     killed.wait()
-    subprocess.run([*command, "--logdir", str(tmp_path), "--run-name", "killed", "--resume"], check=True, env=env,
-                   timeout=300)
+    subprocess.run(
+        [*command, "--logdir", str(tmp_path), "--run-name", "killed", "--resume"], check=True, env=env, timeout=300
+    )
     runs = {name: {"checkpoint": tmp_path / name / CHECKPOINT} for name in ("whole", "killed")}
     a, b = _final_weights(runs["whole"]), _final_weights(runs["killed"])
     assert read_meta(runs["killed"]["checkpoint"])["updates"] == 16
@@ -543,5 +609,6 @@ def test_a_policy_on_a_base_schedule_keeps_the_table_and_is_evaluated_beside_it(
     assert base["name"] == f"base schedule of {out['checkpoint']}" and baseline["name"] == "baseline"
     assert base["mean"]["fd_ssl"] != baseline["mean"]["fd_ssl"]  # the baseline row does not run the base schedule
     with pytest.raises(CheckpointError, match="base_schedule: checkpoint has"):
-        train(tiny_args(tmp_path, env="AdaGen/SiT-v0", num_steps=2, total_updates=2, resume=True,
-                        logdir=out["run_dir"]))
+        train(
+            tiny_args(tmp_path, env="AdaGen/SiT-v0", num_steps=2, total_updates=2, resume=True, logdir=out["run_dir"])
+        )

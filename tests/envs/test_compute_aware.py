@@ -59,8 +59,9 @@ def test_a_stop_that_never_fires_is_the_usual_env_bit_for_bit(case: str) -> None
 def test_a_stop_ends_the_lane_with_the_shorter_sampler_s_image_and_the_nfe_it_spent() -> None:
     model = tiny_dit()
     sampler = FlowSampler(model, num_steps=4)  # H = 5: NFE per step 1, 2, 2, 2, 1
-    env = SiTVectorEnv(num_envs=3, generator=sampler, reward_model=Brightness(), return_images=True,
-                       stop_knob=True, nfe_cost=0.01)
+    env = SiTVectorEnv(
+        num_envs=3, generator=sampler, reward_model=Brightness(), return_images=True, stop_knob=True, nfe_cost=0.01
+    )
     stop_at = {0: 2, 2: 1}  # lane 0 stops at step 2, lane 2 at step 1, lane 1 never
 
     def actions(k: int) -> np.ndarray:
@@ -75,8 +76,11 @@ def test_a_stop_ends_the_lane_with_the_shorter_sampler_s_image_and_the_nfe_it_sp
     assert np.isnan(steps[3][2]["knobs"][[0, 2]]).all() and np.isfinite(steps[3][2]["knobs"][1]).all()
     assert steps[2][2]["knobs"][0, 0] == 1.0  # the stopping step's time is the data end
     images = torch.from_numpy(info["final_images"])
-    np.testing.assert_allclose(steps[-1][1], Brightness().score(images, torch.tensor(LABELS)).numpy()
-                               - 0.01 * np.array([4, 8, 2], np.float32), rtol=1e-6)
+    np.testing.assert_allclose(
+        steps[-1][1],
+        Brightness().score(images, torch.tensor(LABELS)).numpy() - 0.01 * np.array([4, 8, 2], np.float32),
+        rtol=1e-6,
+    )
     # A lane that stops at step k has the image of the k-NFE sampler on the same times (the baseline's so far).
     for lane, k in stop_at.items():
         short = FlowSampler(model, num_steps=k)
@@ -92,11 +96,20 @@ def test_a_stop_ends_the_lane_with_the_shorter_sampler_s_image_and_the_nfe_it_sp
 
 
 def test_the_episode_ends_for_all_when_the_last_running_lane_stops() -> None:
-    env = SiTVectorEnv(num_envs=3, generator=FlowSampler(tiny_dit(), num_steps=4), reward_model=None,
-                       return_images=True, stop_knob=True)
+    env = SiTVectorEnv(
+        num_envs=3,
+        generator=FlowSampler(tiny_dit(), num_steps=4),
+        reward_model=None,
+        return_images=True,
+        stop_knob=True,
+    )
     stops = {1: [10.0, 0.0, 0.0], 2: [0.0, 10.0, 10.0]}
-    steps = _run(env, lambda k: np.concatenate([np.zeros((3, 2), np.float32),
-                                                np.array(stops.get(k, [0.0] * 3), np.float32)[:, None]], axis=1))
+    steps = _run(
+        env,
+        lambda k: np.concatenate(
+            [np.zeros((3, 2), np.float32), np.array(stops.get(k, [0.0] * 3), np.float32)[:, None]], axis=1
+        ),
+    )
     assert len(steps) == 3 and steps[-1][2]["episode_nfe"].tolist() == [2, 4, 4]
     assert np.isfinite(steps[-1][2]["final_images"]).all()
     obs, rewards, terminated, _, _ = env.step(np.zeros((3, 3), np.float32))  # next-step autoreset
@@ -105,7 +118,8 @@ def test_the_episode_ends_for_all_when_the_last_running_lane_stops() -> None:
 
 def test_the_single_lane_env_with_a_stop_passes_the_checker() -> None:
     single = type("Single", (AdaGenEnv,), {"vector_cls": SiTVectorEnv})(
-        generator=FlowSampler(tiny_dit(), num_steps=3), reward_model=None, stop_knob=True, nfe_cost=0.1)
+        generator=FlowSampler(tiny_dit(), num_steps=3), reward_model=None, stop_knob=True, nfe_cost=0.1
+    )
     check_env(single, skip_render_check=True)
 
 
@@ -128,8 +142,13 @@ def test_refusals_name_the_problem() -> None:
 
 
 def test_selected_lanes_carry_their_stop_and_their_spent_nfe() -> None:
-    env = SiTVectorEnv(num_envs=3, generator=FlowSampler(tiny_dit(), num_steps=4), reward_model=None,
-                       return_images=True, stop_knob=True)
+    env = SiTVectorEnv(
+        num_envs=3,
+        generator=FlowSampler(tiny_dit(), num_steps=4),
+        reward_model=None,
+        return_images=True,
+        stop_knob=True,
+    )
     env.reset(seed=0, options={"labels": LABELS})
     env.step(np.zeros((3, 3), np.float32))
     _, _, _, _, info = env.step(np.array([[0, 0, 10], [0, 0, 0], [0, 0, 0]], np.float32))  # lane 0 stops at step 1

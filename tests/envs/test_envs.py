@@ -106,7 +106,12 @@ def test_step_info_and_rewards(tiny_case) -> None:
 
 def test_controlled_knobs_pool_and_dtype(tiny_ode_sampler) -> None:
     envs = SiTVectorEnv(
-        num_envs=2, generator=tiny_ode_sampler, knobs=["cfg"], reward_model=None, feature_pool=2, feature_dtype="float16"
+        num_envs=2,
+        generator=tiny_ode_sampler,
+        knobs=["cfg"],
+        reward_model=None,
+        feature_pool=2,
+        feature_dtype="float16",
     )
     assert envs.single_action_space.shape == (1,)
     obs, _ = envs.reset(seed=0)
@@ -179,7 +184,9 @@ def test_package_registers_every_paradigm() -> None:
 def test_unknown_keywords_raise_a_type_error_as_python_does() -> None:
     from adagen_env.errors import UnknownArgument
 
-    with pytest.raises(TypeError, match="unexpected keyword argument 'frameskip'"):  # what TorchRL's GymEnv probe catches
+    with pytest.raises(
+        TypeError, match="unexpected keyword argument 'frameskip'"
+    ):  # what TorchRL's GymEnv probe catches
         gym.make("AdaGen/SiT-v0", frameskip=1)
     with pytest.raises(UnknownArgument):
         gym.make_vec("AdaGen/SiT-v0", num_envs=2, bogus=1)
@@ -224,7 +231,9 @@ def test_damaged_generator_weights_are_refused_on_load(tmp_path) -> None:
     state[name].view(-1)[0] = float("nan")  # the bytes damaged, the header intact
     path = tmp_path / "flow.safetensors"
     save_file(state, str(path))
-    path.with_suffix(".json").write_text(json.dumps(json.loads(zoo.weights_path("flow").with_suffix(".json").read_text())))
+    path.with_suffix(".json").write_text(
+        json.dumps(json.loads(zoo.weights_path("flow").with_suffix(".json").read_text()))
+    )
     with pytest.raises(CheckpointError, match=f"NaN or infinite values in.*{name}"):
         gym.make_vec("AdaGen/SiT-v0", num_envs=2, generator=str(path))
 
@@ -309,8 +318,10 @@ def test_module_prefixed_id_works_in_a_fresh_process() -> None:
     import subprocess
     import sys
 
-    code = ("import gymnasium as gym; env = gym.make('adagen_env:AdaGen/SiT-v0', num_steps=1, reward_model=None); "
-            "obs, _ = env.reset(seed=0); print(sorted(obs))")
+    code = (
+        "import gymnasium as gym; env = gym.make('adagen_env:AdaGen/SiT-v0', num_steps=1, reward_model=None); "
+        "obs, _ = env.reset(seed=0); print(sorted(obs))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.strip() == "['features', 'step']"
 

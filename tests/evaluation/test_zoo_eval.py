@@ -16,7 +16,10 @@ from adagen_env.evaluation.zoo_eval import evaluate_zoo
 def test_cross_repeats_each_nfe_cfg_point_per_settings_dict():
     points = cross({8: (None, 1.0)}, {}, {"top_k": 0})
     assert points == (
-        GridPoint(8, None), GridPoint(8, None, (("top_k", 0),)), GridPoint(8, 1.0), GridPoint(8, 1.0, (("top_k", 0),)),
+        GridPoint(8, None),
+        GridPoint(8, None, (("top_k", 0),)),
+        GridPoint(8, 1.0),
+        GridPoint(8, 1.0, (("top_k", 0),)),
     )
     assert cross({4: (3.0,)}) == (GridPoint(4, 3.0),)
 

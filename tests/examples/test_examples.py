@@ -32,8 +32,16 @@ def test_cleanrl_ppo_trains_and_starts_at_the_baseline(tmp_path) -> None:
     mean = untrained.actor_mean(untrained.actor_trunk(cleanrl.to_torch(obs, envs.unwrapped.horizon)))
     assert torch.equal(mean, torch.zeros_like(mean))  # the deterministic action is u = 0: the baseline
 
-    args = cleanrl.Args(num_envs=4, num_steps=2, total_updates=2, episodes_per_update=1, update_epochs=1,
-                        num_minibatches=1, hidden=32, logdir=str(tmp_path / "tb"))
+    args = cleanrl.Args(
+        num_envs=4,
+        num_steps=2,
+        total_updates=2,
+        episodes_per_update=1,
+        update_epochs=1,
+        num_minibatches=1,
+        hidden=32,
+        logdir=str(tmp_path / "tb"),
+    )
     agent, history = cleanrl.main(args)
     assert len(history["reward"]) == 2 and all(0 < r < 1 for r in history["reward"])  # sigmoid of D's logit
     assert all(math.isfinite(loss) for loss in history["policy_loss"])
@@ -46,8 +54,9 @@ def test_torchrl_ppo_trains_and_starts_at_the_baseline() -> None:
     from torchrl.envs.utils import ExplorationType, set_exploration_type
 
     torchrl_ppo = load("torchrl_ppo")
-    args = torchrl_ppo.Args(num_envs=4, num_steps=2, total_updates=2, episodes_per_update=1, update_epochs=1,
-                            num_minibatches=1, hidden=32)
+    args = torchrl_ppo.Args(
+        num_envs=4, num_steps=2, total_updates=2, episodes_per_update=1, update_epochs=1, num_minibatches=1, hidden=32
+    )
     actor, history = torchrl_ppo.main(args)
     assert len(history["reward"]) == 2 and all(0 < r < 1 for r in history["reward"])
     assert all(math.isfinite(loss) for loss in history["loss_objective"])

@@ -44,10 +44,15 @@ def test_the_library_never_imports_the_rl_side_or_the_benchmarks() -> None:
         for path in (ROOT / package).rglob("*.py"):
             tree = ast.parse(path.read_text())
             for node in ast.walk(tree):  # function-level imports too
-                names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                    [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                )
                 for name in names:
-                    assert name.split(".")[0] not in ("agents", "benchmarks"), f"{path.relative_to(ROOT)} imports {name}"
+                    assert name.split(".")[0] not in ("agents", "benchmarks"), (
+                        f"{path.relative_to(ROOT)} imports {name}"
+                    )
 
 
 def _floor(module: str) -> int:
@@ -58,8 +63,11 @@ def _floor(module: str) -> int:
 
 def test_each_floor_of_the_library_imports_only_lower_floors() -> None:
     graph = _imports()
-    assert {m.split(".")[1] for m in graph if m.count(".") and m.startswith("adagen_env.")
-            and (ROOT / "adagen_env" / m.split(".")[1]).is_dir()} == set(FLOORS), "a subpackage is missing from FLOORS"
+    assert {
+        m.split(".")[1]
+        for m in graph
+        if m.count(".") and m.startswith("adagen_env.") and (ROOT / "adagen_env" / m.split(".")[1]).is_dir()
+    } == set(FLOORS), "a subpackage is missing from FLOORS"
     for name, targets in graph.items():
         if not name.startswith("adagen_env."):
             continue
@@ -87,7 +95,7 @@ def test_no_import_cycles() -> None:
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycle = stack[stack.index(nxt):] + [nxt]
+                cycle = stack[stack.index(nxt) :] + [nxt]
                 raise AssertionError("import cycle: " + " -> ".join(cycle))
             if nxt not in state:
                 visit(nxt)

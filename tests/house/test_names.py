@@ -34,15 +34,24 @@ def test_the_library_names_module_imports_nothing() -> None:
 
 
 def test_building_the_cli_parser_imports_no_torch_sb3_or_gymnasium() -> None:
-    code = ("import agents.cli, sys; agents.cli.build_parser(); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch','stable_baselines3','gymnasium')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True, cwd=ROOT)
+    code = (
+        "import agents.cli, sys; agents.cli.build_parser(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch','stable_baselines3','gymnasium')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True, cwd=ROOT
+    )
     assert out.stdout.strip() == "[]"
 
 
 def test_the_library_names_read_on_their_own_equal_the_imported_ones() -> None:
-    code = ("import sys, agents.names as n; assert 'adagen_env' not in sys.modules; "
-            "print(n.ENV_IDS, n.REWARD_MODELS, n.DEFAULT_REWARD_MODEL, n.ZOO_NAMES)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True, cwd=ROOT)
-    assert out.stdout.strip() == " ".join(map(str, (names.ENV_IDS, names.REWARD_MODELS, names.DEFAULT_REWARD_MODEL,
-                                                      names.ZOO_NAMES)))
+    code = (
+        "import sys, agents.names as n; assert 'adagen_env' not in sys.modules; "
+        "print(n.ENV_IDS, n.REWARD_MODELS, n.DEFAULT_REWARD_MODEL, n.ZOO_NAMES)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True, cwd=ROOT
+    )
+    assert out.stdout.strip() == " ".join(
+        map(str, (names.ENV_IDS, names.REWARD_MODELS, names.DEFAULT_REWARD_MODEL, names.ZOO_NAMES))
+    )

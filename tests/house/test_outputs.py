@@ -25,8 +25,12 @@ def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
 
 
 def test_cli_path_defaults_are_under_runs_or_checkpoints() -> None:
-    defaults = {(parser.prog, action.dest): action.default for parser in _parsers(build_parser())
-                for action in parser._actions if action.dest in PATH_OPTIONS and action.default is not None}
+    defaults = {
+        (parser.prog, action.dest): action.default
+        for parser in _parsers(build_parser())
+        for action in parser._actions
+        if action.dest in PATH_OPTIONS and action.default is not None
+    }
     assert defaults[("adagen zoo eval", "out")] == "runs/zoo_eval"
     assert defaults[("adagen bench ablation", "out")] == "runs/ablations"
     for (prog, dest), default in defaults.items():
@@ -39,8 +43,13 @@ def test_library_output_defaults_are_under_runs() -> None:
     from agents.bench import bench
     from agents.evaluate import evaluate
 
-    for function, name in ((bench, "out_dir"), (evaluate, "out_dir"), (evaluate_zoo, "out_dir"), (run_ablation, "out"),
-                           (run_ablation, "logdir")):
+    for function, name in (
+        (bench, "out_dir"),
+        (evaluate, "out_dir"),
+        (evaluate_zoo, "out_dir"),
+        (run_ablation, "out"),
+        (run_ablation, "logdir"),
+    ):
         default = inspect.signature(function).parameters[name].default
         assert str(default).startswith("runs/"), (function.__name__, name, default)
 

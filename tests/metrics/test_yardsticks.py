@@ -59,8 +59,9 @@ def test_factor_vector_round_trip_renders_the_same_image():
     clean = {k: v for k, v in factors.items() if k != "grain"}
     vector, mask = factors_to_vector(labels, clean)
     again = vector_to_factors(labels, vector)
-    torch.testing.assert_close(render_shapes(labels, again, resolution=16), render_shapes(labels, clean, resolution=16),
-                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        render_shapes(labels, again, resolution=16), render_shapes(labels, clean, resolution=16), atol=1e-4, rtol=0
+    )
     # The angle of a circle (class 0) or a ring (class 3) is not a target.
     assert mask[labels == 0, 3:5].sum() == 0 and mask[labels == 1, 3:5].all()
 
@@ -152,8 +153,14 @@ def test_fd_ssl_of_two_real_sets_is_at_its_floor_and_torch_fidelity_agrees():
     assert wrong["fd_ssl"] == pytest.approx(real_vs_real["fd_ssl"])
     assert wrong["fjd_ssl"] > 1.15 * real_vs_real["fjd_ssl"]
     fidelity = torch_fidelity.calculate_metrics(
-        input1=ImageTensorDataset(b_u8), input2=ImageTensorDataset(a_u8), feature_extractor=SSL_EXTRACTOR,
-        fid=True, cache=False, verbose=False, save_cpu_ram=True, cuda=False,
+        input1=ImageTensorDataset(b_u8),
+        input2=ImageTensorDataset(a_u8),
+        feature_extractor=SSL_EXTRACTOR,
+        fid=True,
+        cache=False,
+        verbose=False,
+        save_cpu_ram=True,
+        cuda=False,
     )
     assert fidelity[torch_fidelity.KEY_METRIC_FID] == pytest.approx(real_vs_real["fd_ssl"], rel=1e-3)
     assert ssl_features(b_u8).shape == (1000, 352)
@@ -163,8 +170,17 @@ def test_fd_ssl_of_two_real_sets_is_at_its_floor_and_torch_fidelity_agrees():
 def test_compute_metrics_reports_every_yardstick():
     images, labels = ShapesDataset(16).sample(64, seed=2, labels=balanced_labels(64))
     scores = compute_metrics(images, labels, metrics=("fid", "ssl", "oracle"))
-    for key in ("fid", "fd_ssl", "fjd_ssl", "kid_ssl", "precision_ssl", "recall_ssl", "oracle_fidelity",
-                "oracle_coverage", "class_agreement"):
+    for key in (
+        "fid",
+        "fd_ssl",
+        "fjd_ssl",
+        "kid_ssl",
+        "precision_ssl",
+        "recall_ssl",
+        "oracle_fidelity",
+        "oracle_coverage",
+        "class_agreement",
+    ):
         assert key in scores and torch.isfinite(torch.tensor(scores[key])), key
     assert "oracle_fidelity" not in compute_metrics(images, None, metrics=("ssl", "oracle"))
 
@@ -192,8 +208,9 @@ def test_measuring_recipes_train_and_ship(name):
     assert name not in zoo.GENERATORS
     torch.manual_seed(0)
     model = recipe.model_cls(type(recipe.config)(**{**recipe.config.to_dict(), "width": 8}))
-    loss = recipe.loss(model, torch.zeros(4, 3, 16, 16), torch.zeros(4, dtype=torch.long),
-                       torch.Generator().manual_seed(0))
+    loss = recipe.loss(
+        model, torch.zeros(4, 3, 16, 16), torch.zeros(4, dtype=torch.long), torch.Generator().manual_seed(0)
+    )
     loss.backward()
     assert torch.isfinite(loss) and all(p.grad is not None for p in model.parameters() if p.requires_grad)
     if zoo.weights_path(name).exists():
@@ -201,14 +218,14 @@ def test_measuring_recipes_train_and_ship(name):
 
 
 # -- FD-DINOv2 from disk ---------------------------------------------------------------------------------
-HUBCONF = '''
+HUBCONF = """
 import torch
 
 def dinov2_vits14(pretrained=True, **kwargs):
     assert not pretrained, "the local loader must never ask for pretrained (downloaded) weights"
     torch.manual_seed(0)
     return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(48, 6))
-'''
+"""
 
 
 def test_fd_dinov2_builds_from_local_code_and_weights(tmp_path):

@@ -85,8 +85,9 @@ class _TimeRecorder(torch.nn.Module):
 
 def _training_times(path_name: str, time_sampling: str) -> torch.Tensor:
     model, images = _TimeRecorder(), torch.rand(4096, 3, 2, 2)
-    continuous_loss(path_name, time_sampling=time_sampling)(model, images, torch.zeros(4096, dtype=torch.long),
-                                                            torch.Generator().manual_seed(0))
+    continuous_loss(path_name, time_sampling=time_sampling)(
+        model, images, torch.zeros(4096, dtype=torch.long), torch.Generator().manual_seed(0)
+    )
     return model.times[0]
 
 

@@ -79,7 +79,13 @@ def test_bad_token_shapes_raise():
     with pytest.raises(InvalidArgument, match="one token map per scale"):
         ms.decode([torch.zeros(2, 1, dtype=torch.long)])
     with pytest.raises(InvalidArgument, match=r"scale 2 must have shape \(B, 4\)"):
-        ms.decode([torch.zeros(2, 1, dtype=torch.long), torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 16, dtype=torch.long)])
+        ms.decode(
+            [
+                torch.zeros(2, 1, dtype=torch.long),
+                torch.zeros(2, 3, dtype=torch.long),
+                torch.zeros(2, 16, dtype=torch.long),
+            ]
+        )
 
 
 def test_config_validation():
@@ -186,13 +192,24 @@ def test_two_stage_loss_trains_tokenizer_then_transformer(kind):
 @pytest.mark.parametrize("kind", ["maskgit", "var"])
 def test_a_grain_free_tokenizer_learns_to_reconstruct_clean_renderings(kind):
     torch.manual_seed(0)
-    config = VQConfig(resolution=16, base_channels=8, codebook_size=16, code_dim=4, grain_sigma=0.02,
-                      scales=(1, 2, 4) if kind == "var" else ())
+    config = VQConfig(
+        resolution=16,
+        base_channels=8,
+        codebook_size=16,
+        code_dim=4,
+        grain_sigma=0.02,
+        scales=(1, 2, 4) if kind == "var" else (),
+    )
     if kind == "maskgit":
-        model, loss_fn = MaskGIT(MaskGITConfig(tokenizer=config, width=16, depth=1, heads=2, num_classes=3,
-                                               codebook_tied=True)), maskgit_loss(tokenizer_steps=1, decoder_batch=4)
+        model, loss_fn = (
+            MaskGIT(MaskGITConfig(tokenizer=config, width=16, depth=1, heads=2, num_classes=3, codebook_tied=True)),
+            maskgit_loss(tokenizer_steps=1, decoder_batch=4),
+        )
     else:
-        model, loss_fn = VAR(VARConfig(tokenizer=config, width=16, depth=1, heads=2, num_classes=3)), var_loss(1, decoder_batch=4)
+        model, loss_fn = (
+            VAR(VARConfig(tokenizer=config, width=16, depth=1, heads=2, num_classes=3)),
+            var_loss(1, decoder_batch=4),
+        )
     seen = []
     spy = model.tokenizer.loss
     model.tokenizer.loss = lambda inputs, g, target=None: seen.append((inputs, target)) or spy(inputs, g, target)
@@ -208,7 +225,9 @@ def test_a_grain_free_tokenizer_learns_to_reconstruct_clean_renderings(kind):
     loss = loss_fn(model, x, y, torch.Generator().manual_seed(1))  # transformer stage, decoder on clean targets
     e = encoded[0]
     hh = e[..., 0::2, 0::2] - e[..., 0::2, 1::2] - e[..., 1::2, 0::2] + e[..., 1::2, 1::2]
-    assert float(hh.abs().median()) < 1e-3 < float((x[..., 0::2, 0::2] - x[..., 0::2, 1::2]).abs().median())  # clean tokens
+    assert (
+        float(hh.abs().median()) < 1e-3 < float((x[..., 0::2, 0::2] - x[..., 0::2, 1::2]).abs().median())
+    )  # clean tokens
     loss.backward()
     assert torch.isfinite(loss) and model.tokenizer.decoder.parameters().__next__().grad is not None
 
@@ -226,7 +245,9 @@ def test_codebook_tied_maskgit_reads_and_scores_the_code_vectors():
     after, _ = model(ids, labels)
     assert not torch.allclose(before, after)
     untied = MaskGIT(MaskGITConfig(tokenizer=TINY, width=16, depth=1, heads=2, num_classes=3))
-    assert sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in untied.parameters()) == 4 * 16 + 16 + 16 * 4
+    assert (
+        sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in untied.parameters()) == 4 * 16 + 16 + 16 * 4
+    )
 
 
 @pytest.mark.parametrize("kind", ["maskgit", "var"])
@@ -242,7 +263,9 @@ def test_wrong_shape_checkpoint_names_file_and_mismatch(tmp_path):
     small = MaskGIT(MaskGITConfig(tokenizer=TINY, width=16, depth=1, heads=2, num_classes=3))
     path = tmp_path / "maskgit.safetensors"
     save_file({k: v.contiguous() for k, v in small.state_dict().items()}, str(path))
-    load_state(MaskGIT(MaskGITConfig(tokenizer=TINY, width=16, depth=1, heads=2, num_classes=3)), path)  # same shape: fine
+    load_state(
+        MaskGIT(MaskGITConfig(tokenizer=TINY, width=16, depth=1, heads=2, num_classes=3)), path
+    )  # same shape: fine
     wider = MaskGIT(MaskGITConfig(tokenizer=TINY, width=32, depth=1, heads=2, num_classes=3))
     with pytest.raises(CheckpointError, match="maskgit.safetensors") as info:
         load_state(wider, path)

@@ -20,8 +20,9 @@ def test_the_fidelity_reward_adds_the_weighted_classifier_log_probability() -> N
     log_p = ClassifierReward().score(images, labels)
     assert float((log_p - ClassifierReward().score(images, other)).mean()) > 1  # the classifier tells labels apart
     torch.testing.assert_close(mixed.score(images, labels), plain.score(images, labels) + CLASSIFIER_WEIGHT * log_p)
-    assert float((mixed.score(images, labels) - mixed.score(images, other)).mean()) > \
-        float((plain.score(images, labels) - plain.score(images, other)).mean())
+    assert float((mixed.score(images, labels) - mixed.score(images, other)).mean()) > float(
+        (plain.score(images, labels) - plain.score(images, other)).mean()
+    )
 
 
 def test_its_discriminator_learns_and_loads_as_the_adversarial_reward_s() -> None:
@@ -32,8 +33,10 @@ def test_its_discriminator_learns_and_loads_as_the_adversarial_reward_s() -> Non
     assert not torch.equal(mixed.score(images, labels), before)
     plain = AdversarialReward(8, 16, architecture="projected")
     plain.load_state_dict(mixed.state_dict())  # exports and refinement scorers read it like the plain reward's
-    torch.testing.assert_close(plain.score(images, labels) + CLASSIFIER_WEIGHT * mixed.classifier.score(images, labels),
-                               mixed.score(images, labels))
+    torch.testing.assert_close(
+        plain.score(images, labels) + CLASSIFIER_WEIGHT * mixed.classifier.score(images, labels),
+        mixed.score(images, labels),
+    )
 
 
 def test_a_non_positive_weight_is_refused() -> None:

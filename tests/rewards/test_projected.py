@@ -112,6 +112,10 @@ def test_projected_heads_see_no_finer_grid_than_the_images() -> None:
     reward = make_reward_model("adversarial-projected", 8, 16)
     sides = [f.shape[-1] for f in reward.discriminator.depth_features(torch.rand(2, 3, 16, 16))]
     assert sides == [16, 16, 8]  # the backbone's 32 x 32 first stage, pooled to the 16 x 16 images
-    sides = [f.shape[-1] for f in make_reward_model("adversarial-projected", 8, 32).discriminator.depth_features(
-        torch.rand(2, 3, 32, 32))]
+    sides = [
+        f.shape[-1]
+        for f in make_reward_model("adversarial-projected", 8, 32).discriminator.depth_features(
+            torch.rand(2, 3, 32, 32)
+        )
+    ]
     assert sides == [32, 16, 8]

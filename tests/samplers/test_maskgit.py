@@ -197,14 +197,17 @@ def test_seeds_reproduce_bit_for_bit(model):
     c, grids_c = run_episode(sampler, schedule, seed=8)
     assert torch.equal(a, b) and all(torch.equal(x, y) for x, y in zip(grids_a, grids_b))
     assert not torch.equal(grids_a[-1], grids_c[-1])
-    torch.testing.assert_close(sampler.sample(labels(), make_generator(7)), sampler.sample(labels(), make_generator(7)), rtol=0, atol=0)
+    torch.testing.assert_close(
+        sampler.sample(labels(), make_generator(7)), sampler.sample(labels(), make_generator(7)), rtol=0, atol=0
+    )
 
 
 def test_a_clean_tokenizer_gets_the_data_grain_per_lane_and_seed():
     torch.manual_seed(0)
     tokenizer = VQConfig(resolution=16, base_channels=8, codebook_size=V, code_dim=4, grain_sigma=0.02)
-    net = MaskGIT(MaskGITConfig(tokenizer=tokenizer, width=32, depth=1, heads=2, num_classes=NUM_CLASSES,
-                                codebook_tied=True)).eval()
+    net = MaskGIT(
+        MaskGITConfig(tokenizer=tokenizer, width=32, depth=1, heads=2, num_classes=NUM_CLASSES, codebook_tied=True)
+    ).eval()
     sampler = MaskGITSampler(net, num_steps=3)
     schedule = sampler.baseline_schedule()[None].expand(B, -1, -1)
     a, grids = run_episode(sampler, schedule, seed=3)
