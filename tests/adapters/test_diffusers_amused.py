@@ -11,18 +11,14 @@ pipeline itself needs `transformers` (CLIP), so its loop is written out with the
 
 from __future__ import annotations
 
-import json
-import shutil
-import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
 
-import gymnasium as gym
+import adapter_helpers as helpers  # tests/adapters/adapter_helpers.py
 import numpy as np
 import pytest
 import torch
-from gymnasium.utils.env_checker import check_env
 
 diffusers = pytest.importorskip("diffusers", reason="the diffusers adapters need the diffusers extra")
 
@@ -74,38 +70,24 @@ def tiny_transformer(seed: int = 0, **overrides) -> diffusers.UVit2DModel:
 
 
 def tiny_vqvae(seed: int = 1, **overrides) -> diffusers.VQModel:
-    torch.manual_seed(seed)
-    config = dict(
-        block_out_channels=(8, 16),
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        latent_channels=6,
-        num_vq_embeddings=CODEBOOK,
-        norm_num_groups=4,
-        lookup_from_codebook=True,
-        sample_size=16,
-    )
-    return diffusers.VQModel(**{**config, **overrides})
+    config = {"latent_channels": 6, "num_vq_embeddings": CODEBOOK, "lookup_from_codebook": True}
+    return helpers.tiny_decoder(diffusers.VQModel, seed, **{**config, **overrides})
 
 
 def tiny_prompts(num_prompts: int = 3, seed: int = 2, width: int = 12) -> PromptTable:
     """Stand-ins for CLIP's penultimate hidden states (5 tokens) and its pooled `text_embeds`."""
-    g = torch.Generator().manual_seed(seed)
-    return PromptTable(
-        torch.randn(num_prompts, 5, width, generator=g),
-        torch.randn(num_prompts, 12, generator=g),
-        torch.randn(5, width, generator=g),
-        torch.randn(12, generator=g),
-    )
+    return helpers.tiny_prompt_table(num_prompts, seed, tokens=5, width=width, pooled=12)
 
 
 def save_pipeline(root: Path, transformer=None, vqvae=None, scheduler=None, prompts=None) -> Path:
     """A diffusers pipeline directory as the hub's amused-256 lays it out (minus the text encoder), with the table."""
-    (transformer or tiny_transformer()).save_pretrained(root / "transformer")
-    (vqvae or tiny_vqvae()).save_pretrained(root / "vqvae")
-    (scheduler or diffusers.AmusedScheduler(mask_token_id=MASK_ID)).save_pretrained(root / "scheduler")
-    (prompts or tiny_prompts()).save(root / "prompts.safetensors")
-    return root
+    return helpers.save_components(
+        root,
+        prompts or tiny_prompts(),
+        transformer=transformer or tiny_transformer(),
+        vqvae=vqvae or tiny_vqvae(),
+        scheduler=scheduler or diffusers.AmusedScheduler(mask_token_id=MASK_ID),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -169,20 +151,7 @@ def amused_loop(
 
 
 def _zero_action(generator, num_steps: int, sampler_kwargs: dict, labels: list[int], seed: int) -> np.ndarray:
-    envs = gym.make_vec(
-        "AdaGen/MaskGIT-v0",
-        num_envs=len(labels),
-        generator=generator,
-        num_steps=num_steps,
-        sampler_kwargs=sampler_kwargs,
-        reward_model=None,
-        return_images=True,
-    )
-    envs.reset(seed=seed, options={"labels": labels})
-    for _ in range(envs.horizon):
-        _, _, terminated, _, info = envs.step(np.zeros((len(labels), len(envs.controlled)), np.float32))
-    assert terminated.all()
-    return info["final_images"]
+    return helpers.zero_action_images("AdaGen/MaskGIT-v0", generator, num_steps, sampler_kwargs, labels, seed)
 
 
 def _final_ids(sampler, labels: list[int], seed: int) -> torch.Tensor:
@@ -289,41 +258,12 @@ def shapes_model() -> DiffusersAmused:
 
 
 def test_the_single_lane_env_passes_the_checker(shapes_model) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        env = MaskGITEnv(generator=shapes_model, num_steps=3)
-    assert isinstance(env.sampler, DiffusersAmusedSampler) and env.sampler.num_classes == 8
-    check_env(env, skip_render_check=True)
+    helpers.check_single_lane_env(MaskGITEnv, shapes_model, 3, DiffusersAmusedSampler)
 
 
 def test_two_ppo_updates_train_on_the_adapter(tmp_path, shapes_model) -> None:
-    from agents.train import Args, train
-
     sampler = DiffusersAmusedSampler(shapes_model, num_steps=3)
-
-    def make(num_envs, reward_model, return_images, generator=None, group_size=1):
-        return MaskGITVectorEnv(
-            num_envs=num_envs,
-            generator=generator or sampler,
-            reward_model=reward_model,
-            return_images=return_images,
-            group_size=group_size,
-        )
-
-    args = Args(
-        env="AdaGen/MaskGIT-v0",
-        num_envs=2,
-        total_updates=2,
-        checkpoint_every=1,
-        eval_every=0,
-        logdir=str(tmp_path / "runs"),
-        progress_bar=False,
-        algo_kwargs={"n_epochs": 1, "episodes_per_update": 1},
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        out = train(args, make)
-    assert out["updates"] == 2 and Path(out["checkpoint"]).is_file()
+    helpers.train_two_ppo_updates(tmp_path, "AdaGen/MaskGIT-v0", MaskGITVectorEnv, sampler)
 
 
 # -- refusals --------------------------------------------------------------------------------------
@@ -332,39 +272,27 @@ def test_two_ppo_updates_train_on_the_adapter(tmp_path, shapes_model) -> None:
 def test_directories_that_are_not_an_amused_pipeline_are_refused(tmp_path, tiny_dir) -> None:
     with pytest.raises(CheckpointError, match="does not exist or is not a directory"):
         DiffusersAmused.from_pretrained(tmp_path / "nowhere")
-    junk = tmp_path / "junk"
-    junk.mkdir()
-    (junk / "notes.txt").write_text("hello")
+    junk = helpers.junk_directory(tmp_path / "junk")
     with pytest.raises(CheckpointError, match=r"not a diffusers model directory.*notes\.txt.*UVit2DModel"):
         DiffusersAmused.from_pretrained(junk)
     single = tmp_path / "single"
     tiny_vqvae().save_pretrained(single)
     with pytest.raises(CheckpointError, match=r"single model's folder \(VQModel\), not a pipeline"):
         DiffusersAmused.from_pretrained(single)
-    sd3 = tmp_path / "sd3"
-    shutil.copytree(tiny_dir, sd3)
-    config = json.loads((sd3 / "transformer" / "config.json").read_text())
-    (sd3 / "transformer" / "config.json").write_text(json.dumps({**config, "_class_name": "SD3Transformer2DModel"}))
+    sd3 = helpers.copy_with_class(tiny_dir, tmp_path / "sd3", "SD3Transformer2DModel")
     with pytest.raises(
         CheckpointError,
         match=r"holds a SD3Transformer2DModel, another model family \(AdaGen/SiT-v0 "
         r"serves it\); the aMUSEd adapter takes aMUSEd's UVit2DModel",
     ):
         MaskGITVectorEnv(num_envs=1, generator=str(sd3), reward_model=None)
-    no_vq = tmp_path / "no_vq"
-    shutil.copytree(tiny_dir, no_vq)
-    shutil.rmtree(no_vq / "vqvae")
+    no_vq = helpers.copy_without(tiny_dir, tmp_path / "no_vq", "vqvae")
     with pytest.raises(CheckpointError, match=r"missing VAE \(no vqvae/config\.json\); aMUSEd needs its VQModel"):
         DiffusersAmused.from_pretrained(no_vq)
-    no_prompts = tmp_path / "no_prompts"
-    shutil.copytree(tiny_dir, no_prompts)
-    (no_prompts / "prompts.safetensors").unlink()
+    no_prompts = helpers.copy_without(tiny_dir, tmp_path / "no_prompts", "prompts.safetensors")
     with pytest.raises(CheckpointError, match="no prompt table"):
         DiffusersAmused.from_pretrained(no_prompts)
-    no_weights = tmp_path / "no_weights"
-    shutil.copytree(tiny_dir, no_weights)
-    for path in (no_weights / "vqvae").glob("*.safetensors"):
-        path.unlink()
+    no_weights = helpers.copy_without_weights(tiny_dir, tmp_path / "no_weights", "vqvae")
     with pytest.raises(CheckpointError, match="cannot load vqvae/ as VQModel"):
         DiffusersAmused.from_pretrained(no_weights)
 
@@ -391,15 +319,7 @@ def test_token_grids_and_prompts_the_env_cannot_serve_are_refused(tmp_path) -> N
 
 
 def test_objects_of_another_family_or_a_missing_vae_are_refused(tiny_model) -> None:
-    dit = diffusers.DiTTransformer2DModel(
-        num_attention_heads=2,
-        attention_head_dim=8,
-        in_channels=4,
-        num_layers=1,
-        sample_size=8,
-        patch_size=2,
-        num_embeds_ada_norm=10,
-    )
+    dit = helpers.other_family_dit(in_channels=4)
     with pytest.raises(InvalidArgument, match="must be aMUSEd's diffusers UVit2DModel, got DiTTransformer2DModel"):
         DiffusersAmused(dit, tiny_vqvae(), tiny_prompts())
     with pytest.raises(InvalidArgument, match="missing VAE"):

@@ -5,17 +5,14 @@ trains; every mismatch is refused by name. Tiny random-init models are built her
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
-import gymnasium as gym
+import adapter_helpers as helpers  # tests/adapters/adapter_helpers.py
 import numpy as np
 import pytest
 import torch
-from gymnasium.utils.env_checker import check_env
 
 diffusers = pytest.importorskip("diffusers", reason="the diffusers adapters need the diffusers extra")
 
@@ -54,24 +51,17 @@ def tiny_transformer(seed: int = 0, **overrides) -> diffusers.DiTTransformer2DMo
 
 
 def tiny_vae(seed: int = 1, **overrides) -> diffusers.AutoencoderKL:
-    torch.manual_seed(seed)
-    config = dict(
-        block_out_channels=(8, 16),
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=16,
-    )
-    return diffusers.AutoencoderKL(**{**config, **overrides})
+    return helpers.tiny_decoder(diffusers.AutoencoderKL, seed, **{"latent_channels": 4, **overrides})
 
 
 def save_pipeline(root: Path, transformer=None, vae=None, scheduler=None) -> Path:
     """A diffusers pipeline directory as the hub's DiT-XL-2-256 lays it out (its scheduler is a DDIMScheduler)."""
-    (transformer or tiny_transformer()).save_pretrained(root / "transformer")
-    (vae or tiny_vae()).save_pretrained(root / "vae")
-    (scheduler or diffusers.DDIMScheduler(clip_sample=False)).save_pretrained(root / "scheduler")
-    return root
+    return helpers.save_components(
+        root,
+        transformer=transformer or tiny_transformer(),
+        vae=vae or tiny_vae(),
+        scheduler=scheduler or diffusers.DDIMScheduler(clip_sample=False),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -85,20 +75,8 @@ def tiny_model(tiny_dir) -> DiffusersDiT:
 
 
 def _zero_action_images(generator, num_steps: int, cfg_scale, labels: list[int], seed: int, solver: str) -> np.ndarray:
-    envs = gym.make_vec(
-        "AdaGen/DiT-v0",
-        num_envs=len(labels),
-        generator=generator,
-        num_steps=num_steps,
-        sampler_kwargs={"cfg_scale": cfg_scale, "solver": solver},
-        reward_model=None,
-        return_images=True,
-    )
-    envs.reset(seed=seed, options={"labels": labels})
-    for _ in range(envs.horizon):
-        _, _, terminated, _, info = envs.step(np.zeros((len(labels), len(envs.controlled)), np.float32))
-    assert terminated.all()
-    return info["final_images"]
+    kwargs = {"cfg_scale": cfg_scale, "solver": solver}
+    return helpers.zero_action_images("AdaGen/DiT-v0", generator, num_steps, kwargs, labels, seed)
 
 
 @pytest.mark.parametrize(
@@ -247,41 +225,12 @@ def shapes_model() -> DiffusersDiT:
 
 
 def test_the_single_lane_env_passes_the_checker(shapes_model) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # the single-lane env's advice to train on the batched one
-        env = DiTEnv(generator=shapes_model, num_steps=2)
-    assert isinstance(env.sampler, DiffusersDiTSampler) and env.sampler.num_classes == 8
-    check_env(env, skip_render_check=True)
+    helpers.check_single_lane_env(DiTEnv, shapes_model, 2, DiffusersDiTSampler)
 
 
 def test_two_ppo_updates_train_on_the_adapter(tmp_path, shapes_model) -> None:
-    from agents.train import Args, train
-
     sampler = DiffusersDiTSampler(shapes_model, num_steps=2)
-
-    def make(num_envs, reward_model, return_images, generator=None, group_size=1):
-        return DiTVectorEnv(
-            num_envs=num_envs,
-            generator=generator or sampler,
-            reward_model=reward_model,
-            return_images=return_images,
-            group_size=group_size,
-        )
-
-    args = Args(
-        env="AdaGen/DiT-v0",
-        num_envs=2,
-        total_updates=2,
-        checkpoint_every=1,
-        eval_every=0,
-        logdir=str(tmp_path / "runs"),
-        progress_bar=False,
-        algo_kwargs={"n_epochs": 1, "episodes_per_update": 1},
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        out = train(args, make)
-    assert out["updates"] == 2 and Path(out["checkpoint"]).is_file()
+    helpers.train_two_ppo_updates(tmp_path, "AdaGen/DiT-v0", DiTVectorEnv, sampler)
 
 
 # -- refusals --------------------------------------------------------------------------------------
@@ -290,9 +239,7 @@ def test_two_ppo_updates_train_on_the_adapter(tmp_path, shapes_model) -> None:
 def test_directories_that_are_not_a_dit_pipeline_are_refused(tmp_path, tiny_dir) -> None:
     with pytest.raises(CheckpointError, match="does not exist or is not a directory"):
         DiffusersDiT.from_pretrained(tmp_path / "nowhere")
-    junk = tmp_path / "junk"
-    junk.mkdir()
-    (junk / "notes.txt").write_text("hello")
+    junk = helpers.junk_directory(tmp_path / "junk")
     with pytest.raises(CheckpointError, match=r"not a diffusers model directory.*notes\.txt.*transformer/"):
         DiffusersDiT.from_pretrained(junk)
     unet = tmp_path / "sd"
@@ -304,30 +251,19 @@ def test_directories_that_are_not_a_dit_pipeline_are_refused(tmp_path, tiny_dir)
     tiny_transformer().save_pretrained(single)
     with pytest.raises(CheckpointError, match=r"single model's folder \(DiTTransformer2DModel\), not a pipeline"):
         DiffusersDiT.from_pretrained(single)
-    sd3 = tmp_path / "sd3"
-    shutil.copytree(tiny_dir, sd3)
-    config = json.loads((sd3 / "transformer" / "config.json").read_text())
-    (sd3 / "transformer" / "config.json").write_text(json.dumps({**config, "_class_name": "SD3Transformer2DModel"}))
+    sd3 = helpers.copy_with_class(tiny_dir, tmp_path / "sd3", "SD3Transformer2DModel")
     with pytest.raises(CheckpointError, match="transformer/ holds a SD3Transformer2DModel.*another model family"):
         DiffusersDiT.from_pretrained(sd3)
-    no_vae = tmp_path / "no_vae"
-    shutil.copytree(tiny_dir, no_vae)
-    shutil.rmtree(no_vae / "vae")
+    no_vae = helpers.copy_without(tiny_dir, tmp_path / "no_vae", "vae")
     with pytest.raises(CheckpointError, match=r"missing VAE \(no vae/config\.json\)"):
         DiffusersDiT.from_pretrained(no_vae)
-    no_weights = tmp_path / "no_weights"
-    shutil.copytree(tiny_dir, no_weights)
-    for path in (no_weights / "transformer").glob("*.safetensors"):
-        path.unlink()
+    no_weights = helpers.copy_without_weights(tiny_dir, tmp_path / "no_weights", "transformer")
     with pytest.raises(CheckpointError, match="cannot load transformer/ as DiTTransformer2DModel"):
         DiffusersDiT.from_pretrained(no_weights)
 
 
 def test_the_hubs_legacy_transformer_class_name_loads(tmp_path, tiny_dir, tiny_model) -> None:
-    legacy = tmp_path / "legacy"
-    shutil.copytree(tiny_dir, legacy)
-    config = json.loads((legacy / "transformer" / "config.json").read_text())
-    (legacy / "transformer" / "config.json").write_text(json.dumps({**config, "_class_name": "Transformer2DModel"}))
+    legacy = helpers.copy_with_class(tiny_dir, tmp_path / "legacy", "Transformer2DModel")
     model = load_pretrained(legacy, paradigm="diffusion")
     assert isinstance(model.transformer, diffusers.DiTTransformer2DModel)
     x, t, y = torch.randn(1, 4, 8, 8), torch.tensor([0.5]), torch.tensor([3])

@@ -6,16 +6,12 @@ loop is written out here with the prompt embeddings passed directly. Tiny random
 
 from __future__ import annotations
 
-import json
-import shutil
-import warnings
 from pathlib import Path
 
-import gymnasium as gym
+import adapter_helpers as helpers  # tests/adapters/adapter_helpers.py
 import numpy as np
 import pytest
 import torch
-from gymnasium.utils.env_checker import check_env
 
 diffusers = pytest.importorskip("diffusers", reason="the diffusers adapters need the diffusers extra")
 
@@ -55,40 +51,26 @@ def tiny_transformer(seed: int = 0, **overrides) -> diffusers.SD3Transformer2DMo
 
 def tiny_vae(seed: int = 1, **overrides) -> diffusers.AutoencoderKL:
     """SD3's VAE layout in miniature: 16 latent channels, its scaling and shift factors."""
-    torch.manual_seed(seed)
-    config = dict(
-        block_out_channels=(8, 16),
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        latent_channels=16,
-        norm_num_groups=4,
-        sample_size=16,
-        scaling_factor=1.5305,
-        shift_factor=0.0609,
-    )
-    return diffusers.AutoencoderKL(**{**config, **overrides})
+    config = {"latent_channels": 16, "scaling_factor": 1.5305, "shift_factor": 0.0609}
+    return helpers.tiny_decoder(diffusers.AutoencoderKL, seed, **{**config, **overrides})
 
 
 def tiny_prompts(
     num_prompts: int = 3, seed: int = 2, tokens: int = 5, width: int = 12, pooled: int = 10
 ) -> PromptTable:
-    """Stand-ins for the text encoders' outputs; the empty prompt's embedding is not zero, as a real one is not."""
-    g = torch.Generator().manual_seed(seed)
-    return PromptTable(
-        torch.randn(num_prompts, tokens, width, generator=g),
-        torch.randn(num_prompts, pooled, generator=g),
-        torch.randn(tokens, width, generator=g),
-        torch.randn(pooled, generator=g),
-    )
+    """Stand-ins for the text encoders' outputs (token width 12, pooled width 10)."""
+    return helpers.tiny_prompt_table(num_prompts, seed, tokens, width, pooled)
 
 
 def save_pipeline(root: Path, transformer=None, vae=None, scheduler=None, prompts=None) -> Path:
     """A diffusers pipeline directory as the hub's SD3-medium lays it out (minus the text encoders), with the table."""
-    (transformer or tiny_transformer()).save_pretrained(root / "transformer")
-    (vae or tiny_vae()).save_pretrained(root / "vae")
-    (scheduler or diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0)).save_pretrained(root / "scheduler")
-    (prompts or tiny_prompts()).save(root / "prompts.safetensors")
-    return root
+    return helpers.save_components(
+        root,
+        prompts or tiny_prompts(),
+        transformer=transformer or tiny_transformer(),
+        vae=vae or tiny_vae(),
+        scheduler=scheduler or diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -102,20 +84,8 @@ def tiny_model(tiny_dir) -> DiffusersSD3:
 
 
 def _zero_action_images(generator, num_steps: int, cfg_scale, labels: list[int], seed: int, solver: str = "ddim"):
-    envs = gym.make_vec(
-        "AdaGen/SiT-v0",
-        num_envs=len(labels),
-        generator=generator,
-        num_steps=num_steps,
-        sampler_kwargs={"cfg_scale": cfg_scale, "solver": solver},
-        reward_model=None,
-        return_images=True,
-    )
-    envs.reset(seed=seed, options={"labels": labels})
-    for _ in range(envs.horizon):
-        _, _, terminated, _, info = envs.step(np.zeros((len(labels), len(envs.controlled)), np.float32))
-    assert terminated.all()
-    return info["final_images"]
+    kwargs = {"cfg_scale": cfg_scale, "solver": solver}
+    return helpers.zero_action_images("AdaGen/SiT-v0", generator, num_steps, kwargs, labels, seed)
 
 
 def sd3_loop(
@@ -261,41 +231,12 @@ def shapes_model() -> DiffusersSD3:
 
 
 def test_the_single_lane_env_passes_the_checker(shapes_model) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        env = SiTEnv(generator=shapes_model, num_steps=2)
-    assert isinstance(env.sampler, DiffusersSD3Sampler) and env.sampler.num_classes == 8
-    check_env(env, skip_render_check=True)
+    helpers.check_single_lane_env(SiTEnv, shapes_model, 2, DiffusersSD3Sampler)
 
 
 def test_two_ppo_updates_train_on_the_adapter(tmp_path, shapes_model) -> None:
-    from agents.train import Args, train
-
     sampler = DiffusersSD3Sampler(shapes_model, num_steps=2)
-
-    def make(num_envs, reward_model, return_images, generator=None, group_size=1):
-        return SiTVectorEnv(
-            num_envs=num_envs,
-            generator=generator or sampler,
-            reward_model=reward_model,
-            return_images=return_images,
-            group_size=group_size,
-        )
-
-    args = Args(
-        env="AdaGen/SiT-v0",
-        num_envs=2,
-        total_updates=2,
-        checkpoint_every=1,
-        eval_every=0,
-        logdir=str(tmp_path / "runs"),
-        progress_bar=False,
-        algo_kwargs={"n_epochs": 1, "episodes_per_update": 1},
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        out = train(args, make)
-    assert out["updates"] == 2 and Path(out["checkpoint"]).is_file()
+    helpers.train_two_ppo_updates(tmp_path, "AdaGen/SiT-v0", SiTVectorEnv, sampler)
 
 
 # -- refusals --------------------------------------------------------------------------------------
@@ -304,35 +245,24 @@ def test_two_ppo_updates_train_on_the_adapter(tmp_path, shapes_model) -> None:
 def test_directories_that_are_not_an_sd3_pipeline_are_refused(tmp_path, tiny_dir) -> None:
     with pytest.raises(CheckpointError, match="does not exist or is not a directory"):
         DiffusersSD3.from_pretrained(tmp_path / "nowhere")
-    junk = tmp_path / "junk"
-    junk.mkdir()
-    (junk / "notes.txt").write_text("hello")
+    junk = helpers.junk_directory(tmp_path / "junk")
     with pytest.raises(CheckpointError, match=r"not a diffusers model directory.*notes\.txt.*SD3Transformer2DModel"):
         DiffusersSD3.from_pretrained(junk)
-    dit = tmp_path / "dit"
-    shutil.copytree(tiny_dir, dit)
-    config = json.loads((dit / "transformer" / "config.json").read_text())
-    (dit / "transformer" / "config.json").write_text(json.dumps({**config, "_class_name": "DiTTransformer2DModel"}))
+    dit = helpers.copy_with_class(tiny_dir, tmp_path / "dit", "DiTTransformer2DModel")
     with pytest.raises(
         CheckpointError,
         match=r"holds a DiTTransformer2DModel, another model family \(AdaGen/DiT-v0 "
         r"serves it\); the SD3 adapter takes an SD3Transformer2DModel",
     ):
         SiTVectorEnv(num_envs=1, generator=str(dit), reward_model=None)
-    no_vae = tmp_path / "no_vae"
-    shutil.copytree(tiny_dir, no_vae)
-    shutil.rmtree(no_vae / "vae")
+    no_vae = helpers.copy_without(tiny_dir, tmp_path / "no_vae", "vae")
     with pytest.raises(CheckpointError, match=r"missing VAE \(no vae/config\.json\)"):
         DiffusersSD3.from_pretrained(no_vae)
-    no_prompts = tmp_path / "no_prompts"
-    shutil.copytree(tiny_dir, no_prompts)
-    (no_prompts / "prompts.safetensors").unlink()
+    no_prompts = helpers.copy_without(tiny_dir, tmp_path / "no_prompts", "prompts.safetensors")
     with pytest.raises(CheckpointError, match=r"no prompt table .*save a PromptTable as prompts\.safetensors"):
         DiffusersSD3.from_pretrained(no_prompts)
     assert DiffusersSD3.from_pretrained(no_prompts, prompts=tiny_dir / "prompts.safetensors").config.num_classes == 3
-    ddim = tmp_path / "ddim"
-    shutil.copytree(tiny_dir, ddim)
-    shutil.rmtree(ddim / "scheduler")
+    ddim = helpers.copy_without(tiny_dir, tmp_path / "ddim", "scheduler")
     diffusers.DDIMScheduler().save_pretrained(ddim / "scheduler")
     with pytest.raises(CheckpointError, match="scheduler DDIMScheduler is not a FlowMatchEulerDiscreteScheduler"):
         load_pretrained(ddim, paradigm="flow")
@@ -367,15 +297,7 @@ def test_latent_shapes_and_prompts_the_env_cannot_serve_are_refused(tmp_path) ->
 
 
 def test_objects_of_another_family_or_a_missing_vae_are_refused(tiny_model) -> None:
-    dit = diffusers.DiTTransformer2DModel(
-        num_attention_heads=2,
-        attention_head_dim=8,
-        in_channels=16,
-        num_layers=1,
-        sample_size=8,
-        patch_size=2,
-        num_embeds_ada_norm=10,
-    )
+    dit = helpers.other_family_dit(in_channels=16)
     with pytest.raises(InvalidArgument, match="must be a diffusers SD3Transformer2DModel, got DiTTransformer2DModel"):
         DiffusersSD3(dit, tiny_vae(), tiny_prompts())
     with pytest.raises(InvalidArgument, match="missing VAE"):
