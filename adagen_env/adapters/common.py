@@ -1,6 +1,6 @@
 """What the diffusers adapters share: the lazy diffusers import, directory checks and loading, the checks of a latent
 model's VAE, feature pooling, the prompt-embedding table of the text-conditioned families, the adapted models' common
-interface, VAE decoding and the latent ODE sampler's overrides.
+config fields and interface, VAE decoding and the latent ODE sampler's overrides.
 
 Letters: B lanes, C prompts (the env's classes), L prompt tokens, E prompt-token width, P pooled-prompt width,
 N tokens, D transformer width, g token-grid side, g' pooled side.
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import torch
 import torch.nn.functional as F
@@ -188,6 +188,17 @@ def check_decoder(decoder: Any, layout: Layout) -> None:
         raise InvalidArgument(f"{layout.decoder} must be a diffusers {layout.decoder_class}, got {class_name(decoder)}")
 
 
+def check_components(transformer: Any, decoder: Any, layout: Layout, takes: str, elsewhere: str = "") -> None:
+    """`InvalidArgument` unless `transformer` is a diffusers `layout.model_classes[0]` (else "transformer must be
+    {takes}, got ...: another model family ({elsewhere})") and `decoder` passes `check_decoder`."""
+    if not isinstance(transformer, getattr(require_diffusers(), layout.model_classes[0])):
+        where = f" ({elsewhere})" if elsewhere else ""
+        raise InvalidArgument(
+            f"transformer must be {takes}, got {class_name(transformer)}: another model family{where}"
+        )
+    check_decoder(decoder, layout)
+
+
 def check_latent_shape(transformer: nn.Module, vae: nn.Module) -> tuple[int, int, int]:
     """(latent channels, latent side, patch) of a latent transformer over `vae`; `InvalidArgument` for latents that
     are not square, not a whole number of patches or of other channels than the VAE's, or a VAE that is not RGB."""
@@ -346,12 +357,78 @@ def decode_latents(vae: nn.Module, latents: torch.Tensor, decode_batch: int) -> 
     return (torch.cat(images) / 2 + 0.5).clamp(0, 1)
 
 
+@dataclass
+class AdaptedConfig:
+    """What the sampler and the env read about every adapted model (the names of the shipped models' configs)."""
+
+    num_classes: int
+    """Classes C (for a prompt table, its prompts); id C is the null class (the empty prompt)."""
+    width: int
+    """Transformer width D, the features' channels."""
+    depth: int
+    """Transformer blocks (or layers)."""
+    feature_block: int
+    """Index of the block whose output the policy sees."""
+    feature_grid: int
+    """Side of the pooled feature grid."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class LatentConfig(AdaptedConfig):
+    """What the sampler and the env read about an adapted model over VAE latents (`DiTConfig`'s names)."""
+
+    channels: int
+    """Latent channels (the sampler's state is a latent)."""
+    resolution: int
+    """Latent side (`sample_size`)."""
+    image_resolution: int
+    """Side of the decoded images (latent side x the VAE's upsampling)."""
+    patch: int
+    num_train_timesteps: int
+
+
 class AdaptedModel(nn.Module):
     """What the adapted models share: the null class after the C classes (or prompts), the pooled feature grid of a
-    hooked block, their transformer's dtype. A subclass sets `transformer` and `config` (`num_classes`, `width`,
-    `feature_grid`) and calls `hook_features` on its feature block."""
+    hooked block, their transformer's dtype, the prompt table as buffers. A subclass sets `transformer` and `config`
+    (an `AdaptedConfig`) and calls `hook_features` on its feature block."""
 
     transformer: nn.Module
+    config: AdaptedConfig
+    layout: Layout
+    """The pipeline directory `from_pretrained` reads."""
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        prompts: PromptTable | str | Path | None = None,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str = "cpu",
+        **kwargs: Any,
+    ) -> Self:
+        """Load a local diffusers directory of the class's `layout` (`transformer/`, the decoder's folder, optional
+        `scheduler/`, and a text-conditioned family's prompt table); nothing is downloaded.
+
+        Args:
+            path: the directory (e.g. a local copy of the hub's facebook/DiT-XL-2-256,
+                stabilityai/stable-diffusion-3-medium-diffusers or amused/amused-256).
+            prompts: for a text-conditioned family, the `PromptTable`, or the path of one `PromptTable.save` wrote;
+                None: `path/prompts.safetensors`.
+            dtype: the models' dtype (e.g. torch.bfloat16); float32 when None (diffusers' default).
+            device: where the models go.
+            kwargs: `feature_block`, `feature_grid`, `decode_batch` (see the class).
+        Raises:
+            CheckpointError: the directory does not exist, is not a diffusers model, holds another model family,
+                lacks the decoder or the prompt table, cannot be read, or holds a latent shape or token grid the
+                envs cannot serve.
+        """
+        if prompts is not None:
+            kwargs["prompts"] = prompts
+        return load_pipeline(cls, path, cls.layout, dtype, device, **kwargs)
 
     @property
     def null_class(self) -> int:
@@ -367,6 +444,13 @@ class AdaptedModel(nn.Module):
     def dtype(self) -> torch.dtype:
         return next(self.transformer.parameters()).dtype
 
+    def hold_prompts(self, prompts: PromptTable) -> None:
+        """Keep the table as buffers `prompt_embeds` (C + 1, L, E) and `pooled_prompt_embeds` (C + 1, P), row C the
+        empty prompt."""
+        embeds, pooled = prompts.stacked()
+        self.register_buffer("prompt_embeds", embeds)
+        self.register_buffer("pooled_prompt_embeds", pooled)
+
     def hook_features(self, block: nn.Module) -> None:
         """Keep `block`'s output in `_captured` at every forward (`_capture`)."""
         self._captured: torch.Tensor | None = None
@@ -378,9 +462,10 @@ class AdaptedModel(nn.Module):
 
 class LatentModel(AdaptedModel):
     """An adapted model over VAE latents: what `LatentODESampling` reads. A subclass sets `vae`, `decode_batch` and
-    `config` `channels`, `resolution` (the latent side) and `image_resolution`."""
+    `config` (a `LatentConfig`)."""
 
     vae: nn.Module
+    config: LatentConfig
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -427,11 +512,14 @@ __all__ = [
     "INSTALL_HINT",
     "PROMPTS_FILE",
     "SERVED_BY",
+    "AdaptedConfig",
     "AdaptedModel",
+    "LatentConfig",
     "LatentModel",
     "LatentODESampling",
     "Layout",
     "PromptTable",
+    "check_components",
     "check_decoder",
     "check_directory",
     "check_feature_options",

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +52,14 @@ import torch
 from torch import nn
 
 from adagen_env.adapters.common import (
+    AdaptedConfig,
     AdaptedModel,
     Layout,
     PromptTable,
-    check_decoder,
+    check_components,
     check_feature_options,
     check_prompt_widths,
     class_name,
-    load_pipeline,
     pool_tokens,
     require_diffusers,
 )
@@ -112,26 +112,17 @@ class VQDecoder(nn.Module):
 
 
 @dataclass
-class DiffusersAmusedConfig:
-    """What the sampler and the env read about an adapted aMUSEd (`MaskGITSampler` reads `MaskGITConfig`'s names)."""
+class DiffusersAmusedConfig(AdaptedConfig):
+    """What the sampler and the env read about an adapted aMUSEd (`MaskGITSampler` reads `MaskGITConfig`'s names):
+    `AdaptedConfig`'s fields (`num_classes`: the table's prompts; `depth`, `feature_block`: transformer layers) and
+    the token layout."""
 
-    num_classes: int
-    """Prompts C of the table; id C (the null class) is the empty prompt."""
     tokenizer: VQDecoderConfig
-    width: int
-    depth: int
     codebook_size: int
     mask_id: int
     masking_schedule: str
     layer_grid: int
     """Side h of the transformer layers' token grid (g, or g / 2 when the model downsamples)."""
-    feature_block: int
-    """Index of the transformer layer whose output the policy sees."""
-    feature_grid: int
-    """Side of the pooled feature grid."""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _scheduler_of(scheduler: Any, vocab_size: int) -> Any:
@@ -173,6 +164,7 @@ class DiffusersAmused(AdaptedModel):
 
     paradigm = "maskgit"
     """The env paradigm this model serves (`AdaGen/MaskGIT-v0`)."""
+    layout = LAYOUT
 
     def __init__(
         self,
@@ -185,13 +177,7 @@ class DiffusersAmused(AdaptedModel):
         decode_batch: int = 16,
     ) -> None:
         super().__init__()
-        diffusers = require_diffusers()
-        if not isinstance(transformer, diffusers.UVit2DModel):
-            raise InvalidArgument(
-                f"transformer must be aMUSEd's diffusers UVit2DModel, got {class_name(transformer)}: "
-                "another model family"
-            )
-        check_decoder(vqvae, LAYOUT)
+        check_components(transformer, vqvae, LAYOUT, "aMUSEd's diffusers UVit2DModel")
         tc, vc = transformer.config, vqvae.config
         side, codebook, vocab = tc.sample_size, int(tc.codebook_size), int(tc.vocab_size)
         if not isinstance(side, int):
@@ -240,9 +226,7 @@ class DiffusersAmused(AdaptedModel):
         tokenizer = VQDecoderConfig(channels=3, resolution=resolution, grid=side)
         self.transformer = transformer
         self.tokenizer = VQDecoder(vqvae, tokenizer, decode_batch)
-        embeds, pooled = prompts.stacked()
-        self.register_buffer("prompt_embeds", embeds)  # (C + 1, L, E), row C the empty prompt
-        self.register_buffer("pooled_prompt_embeds", pooled)  # (C + 1, P)
+        self.hold_prompts(prompts)
         self.register_buffer("micro_conds", torch.tensor([resolution, resolution, *MICRO_CONDS]))  # (5,)
         self.config = DiffusersAmusedConfig(
             num_classes=prompts.num_prompts,
@@ -257,30 +241,6 @@ class DiffusersAmused(AdaptedModel):
             layer_grid=layer_grid,
         )
         self.hook_features(transformer.transformer_layers[feature_block])
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        path: str | Path,
-        *,
-        prompts: PromptTable | str | Path | None = None,
-        dtype: torch.dtype | None = None,
-        device: torch.device | str = "cpu",
-        **kwargs: Any,
-    ) -> DiffusersAmused:
-        """Load a local diffusers directory (`transformer/`, `vqvae/`, optional `scheduler/`); nothing is downloaded.
-
-        Args:
-            path: the directory (e.g. a local copy of the hub's amused/amused-256).
-            prompts: the `PromptTable`, or the path of one `PromptTable.save` wrote; None: `path/prompts.safetensors`.
-            dtype: the models' dtype (e.g. torch.bfloat16); float32 when None.
-            device: where the models go.
-            kwargs: `feature_block`, `feature_grid`, `decode_batch` (see the class).
-        Raises:
-            CheckpointError: the directory does not exist, is not a diffusers model, holds another model family,
-                lacks the VQ-VAE or the prompt table, cannot be read, or holds a token grid the envs cannot serve.
-        """
-        return load_pipeline(cls, path, LAYOUT, dtype, device, prompts=prompts, **kwargs)
 
     # -- what the sampler reads (and `AdaptedModel`'s null class, feature shape and dtype) ----------
     @property

@@ -39,7 +39,7 @@ Letters: B lanes, C latent channels, g latent side / patch (token grid), D trans
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +47,14 @@ import torch
 from torch import nn
 
 from adagen_env.adapters.common import (
+    LatentConfig,
     LatentModel,
     LatentODESampling,
     Layout,
-    check_decoder,
+    check_components,
     check_feature_options,
     check_latent_shape,
     class_name,
-    load_pipeline,
     pool_tokens,
     require_diffusers,
 )
@@ -149,32 +149,14 @@ class DiscreteVPPath(VarPreservingRegression):
 
 
 @dataclass
-class DiffusersDiTConfig:
-    """What the sampler and the env read about an adapted DiT (the names `ODESampler` reads are `DiTConfig`'s)."""
+class DiffusersDiTConfig(LatentConfig):
+    """What the sampler and the env read about an adapted DiT: `LatentConfig`'s fields (`num_classes` is
+    `num_embeds_ada_norm`) and the output's layout."""
 
-    num_classes: int
-    """Classes 0 .. num_classes - 1 (`num_embeds_ada_norm`); id `num_classes` is the null class."""
-    channels: int
-    """Latent channels C (the sampler's state is a latent)."""
-    resolution: int
-    """Latent side (`sample_size`)."""
-    image_resolution: int
-    """Side of the decoded images (latent side x the VAE's upsampling)."""
-    patch: int
-    width: int
-    depth: int
     learned_sigma: bool
     """The output has 2C channels (epsilon, then the variance, which is dropped)."""
     prediction: str
     """"epsilon" or "v", from the scheduler's `prediction_type`."""
-    num_train_timesteps: int
-    feature_block: int
-    """Index of the transformer block whose output the policy sees (negative counts from the end)."""
-    feature_grid: int
-    """Side of the pooled feature grid."""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _schedule_of(scheduler: Any) -> tuple[torch.Tensor, str]:
@@ -221,6 +203,7 @@ class DiffusersDiT(LatentModel):
 
     paradigm = "diffusion"
     """The env paradigm this model serves (`AdaGen/DiT-v0`)."""
+    layout = LAYOUT
 
     def __init__(
         self,
@@ -232,14 +215,13 @@ class DiffusersDiT(LatentModel):
         decode_batch: int = 16,
     ) -> None:
         super().__init__()
-        diffusers = require_diffusers()
-        if not isinstance(transformer, diffusers.DiTTransformer2DModel):
-            raise InvalidArgument(
-                f"transformer must be a diffusers DiTTransformer2DModel (class-conditional DiT), got "
-                f"{class_name(transformer)}: another model family (UNets, text-conditioned or flow transformers "
-                "are not this adapter's)"
-            )
-        check_decoder(vae, LAYOUT)
+        check_components(
+            transformer,
+            vae,
+            LAYOUT,
+            "a diffusers DiTTransformer2DModel (class-conditional DiT)",
+            "UNets, text-conditioned or flow transformers are not this adapter's",
+        )
         tc, vc = transformer.config, vae.config
         channels, side, patch = check_latent_shape(transformer, vae)
         out_channels = int(tc.out_channels or channels)
@@ -275,23 +257,6 @@ class DiffusersDiT(LatentModel):
         )
         self.grid = grid
         self.hook_features(transformer.transformer_blocks[feature_block])
-
-    @classmethod
-    def from_pretrained(
-        cls, path: str | Path, *, dtype: torch.dtype | None = None, device: torch.device | str = "cpu", **kwargs: Any
-    ) -> DiffusersDiT:
-        """Load a local diffusers directory (`transformer/`, `vae/`, optional `scheduler/`); nothing is downloaded.
-
-        Args:
-            path: the directory (e.g. a local copy of the hub's facebook/DiT-XL-2-256).
-            dtype: the models' dtype (e.g. torch.bfloat16); float32 when None (diffusers' default).
-            device: where the models go.
-            kwargs: `feature_block`, `feature_grid`, `decode_batch` (see the class).
-        Raises:
-            CheckpointError: the directory does not exist, is not a diffusers model, holds another model family,
-                lacks the VAE, cannot be read, or holds a latent shape the envs cannot serve.
-        """
-        return load_pipeline(cls, path, LAYOUT, dtype, device, **kwargs)
 
     # -- what the sampler reads (and `LatentModel`'s shapes, dtype and decoding) --------------------
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

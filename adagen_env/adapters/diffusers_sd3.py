@@ -39,7 +39,7 @@ grid), D transformer width, N = g*g tokens.
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,16 +47,16 @@ import torch
 from torch import nn
 
 from adagen_env.adapters.common import (
+    LatentConfig,
     LatentModel,
     LatentODESampling,
     Layout,
     PromptTable,
-    check_decoder,
+    check_components,
     check_feature_options,
     check_latent_shape,
     check_prompt_widths,
     class_name,
-    load_pipeline,
     pool_tokens,
     require_diffusers,
 )
@@ -82,28 +82,9 @@ REFUSED_SCHEDULER_OPTIONS = {
 
 
 @dataclass
-class DiffusersSD3Config:
-    """What the sampler and the env read about an adapted SD3 transformer (`FlowSampler` reads `DiTConfig`'s names)."""
-
-    num_classes: int
-    """Prompts C of the table; id C (the null class) is the empty prompt."""
-    channels: int
-    """Latent channels (the sampler's state is a latent)."""
-    resolution: int
-    """Latent side (`sample_size`)."""
-    image_resolution: int
-    """Side of the decoded images (latent side x the VAE's upsampling)."""
-    patch: int
-    width: int
-    depth: int
-    num_train_timesteps: int
-    feature_block: int
-    """Index of the block whose image-token output the policy sees."""
-    feature_grid: int
-    """Side of the pooled feature grid."""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+class DiffusersSD3Config(LatentConfig):
+    """What the sampler and the env read about an adapted SD3 transformer: `LatentConfig`'s fields (`num_classes`:
+    the table's prompts; `feature_block`: the block whose image-token output the policy sees)."""
 
 
 def _scheduler_of(scheduler: Any) -> Any:
@@ -153,6 +134,7 @@ class DiffusersSD3(LatentModel):
 
     paradigm = "flow"
     """The env paradigm this model serves (`AdaGen/SiT-v0`)."""
+    layout = LAYOUT
 
     def __init__(
         self,
@@ -165,13 +147,9 @@ class DiffusersSD3(LatentModel):
         decode_batch: int = 16,
     ) -> None:
         super().__init__()
-        diffusers = require_diffusers()
-        if not isinstance(transformer, diffusers.SD3Transformer2DModel):
-            raise InvalidArgument(
-                f"transformer must be a diffusers SD3Transformer2DModel, got {class_name(transformer)}: "
-                "another model family (class-conditional DiTs go to AdaGen/DiT-v0)"
-            )
-        check_decoder(vae, LAYOUT)
+        check_components(
+            transformer, vae, LAYOUT, "a diffusers SD3Transformer2DModel", "class-conditional DiTs go to AdaGen/DiT-v0"
+        )
         tc, vc = transformer.config, vae.config
         channels, side, patch = check_latent_shape(transformer, vae)
         grid = side // patch
@@ -196,9 +174,7 @@ class DiffusersSD3(LatentModel):
         self.scheduler = _scheduler_of(scheduler)
         self.transformer, self.vae = transformer, vae
         self.decode_batch, self.grid = decode_batch, grid
-        embeds, pooled = prompts.stacked()
-        self.register_buffer("prompt_embeds", embeds)  # (C + 1, L, E), row C the empty prompt
-        self.register_buffer("pooled_prompt_embeds", pooled)  # (C + 1, P)
+        self.hold_prompts(prompts)
         upsampling = 2 ** (len(vc.block_out_channels) - 1)
         self.config = DiffusersSD3Config(
             num_classes=prompts.num_prompts,
@@ -213,30 +189,6 @@ class DiffusersSD3(LatentModel):
             feature_grid=feature_grid,
         )
         self.hook_features(transformer.transformer_blocks[feature_block])
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        path: str | Path,
-        *,
-        prompts: PromptTable | str | Path | None = None,
-        dtype: torch.dtype | None = None,
-        device: torch.device | str = "cpu",
-        **kwargs: Any,
-    ) -> DiffusersSD3:
-        """Load a local diffusers directory (`transformer/`, `vae/`, optional `scheduler/`); nothing is downloaded.
-
-        Args:
-            path: the directory (e.g. a local copy of the hub's stabilityai/stable-diffusion-3-medium-diffusers).
-            prompts: the `PromptTable`, or the path of one `PromptTable.save` wrote; None: `path/prompts.safetensors`.
-            dtype: the models' dtype (e.g. torch.bfloat16); float32 when None.
-            device: where the models go.
-            kwargs: `feature_block`, `feature_grid`, `decode_batch` (see the class).
-        Raises:
-            CheckpointError: the directory does not exist, is not a diffusers model, holds another model family,
-                lacks the VAE or the prompt table, cannot be read, or holds a latent shape the envs cannot serve.
-        """
-        return load_pipeline(cls, path, LAYOUT, dtype, device, prompts=prompts, **kwargs)
 
     # -- what the sampler reads (and `LatentModel`'s shapes, dtype and decoding) --------------------
     def sigmas(self, num_steps: int) -> torch.Tensor:
