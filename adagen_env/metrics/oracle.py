@@ -28,25 +28,12 @@ import torch
 from adagen_env.checks import check_images, check_labels
 from adagen_env.data.shapes import GRAIN_SIGMA, SHAPE_CLASSES, ShapesDataset, render_shapes
 from adagen_env.errors import InvalidArgument
-from adagen_env.models.factors import FactorNet, FactorNetConfig, factors_to_vector, vector_to_factors
+from adagen_env.models.factors import FACTOR_NAMES, FactorNet, FactorNetConfig, factors_to_vector, vector_to_factors
 from adagen_env.models.weights import load_shipped
 
-COVERAGE_FACTORS: tuple[str, ...] = (
-    "size",
-    "centre_x",
-    "centre_y",
-    "angle_cos",
-    "angle_sin",
-    "fg_r",
-    "fg_g",
-    "fg_b",
-    "bg_r",
-    "bg_g",
-    "bg_b",
-    "bg_contrast",
-    "grain",
-)
-"""Factors whose distributions oracle coverage compares (the angle's only for classes with a finite symmetry)."""
+COVERAGE_FACTORS: tuple[str, ...] = (*FACTOR_NAMES[:11], "bg_contrast", "grain")
+"""Factors whose distributions oracle coverage compares (the angle's only for classes with a finite symmetry): the
+factor vector's first 11 (size to background mean), the background's contrast and the grain level."""
 _MAD_TO_STD = 0.6745
 """Median absolute value of a standard normal draw."""
 FIT_STEPS = 60

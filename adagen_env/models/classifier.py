@@ -32,6 +32,20 @@ class ClassifierConfig:
         return asdict(self)
 
 
+def stage_outputs(stages: nn.ModuleList, images: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """Each stage's output on `images` (B, 3, R, R) in [0, 1], resized to `size` and normalised, with 2x max-pooling
+    between stages (three stages on 32 px: sides 32, 16, 8); the measuring networks' shared trunk."""
+    x = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    x = (x - 0.5) / 0.25
+    outputs = []
+    for i, stage in enumerate(stages):
+        x = stage(x)
+        outputs.append(x)
+        if i < len(stages) - 1:
+            x = F.max_pool2d(x, 2)
+    return outputs
+
+
 def _stage(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, 3, padding=1),
@@ -59,14 +73,7 @@ class ShapesClassifier(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """images (B, 3, R, R) in [0, 1] -> (features (B, 4w), logits (B, num_classes))."""
-        size = self.config.input_size
-        x = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        x = (x - 0.5) / 0.25
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            if i < len(self.stages) - 1:
-                x = F.max_pool2d(x, 2)
-        features = x.mean(dim=(2, 3))  # (B, 4w)
+        features = stage_outputs(self.stages, images, self.config.input_size)[-1].mean(dim=(2, 3))  # (B, 4w)
         return features, self.head(features)
 
 

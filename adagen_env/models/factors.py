@@ -15,13 +15,14 @@ Letters: B batch; images (B, 3, R, R) in [0, 1] at any R, resized to 32 inside.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from adagen_env.data.shapes import SHAPE_CLASSES, ShapesDataset, render_shapes
+from adagen_env.models.classifier import ClassifierConfig, stage_outputs
 
 SYMMETRY: dict[str, int] = {
     "circle": 0,
@@ -112,17 +113,8 @@ def vector_to_factors(
 
 
 @dataclass
-class FactorNetConfig:
-    """Shape of a `FactorNet`."""
-
-    num_classes: int = 8
-    width: int = 32
-    """Channels of the first stage; doubled at each of the three stages."""
-    input_size: int = 32
-    """Images are resized to this side before the first layer."""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+class FactorNetConfig(ClassifierConfig):
+    """Shape of a `FactorNet`: the classifier's classes, stage width and input side."""
 
 
 def gn_conv_stage(c_in: int, c_out: int) -> nn.Sequential:
@@ -163,13 +155,7 @@ class FactorNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """images (B, 3, R, R) in [0, 1] -> (class logits (B, num_classes), factor vector (B, 17) in data units)."""
-        size = self.config.input_size
-        x = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        x = (x - 0.5) / 0.25
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            if i < len(self.stages) - 1:
-                x = F.max_pool2d(x, 2)
+        x = stage_outputs(self.stages, images, self.config.input_size)[-1]
         h = self.trunk(F.adaptive_avg_pool2d(x, 4))
         return self.class_head(h), self.factor_head(h) * self.target_std + self.target_mean
 

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adagen_env.data.shapes import GRAIN_SIGMA, ShapesDataset, render_shapes
+from adagen_env.models.classifier import stage_outputs
 from adagen_env.models.factors import TRAIN_RESOLUTIONS, gn_conv_stage
 
 FACTOR_GROUPS: dict[str, tuple[str, ...]] = {
@@ -82,16 +83,9 @@ class SSLEncoder(nn.Module):
     def multi_depth(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """images (B, 3, R, R) in [0, 1] -> (channel statistics (B, 2 x 7w): the mean and std over positions of
         every channel of the three stages, features (B, feature_dim))."""
-        size = self.config.input_size
-        x = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        x = (x - 0.5) / 0.25
-        statistics = []
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            statistics += [x.mean(dim=(2, 3)), x.std(dim=(2, 3))]
-            if i < len(self.stages) - 1:
-                x = F.max_pool2d(x, 2)
-        return torch.cat(statistics, dim=1), self.embed(F.adaptive_avg_pool2d(x, 4))
+        outputs = stage_outputs(self.stages, images, self.config.input_size)
+        statistics = [s for x in outputs for s in (x.mean(dim=(2, 3)), x.std(dim=(2, 3)))]
+        return torch.cat(statistics, dim=1), self.embed(F.adaptive_avg_pool2d(outputs[-1], 4))
 
 
 def contrastive_views(n: int, g: torch.Generator, num_classes: int = 8) -> torch.Tensor:
