@@ -156,6 +156,29 @@ class MaskGIT(nn.Module):
         return logits, features
 
 
+def two_stage_loss(tokenizer_steps: int, decoder_batch: int, transformer_loss: LossFn) -> LossFn:
+    """The zoo loss of a token model (`model.tokenizer`, `model.trained_steps`): the first `tokenizer_steps` calls
+    train the tokenizer; later calls take `transformer_loss(model, images, labels, g)` on `token_batch`'s images and
+    labels (the transformer's loss on the frozen tokenizer's tokens), plus the decoder's loss on `decoder_batch`
+    images of frozen codes (none when 0)."""
+
+    def loss_fn(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        step = int(model.trained_steps)
+        model.trained_steps += 1
+        tokenizer, num_classes = model.tokenizer, model.config.num_classes
+        if step < tokenizer_steps:
+            inputs, target = reconstruction_batch(tokenizer.config, images, images.shape[0], num_classes, g)
+            return tokenizer.loss(inputs, g, target)
+        tokenized, labels = token_batch(tokenizer.config, images, labels, num_classes, g)
+        loss = transformer_loss(model, tokenized, labels, g)
+        if decoder_batch > 0:
+            recon_inputs, target = reconstruction_batch(tokenizer.config, images, decoder_batch, num_classes, g)
+            loss = loss + tokenizer.decoder_loss(recon_inputs, target)
+        return loss
+
+    return loss_fn
+
+
 def maskgit_loss(tokenizer_steps: int, label_dropout: float = 0.1, decoder_batch: int = 32) -> LossFn:
     """The two-stage zoo loss of a `MaskGIT`.
 
@@ -168,15 +191,10 @@ def maskgit_loss(tokenizer_steps: int, label_dropout: float = 0.1, decoder_batch
             frozen codes, so that the shipped (EMA) decoder matches the codebook the transformer learned.
     """
 
-    def loss_fn(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        step = int(model.trained_steps)
-        model.trained_steps += 1
-        tokenizer, num_classes = model.tokenizer, model.config.num_classes
-        if step < tokenizer_steps:
-            inputs, target = reconstruction_batch(tokenizer.config, images, images.shape[0], num_classes, g)
-            return tokenizer.loss(inputs, g, target)
-        tokenized, labels = token_batch(tokenizer.config, images, labels, num_classes, g)
-        ids = tokenizer.encode(tokenized).flatten(1)  # (B, N)
+    def transformer_loss(
+        model: nn.Module, tokenized: torch.Tensor, labels: torch.Tensor, g: torch.Generator
+    ) -> torch.Tensor:
+        ids = model.tokenizer.encode(tokenized).flatten(1)  # (B, N)
         b, n = ids.shape
         dev = ids.device
         u = lambda *shape: torch.rand(*shape, generator=g, device=g.device).to(dev)  # noqa: E731
@@ -188,13 +206,9 @@ def maskgit_loss(tokenizer_steps: int, label_dropout: float = 0.1, decoder_batch
         # 2. Label dropout for classifier-free guidance.
         labels = torch.where(u(b) < label_dropout, torch.full_like(labels, model.null_class), labels)
         logits, _ = model(inputs, labels)
-        loss = F.cross_entropy(logits[masked], ids[masked])
-        if decoder_batch > 0:
-            recon_inputs, target = reconstruction_batch(tokenizer.config, images, decoder_batch, num_classes, g)
-            loss = loss + tokenizer.decoder_loss(recon_inputs, target)
-        return loss
+        return F.cross_entropy(logits[masked], ids[masked])
 
-    return loss_fn
+    return two_stage_loss(tokenizer_steps, decoder_batch, transformer_loss)
 
 
-__all__ = ["MaskGIT", "MaskGITConfig", "TransformerBlock", "maskgit_loss"]
+__all__ = ["MaskGIT", "MaskGITConfig", "TransformerBlock", "maskgit_loss", "two_stage_loss"]

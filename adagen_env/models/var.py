@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from adagen_env.errors import InvalidArgument
-from adagen_env.models.maskgit import LossFn, TokenTransformerConfig, TransformerBlock
-from adagen_env.models.vq import MultiScaleVQTokenizer, VQConfig, reconstruction_batch, token_batch
+from adagen_env.models.maskgit import LossFn, TokenTransformerConfig, TransformerBlock, two_stage_loss
+from adagen_env.models.vq import MultiScaleVQTokenizer, VQConfig
 
 
 def _default_tokenizer() -> VQConfig:
@@ -120,27 +120,18 @@ def var_loss(tokenizer_steps: int, label_dropout: float = 0.1, decoder_batch: in
             frozen codes, so that the shipped (EMA) decoder matches the codebook the transformer learned.
     """
 
-    def loss_fn(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        step = int(model.trained_steps)
-        model.trained_steps += 1
-        tokenizer, num_classes = model.tokenizer, model.config.num_classes
-        if step < tokenizer_steps:
-            inputs, target = reconstruction_batch(tokenizer.config, images, images.shape[0], num_classes, g)
-            return tokenizer.loss(inputs, g, target)
-        tokenized, labels = token_batch(tokenizer.config, images, labels, num_classes, g)
+    def transformer_loss(
+        model: nn.Module, tokenized: torch.Tensor, labels: torch.Tensor, g: torch.Generator
+    ) -> torch.Tensor:
         with torch.no_grad():
-            ids = tokenizer.encode(tokenized)  # S maps [(B, pn*pn)]
-            _, inputs = tokenizer.ids_to_fhat(ids)  # (B, L - 1, d)
+            ids = model.tokenizer.encode(tokenized)  # S maps [(B, pn*pn)]
+            _, inputs = model.tokenizer.ids_to_fhat(ids)  # (B, L - 1, d)
         drop = torch.rand(labels.shape[0], generator=g, device=g.device).to(labels.device) < label_dropout
         labels = torch.where(drop, torch.full_like(labels, model.null_class), labels)
         logits, _ = model(labels, inputs)  # (B, L, V)
-        loss = F.cross_entropy(logits.flatten(0, 1), torch.cat(ids, dim=1).flatten())
-        if decoder_batch > 0:
-            recon_inputs, target = reconstruction_batch(tokenizer.config, images, decoder_batch, num_classes, g)
-            loss = loss + tokenizer.decoder_loss(recon_inputs, target)
-        return loss
+        return F.cross_entropy(logits.flatten(0, 1), torch.cat(ids, dim=1).flatten())
 
-    return loss_fn
+    return two_stage_loss(tokenizer_steps, decoder_batch, transformer_loss)
 
 
 __all__ = ["VAR", "VARConfig", "var_loss"]
