@@ -61,6 +61,11 @@ class Args:
     group_size: int = 1
     """Group rollouts: G lanes in a row share a label and an initial noise and their rewards are taken relative to
     the group's leave-one-out mean (`adagen_env.wrappers.GroupRelativeReward`); 1: off."""
+    stop_knob: bool = False
+    """Compute-aware episodes (DiT / SiT): the policy gains a `stop` action that ends a lane's sampling early (the
+    ODE's last step taken there; `adagen_env.envs.base`). The checkpoint records it, so resume and eval rebuild it."""
+    nfe_cost: float = 0.0
+    """With `stop_knob`, the reward's cost per NFE a lane spent: reward = score - nfe_cost x NFE (0: no cost)."""
     total_updates: int = 1000
     """Updates to train for in total (a resumed run counts the ones already done)."""
     budget_minutes: float | None = None

@@ -4,7 +4,7 @@ All of them count *updates* (`agents.presets.timesteps_per_update`) and act at u
 `_on_rollout_start` (the previous update's training is done, the env is at an episode boundary): so a checkpoint
 or an evaluation always sees a whole number of updates, and a resumed run repeats none of them.
 
-Tensorboard namespaces (STYLE.md 20): `reward/` terminal rewards, `disc/` the discriminator's loss and accuracies
+Tensorboard namespaces (STYLE.md 20): `reward/` terminal rewards (and the NFE spent of compute-aware runs), `disc/` the discriminator's loss and accuracies
 (from the env's infos), `knobs/<knob>/step_<k>` mean knob value per step index, `charts/` std, wall time,
 `eval/` every yardstick of the deterministic policy and of the baseline, image grids (policy row over baseline
 row) and knob-trajectory figures; `reward/alignment_auc` whether the online reward still ranks quality; `monitor/`
@@ -145,23 +145,27 @@ class TrainingLogger(BaseCallback):
 
     def _clear(self) -> None:
         self._knob_sum: dict[int, np.ndarray] = {}
-        self._knob_count: dict[int, int] = {}
+        self._knob_count: dict[int, np.ndarray] = {}
         self._rewards: list[float] = []
+        self._nfe: list[float] = []
         self._disc: dict[str, list[float]] = {}
 
     def _on_step(self) -> bool:
         infos, dones = self.locals["infos"], np.asarray(self.locals["dones"])
         obs = getattr(self.model, "_last_obs", None)
         if isinstance(obs, dict) and "step" in obs and all("knobs" in info for info in infos):
-            knobs = np.stack([info["knobs"] for info in infos])  # (B, K)
+            knobs = np.stack([info["knobs"] for info in infos])  # (B, K); NaN in lanes that stopped
+            finite = np.isfinite(knobs)
             steps = np.asarray(obs["step"]).reshape(-1)
             for k in np.unique(steps):
                 lanes = steps == k
-                self._knob_sum[int(k)] = self._knob_sum.get(int(k), 0) + knobs[lanes].sum(axis=0)
-                self._knob_count[int(k)] = self._knob_count.get(int(k), 0) + int(lanes.sum())
+                self._knob_sum[int(k)] = self._knob_sum.get(int(k), 0) + np.where(finite, knobs, 0)[lanes].sum(axis=0)
+                self._knob_count[int(k)] = self._knob_count.get(int(k), 0) + finite[lanes].sum(axis=0)
         rewards = np.asarray(self.locals["rewards"])
         for i in np.flatnonzero(dones):  # group rollouts train on centred rewards: log the reward model's own
             self._rewards.append(float(infos[i].get("raw_reward", rewards[i])))
+            if "episode_nfe" in infos[i]:  # compute-aware episodes: the NFE the lane actually spent
+                self._nfe.append(float(infos[i]["episode_nfe"]))
             for key in ("disc/loss", "disc/acc_real", "disc/acc_fake"):
                 if key in infos[i]:
                     self._disc.setdefault(key, []).append(float(infos[i][key]))
@@ -172,12 +176,14 @@ class TrainingLogger(BaseCallback):
             return  # off-policy rollouts can be single steps: wait for finished episodes
         self.logger.record("reward/terminal_mean", float(np.mean(self._rewards)))
         self.logger.record("reward/terminal_std", float(np.std(self._rewards)))
+        if self._nfe:
+            self.logger.record("reward/episode_nfe_mean", float(np.mean(self._nfe)))
         for key, values in self._disc.items():
             self.logger.record(key, float(np.mean(values)))
         for k in sorted(self._knob_sum):
-            means = self._knob_sum[k] / self._knob_count[k]
-            for name, value in zip(self.knob_names, means):
-                self.logger.record(f"knobs/{name}/step_{k:02d}", float(value))
+            for name, total, count in zip(self.knob_names, self._knob_sum[k], self._knob_count[k]):
+                if count:  # every lane may have stopped before step k
+                    self.logger.record(f"knobs/{name}/step_{k:02d}", float(total / int(count)))
         self._clear()
 
 
@@ -186,7 +192,7 @@ def knob_figure(knob_names: Sequence[str], policy_knobs: np.ndarray, baseline: n
 
     Args:
         knob_names: K names.
-        policy_knobs: (N, H, K) knob values.
+        policy_knobs: (N, H, K) knob values; NaN (steps after an image stopped) are left out of the statistics.
         baseline: (H, K) baseline schedule, or None.
     """
     from matplotlib.figure import Figure as MplFigure
@@ -195,7 +201,11 @@ def knob_figure(knob_names: Sequence[str], policy_knobs: np.ndarray, baseline: n
     fig = MplFigure(figsize=(3.2 * n_knobs, 2.6), layout="constrained")
     axes = fig.subplots(1, n_knobs, squeeze=False)[0]
     steps = np.arange(policy_knobs.shape[1])
-    mean, std = policy_knobs.mean(axis=0), policy_knobs.std(axis=0)  # (H, K)
+    finite = np.isfinite(policy_knobs)
+    count = np.maximum(finite.sum(axis=0), 1)
+    mean = np.where(finite, policy_knobs, 0).sum(axis=0) / count  # (H, K)
+    std = np.sqrt((np.where(finite, policy_knobs - mean, 0) ** 2).sum(axis=0) / count)
+    mean, std = np.where(finite.any(axis=0), mean, np.nan), np.where(finite.any(axis=0), std, np.nan)
     for i, (ax, name) in enumerate(zip(axes, knob_names)):
         ax.plot(steps, mean[:, i], marker="o", label="policy")
         ax.fill_between(steps, mean[:, i] - std[:, i], mean[:, i] + std[:, i], alpha=0.25)
@@ -288,6 +298,8 @@ class PolicyEvaluation(UpdateCallback):
                 self.logger.record(f"eval/{key}", value)
                 self.logger.record(f"eval/{key}_baseline", self.baseline_scores[key])
         self.logger.record("eval/nfe", gen.nfe)
+        if gen.sample_nfe is not None:  # compute-aware episodes: the NFE an image actually spent
+            self.logger.record("eval/nfe_spent_mean", float(gen.sample_nfe.mean()))
         if SELECTION_METRIC in scores:
             score = scores[SELECTION_METRIC]
             if score < self.best_score and self.best_model_path is not None:

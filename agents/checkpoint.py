@@ -291,12 +291,17 @@ ROLLOUT_LEFTOVERS = (*EXPORT_EXCLUDES, "rollout_buffer_class", "replay_buffer_cl
 its current episodes) or, for `lr_schedule`, a placeholder that SB3 recomputes from `learning_rate`."""
 
 
+def action_dim(meta: dict[str, Any]) -> int:
+    """A checkpoint's action size: one residual per controlled knob, and the `stop` entry of a compute-aware run."""
+    return len(meta["knobs"]) + bool(meta.get("env_kwargs", {}).get("stop_knob", False))
+
+
 def spaces_from_meta(meta: dict[str, Any]) -> tuple[spaces.Dict, spaces.Box]:
     """(observation space, action space) of the env a checkpoint was trained on, from its metadata."""
     from adagen_env.envs.base import ACTION_LIMIT, FEATURE_DTYPES
 
     dtype = FEATURE_DTYPES[meta.get("env_kwargs", {}).get("feature_dtype") or "float32"]
-    action = spaces.Box(-ACTION_LIMIT, ACTION_LIMIT, (len(meta["knobs"]),), dtype=np.float32)
+    action = spaces.Box(-ACTION_LIMIT, ACTION_LIMIT, (action_dim(meta),), dtype=np.float32)
     observation = {
         "features": spaces.Box(-np.inf, np.inf, tuple(meta["feature_shape"]), dtype=dtype),
         "step": spaces.Discrete(meta["horizon"]),
@@ -313,7 +318,7 @@ def _rebuilt_fields(path: Path, data: dict[str, Any], meta: dict[str, Any], env:
         (env.observation_space, env.action_space) if env is not None else spaces_from_meta(meta)
     )
     preset = resolve_hyperparameters(
-        meta["algo"], meta["horizon"], meta.get("num_envs", 1), len(meta["knobs"]), meta.get("algo_kwargs")
+        meta["algo"], meta["horizon"], meta.get("num_envs", 1), action_dim(meta), meta.get("algo_kwargs")
     )
     blank = spec.load_cls()(spec.policy, env=None, _init_setup_model=False, **preset)  # the fields as SB3 sets them
     known = {

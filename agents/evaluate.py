@@ -26,7 +26,7 @@ from adagen_env.outputs import writable_dir, write_text
 from agents.checkpoint import IDENTITY_KEYS, check_meta, generator_expectation, load_model
 from agents.reporting import COLUMNS, change_cell, stat_cells
 from agents.rollout import Generation, ZeroPolicy, generate
-from agents.train import Args, EnvFn, default_env_fn, smooth
+from agents.train import Args, EnvFn, compute_aware, default_env_fn, smooth
 
 
 def eval_env(
@@ -67,10 +67,14 @@ def score_seeds(
 ) -> dict[str, Any]:
     """Generate with `make(seed)` for each seed and score it: per-seed metrics, mean and std over seeds, NFE per image,
     generation wall time per image, and the last seed's `Generation` (under "generation"). A progress bar (ETA per
-    seed) is labelled `desc`."""
+    seed) is labelled `desc`.
+
+    Where the images spend different NFE (`Generation.sample_nfe`: compute-aware episodes), "nfe" is the mean NFE
+    an image actually spent over every seed's images, "nfe_budget" a whole episode's, and "nfe_spent" holds the mean
+    and std over seeds of the per-seed means, each seed's mean, and the fewest and most any image spent."""
     from tqdm.auto import tqdm
 
-    per_seed, seconds, last = [], 0.0, None
+    per_seed, spent, seconds, last = [], [], 0.0, None
     bar = tqdm(seeds, desc=desc, unit="seed", dynamic_ncols=True)
     for seed in bar:
         bar.set_postfix_str(f"seed {seed}: generating")
@@ -79,15 +83,36 @@ def score_seeds(
         seconds += time.perf_counter() - start
         bar.set_postfix_str(f"seed {seed}: scoring")
         per_seed.append({**compute_metrics(last.images, last.labels, metrics=metrics, device=device), "seed": seed})
+        spent.append(last.spent())
     mean, std = summarise([{k: v for k, v in s.items() if k != "seed"} for s in per_seed])
+    result: dict[str, Any] = {"nfe": last.nfe}
+    if last.sample_nfe is not None:
+        means = [float(s.mean()) for s in spent]
+        every = np.concatenate(spent)
+        result = {
+            "nfe": _count(every.mean()),
+            "nfe_budget": last.nfe,
+            "nfe_spent": {
+                "mean": float(np.mean(means)),
+                "std": float(np.std(means, ddof=1)) if len(means) > 1 else 0.0,
+                "per_seed": means,
+                "min": int(every.min()),
+                "max": int(every.max()),
+            },
+        }
     return {
-        "nfe": last.nfe,
+        **result,
         "per_seed": per_seed,
         "mean": mean,
         "std": std,
         "seconds_per_image": seconds / (len(seeds) * last.labels.shape[0]),
         "generation": last,
     }
+
+
+def _count(value: float) -> int | float:
+    """A mean NFE: an int when it is a whole number (every image spent the same), else the float."""
+    return int(value) if float(value).is_integer() else float(value)
 
 
 def _run(
@@ -149,7 +174,8 @@ def _refined_rows(
         make = partial(best_of_k if method == "best-of" else value_lookahead, k=k, scorer=scorer)
         for name, policy, algo in runs:
             row = _run(name, policy, env, num_samples, seeds, metrics, device, make)
-            rows.append({**row, **common, "algo": algo, "nfe_per_candidate": row["nfe"] // k})
+            per_candidate = row["nfe"] // k if isinstance(row["nfe"], int) else row["nfe"] / k
+            rows.append({**row, **common, "algo": algo, "nfe_per_candidate": per_candidate})
     return rows
 
 
@@ -226,6 +252,8 @@ def evaluate(
             **generator_expectation(meta, env.unwrapped),
         }
         check_meta(path, meta, sampler_and_generator)
+        built = {"stop_knob": bool(getattr(env.unwrapped, "stop_knob", False))}
+        check_meta(path, {"stop_knob": compute_aware(meta)["stop_knob"]}, built)
         rows.append(
             {
                 **_run(str(path), model, env, num_samples, seeds, metrics, device),
@@ -303,16 +331,36 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         generators_line(results["rows"]),
         "",
-        "| env | schedule | NFE | " + " | ".join(COLUMNS.values()) + " | vs baseline |",
-        "|---|---|---|" + "---|" * len(COLUMNS) + "---|",
+    ]
+    aware = any("nfe_spent" in row for row in results["rows"])
+    if aware:
+        lines += [
+            "Compute-aware rows (a policy with a stop action, and the schedules run on its env) count the NFE each "
+            "image actually spent: NFE is its mean over all images, NFE spent its mean ± std over seeds of the "
+            "per-seed means, of a whole episode's; their verdict is against the baseline at that whole episode's NFE.",
+            "",
+        ]
+    spent_header, spent_rule = (" NFE spent / image |", "---|") if aware else ("", "")
+    lines += [
+        "| env | schedule | NFE |" + spent_header + " " + " | ".join(COLUMNS.values()) + " | vs baseline |",
+        "|---|---|---|" + spent_rule + "---|" * len(COLUMNS) + "---|",
     ]
     baselines = {row["env_id"]: row for row in results["rows"] if row["name"] == "baseline"}
     for row in results["rows"]:
         base = baselines.get(row["env_id"])
-        change = change_cell(row, base) if base is not None and row is not base and row["nfe"] == base["nfe"] else "-"
+        equal = base is not None and row is not base and row.get("nfe_budget", row["nfe"]) == base["nfe"]
+        change = change_cell(row, base) if equal else "-"
         cells = " | ".join(stat_cells(row))
-        lines.append(f"| {row['env_id']} | {row['name']} | {row['nfe']} | {cells} | {change} |")
+        spent = f" {spent_cell(row)} |" if aware else ""
+        nfe = f"{row['nfe']:.4g}" if isinstance(row["nfe"], float) else row["nfe"]
+        lines.append(f"| {row['env_id']} | {row['name']} | {nfe} |{spent} {cells} | {change} |")
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["eval_env", "evaluate", "generators_line", "markdown", "score_seeds", "summarise"]
+def spent_cell(row: dict[str, Any]) -> str:
+    """The NFE an image of `row` actually spent, "mean ± std of budget", or "-" for a row without a stop action."""
+    spent = row.get("nfe_spent")
+    return "-" if spent is None else f"{spent['mean']:.4g} ± {spent['std']:.2g} of {row['nfe_budget']}"
+
+
+__all__ = ["eval_env", "evaluate", "generators_line", "markdown", "score_seeds", "spent_cell", "summarise"]

@@ -34,7 +34,7 @@ from adagen_env.samplers.schedules import save_schedule
 from agents.checkpoint import check_meta, generator_expectation, load_model
 from agents.evaluate import eval_env
 from agents.rollout import generate
-from agents.train import EnvFn
+from agents.train import EnvFn, compute_aware
 
 EXPORT_SEED = 3000
 """Sampling seed of the export: no evaluation uses it (evaluations 0, 1, 2; the bench's search 1000 to 1002;
@@ -130,12 +130,17 @@ def export_schedule(
         env_fn: builds the unwrapped env instead of `gym.make_vec` (tests).
 
     Raises:
-        InvalidArgument: fewer samples than classes, or a batch size below 1.
+        InvalidArgument: fewer samples than classes, a batch size below 1, or a compute-aware policy.
         CheckpointError: a corrupt checkpoint, or one trained on another sampler or generator.
     """
     if batch_size < 1:
         raise InvalidArgument(f"batch_size must be >= 1, got {batch_size}")
     model, meta = load_model(policy_path, device=device)
+    if compute_aware(meta)["stop_knob"]:
+        raise InvalidArgument(
+            f"{str(policy_path)!r} is a compute-aware policy (stop_knob): its images stop at different steps, so no "
+            "one static (H, K) table runs them; export a policy trained without --stop-knob"
+        )
     env = eval_env(meta["env_id"], meta["env_kwargs"], meta["smoothing"], batch_size, device, env_fn)
     unwrapped = env.unwrapped
     sampler = unwrapped.sampler

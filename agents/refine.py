@@ -121,7 +121,8 @@ def best_of_k(
         scorer: scores finished images (`load_scorer`).
 
     Returns:
-        The N kept images with their knobs; `nfe` is K times a candidate's.
+        The N kept images with their knobs; `nfe` is K times a candidate's, and on a compute-aware env each image's
+        `sample_nfe` the sum of what its K candidates spent.
 
     Raises:
         InvalidArgument: k does not divide the env's lanes.
@@ -130,7 +131,8 @@ def best_of_k(
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.long).reshape(-1)
     candidates = generate(policy, env, labels.repeat_interleave(k), seed)
     keep = keep_best(score_images(scorer, candidates.images, candidates.labels, env.num_envs), k)
-    return Generation(candidates.images[keep], labels, candidates.knobs[keep.numpy()], candidates.nfe * k)
+    spent = None if candidates.sample_nfe is None else candidates.sample_nfe.reshape(-1, k).sum(axis=1)
+    return Generation(candidates.images[keep], labels, candidates.knobs[keep.numpy()], candidates.nfe * k, spent)
 
 
 def _take(obs: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:
@@ -166,7 +168,8 @@ def lookahead(
         scorer: picks the last step's candidate from the finished images; None: the mean action's (candidate 0).
 
     Returns:
-        The N kept images and the knobs their lanes applied; `nfe` is K times one episode's.
+        The N kept images and the knobs their lanes applied; `nfe` is K times one episode's, and on a compute-aware
+        env each image's `sample_nfe` the sum of what the K lanes of its set spent.
 
     Raises:
         InvalidArgument: k does not divide the lanes, the env cannot select lanes, or the model has no Gaussian
@@ -189,7 +192,8 @@ def lookahead(
     policy.set_training_mode(False)
     low, high = env.single_action_space.low, env.single_action_space.high
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.long).reshape(-1)
-    images, knobs, nfe = [], [], 0
+    compute_aware = bool(getattr(env.unwrapped, "stop_knob", False))
+    images, knobs, spent, nfe = [], [], [], 0
     for start in range(0, labels.shape[0], b):
         chunk = labels[start : start + b]
         padded = torch.cat([chunk, chunk.new_zeros(b - chunk.shape[0])])
@@ -200,10 +204,12 @@ def lookahead(
         obs = _take(obs, shared)
         draws = make_generator(batch)
         steps, nfe, done = [], 0, False
+        sets = np.zeros(b, dtype=np.int64)  # (B,) NFE the K lanes of each set spent together
         while not done:
             actions = _candidate_actions(policy, obs, k, draws, low, high)
             obs, _, terminated, truncated, info = env.step(actions)
             nfe += int(info["nfe"][0])
+            sets += info["nfe"].reshape(b, k).sum(axis=1)
             done = bool(np.all(terminated | truncated))
             if not done:
                 values = policy.predict_values(policy.obs_to_tensor(obs)[0]).flatten()
@@ -220,7 +226,14 @@ def lookahead(
         if "final_images" not in info:
             raise InvalidArgument("lookahead() needs an env built with return_images=True")
         images.append(torch.from_numpy(info["final_images"][best][: chunk.shape[0]]))
-        knobs.append(np.stack(steps, axis=1)[: chunk.shape[0]])  # (B, H, knobs)
+        table = np.stack(steps, axis=1)[: chunk.shape[0]]  # (B, steps, knobs): fewer than H when every lane stopped
+        knobs.append(
+            np.pad(table, ((0, 0), (0, env.unwrapped.horizon - table.shape[1]), (0, 0)), constant_values=np.nan)
+        )
+        spent.append(sets[: chunk.shape[0]])
+    if compute_aware:
+        episode = env.unwrapped.sampler.episode_nfe
+        return Generation(torch.cat(images), labels, np.concatenate(knobs), episode * k, np.concatenate(spent))
     return Generation(torch.cat(images), labels, np.concatenate(knobs), nfe * k)
 
 

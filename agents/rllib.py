@@ -338,6 +338,8 @@ def validate(args: Args) -> None:
     validate_common(args)
     if args.algo != "ppo":
         raise InvalidArgument(f"--engine rllib trains PPO only, got --algo {args.algo}")
+    if args.stop_knob:
+        raise InvalidArgument("--engine rllib does not train compute-aware episodes (--stop-knob); use --engine sb3")
     if args.num_env_runners < 0:
         raise InvalidArgument(f"num_env_runners must be >= 0 (0: sample in the driver), got {args.num_env_runners}")
     share = args.num_envs // max(1, args.num_env_runners)

@@ -57,12 +57,18 @@ def generate(policy: Predictor, env: VectorEnv, labels: torch.Tensor | np.ndarra
         labels: (N,) class ids; the last batch is padded with zeros and the padding dropped.
         seed: sampling seed; batch b is reset with `batch_seed(seed, b)`.
 
+    Returns:
+        The N images and their (N, H, K) knobs; on a compute-aware env (`stop_knob`) also each image's NFE actually
+        spent (`Generation.sample_nfe`, the env's `episode_nfe`), `nfe` then a whole episode's, and the knobs of
+        steps after an image stopped NaN.
+
     Raises:
         InvalidArgument: the env does not return final images.
     """
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.long).reshape(-1)
-    b = env.num_envs
-    images, knobs, nfe = [], [], 0
+    b, horizon = env.num_envs, env.unwrapped.horizon
+    compute_aware = bool(getattr(env.unwrapped, "stop_knob", False))
+    images, knobs, spent, nfe = [], [], [], 0
     for start in range(0, labels.shape[0], b):
         chunk = labels[start : start + b]
         padded = torch.cat([chunk, chunk.new_zeros(b - chunk.shape[0])])
@@ -79,5 +85,11 @@ def generate(policy: Predictor, env: VectorEnv, labels: torch.Tensor | np.ndarra
         if "final_images" not in info:
             raise InvalidArgument("generate() needs an env built with return_images=True")
         images.append(torch.from_numpy(info["final_images"][: chunk.shape[0]]))
-        knobs.append(np.stack(steps, axis=1)[: chunk.shape[0]])  # (b, H, K)
+        table = np.stack(steps, axis=1)[: chunk.shape[0]]  # (b, steps, K): fewer than H when every lane stopped
+        knobs.append(np.pad(table, ((0, 0), (0, horizon - table.shape[1]), (0, 0)), constant_values=np.nan))
+        if compute_aware:
+            spent.append(info["episode_nfe"][: chunk.shape[0]])
+    if compute_aware:  # lanes stop at different steps: each image's own NFE, and a whole episode's as `nfe`
+        sampler = env.unwrapped.sampler
+        return Generation(torch.cat(images), labels, np.concatenate(knobs), sampler.episode_nfe, np.concatenate(spent))
     return Generation(torch.cat(images), labels, np.concatenate(knobs), nfe)

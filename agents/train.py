@@ -7,6 +7,7 @@ stack, the model (new, or loaded from the run's checkpoint), the logger and the 
 
     adagen train --env AdaGen/SiT-v0                       # PPO, 64 lanes, the paradigm's defaults
     adagen train --env AdaGen/SiT-v0 --budget-minutes 30 --logdir runs/ --resume
+    adagen train --env AdaGen/SiT-v0 --num-steps 16 --stop-knob --nfe-cost 0.01   # compute-aware episodes
 
 Wrapper stack: `gym.make_vec(env)` (the native batch) -> `GroupRelativeReward` when `group_size` > 1 ->
 `VectorActionSmoothing(beta)` when beta > 0 (beta = the env class's `default_smoothing` unless given) ->
@@ -82,6 +83,8 @@ def default_env_fn(args: Args) -> EnvFn:
             "observation": args.observation,
             "return_images": return_images,
         }
+        if args.stop_knob:  # compute-aware episodes; left out otherwise, so other envs need not know the arguments
+            kwargs.update(stop_knob=True, nfe_cost=args.nfe_cost)
         if generator is None:
             kwargs["num_steps"] = args.num_steps
         else:
@@ -97,6 +100,12 @@ def default_env_fn(args: Args) -> EnvFn:
             f"unknown env id {args.env!r}; AdaGen envs: {sorted(adagen_env.envs.ENVIRONMENTS)}.{hint}"
         )
     return make
+
+
+def compute_aware(meta: dict[str, Any]) -> dict[str, Any]:
+    """The compute-aware settings of a checkpoint's metadata, `stop_knob` and `nfe_cost` (older runs: off)."""
+    env_kwargs = meta.get("env_kwargs", {})
+    return {"stop_knob": bool(env_kwargs.get("stop_knob", False)), "nfe_cost": float(env_kwargs.get("nfe_cost", 0.0))}
 
 
 def smooth(env: VectorEnv, beta: float) -> VectorEnv:
@@ -118,6 +127,10 @@ def validate(args: Args) -> None:
         raise InvalidArgument(f"smoothing must be an EMA beta in [0, 1), got {args.smoothing}")
     if args.num_envs % args.group_size:
         raise InvalidArgument(f"group_size ({args.group_size}) must divide num_envs ({args.num_envs})")
+    if not (math.isfinite(args.nfe_cost) and args.nfe_cost >= 0):
+        raise InvalidArgument(f"nfe_cost must be a finite number >= 0, got {args.nfe_cost}")
+    if args.nfe_cost and not args.stop_knob:
+        raise InvalidArgument("nfe_cost needs stop_knob: without the stop action every lane spends the same NFE")
 
 
 def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
@@ -154,6 +167,11 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
     adapter = SB3VecEnv(env)
     venv = VecMonitor(adapter)
     unwrapped = env.unwrapped
+    built = {"stop_knob": bool(getattr(unwrapped, "stop_knob", False)), "nfe_cost": getattr(unwrapped, "nfe_cost", 0.0)}
+    if built != {"stop_knob": args.stop_knob, "nfe_cost": args.nfe_cost}:
+        raise InvalidArgument(
+            f"the env was built with {built}, the run asks for stop_knob={args.stop_knob}, nfe_cost={args.nfe_cost}"
+        )
     args.horizon = unwrapped.horizon
     meta = {
         "env_id": args.env,
@@ -175,6 +193,8 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
             "feature_dtype": args.feature_dtype,
             "observation": args.observation,
             "base_schedule": None if unwrapped.base_schedule is None else unwrapped.base_schedule.tolist(),
+            "stop_knob": args.stop_knob,
+            "nfe_cost": args.nfe_cost,
         },
         "group_size": args.group_size,
         "reward_model": args.reward_model,
@@ -204,6 +224,7 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
         check_meta(path, {"group_size": saved.get("group_size", 1)}, {"group_size": args.group_size})  # older: 1
         saved_base = {"base_schedule": saved.get("env_kwargs", {}).get("base_schedule")}  # older runs: none
         check_meta(path, saved_base, {"base_schedule": meta["env_kwargs"]["base_schedule"]})
+        check_meta(path, compute_aware(saved), compute_aware(meta))
         model, _ = load_model(path, env=venv, device=args.device)
         state = load_state(path, model.num_timesteps)
         if unwrapped.reward_model is not None and state["reward_model"] is not None:
@@ -340,4 +361,4 @@ def args_from_namespace(namespace: Any) -> Args:
     return Args(**values)
 
 
-__all__ = ["Args", "EnvFn", "args_from_namespace", "default_env_fn", "train"]
+__all__ = ["Args", "EnvFn", "args_from_namespace", "compute_aware", "default_env_fn", "train"]

@@ -35,14 +35,23 @@ class Generation:
     Args:
         images: (N, 3, R, R) float32 in [0, 1].
         labels: (N,) int64 class ids.
-        knobs: (N, H, K) knob values applied at each step.
-        nfe: network evaluations per image.
+        knobs: (N, H, K) knob values applied at each step (NaN after an image's sampling stopped).
+        nfe: network evaluations per image (of a compute-aware run: the most an image may spend, a whole episode's).
+        sample_nfe: (N,) int64 network evaluations each image actually spent, for runs whose images spend different
+            amounts (compute-aware episodes); None: every image spent `nfe`.
     """
 
     images: torch.Tensor
     labels: torch.Tensor
     knobs: np.ndarray
     nfe: int
+    sample_nfe: np.ndarray | None = None
+
+    def spent(self) -> np.ndarray:
+        """(N,) int64 network evaluations each image spent."""
+        if self.sample_nfe is None:
+            return np.full(self.labels.shape[0], self.nfe, dtype=np.int64)
+        return np.asarray(self.sample_nfe, dtype=np.int64)
 
 
 def batch_seed(seed: int, batch: int) -> int:
