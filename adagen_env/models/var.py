@@ -115,9 +115,7 @@ def var_loss(tokenizer_steps: int, label_dropout: float = 0.1, decoder_batch: in
         tokenizer_steps: the first this many calls train the tokenizer (reconstruction, phi, commitment,
             EMA codebook); later calls train the transformer by teacher forcing on the frozen tokenizer.
             A run shorter than this (e.g. `adagen zoo train var --steps 50`) trains the tokenizer only.
-        label_dropout: probability of replacing a label by the null class (for CFG).
-        decoder_batch: images of each transformer-stage batch that also fine-tune the decoder on the
-            frozen codes, so that the shipped (EMA) decoder matches the codebook the transformer learned.
+        label_dropout, decoder_batch: as `maskgit_loss`'s (the null-class probability; decoder fine-tuning images).
     """
 
     def transformer_loss(
