@@ -22,7 +22,13 @@ from adagen_env.checks import check_images, check_labels
 from adagen_env.data import ShapesDataset
 from adagen_env.errors import InvalidArgument
 from adagen_env.rewards.base import RewardModel
-from adagen_env.rewards.projected import AUGMENTATIONS, DEFAULT_AUGMENTATIONS, ProjectedDiscriminator, diff_augment
+from adagen_env.rewards.projected import (
+    AUGMENTATIONS,
+    DEFAULT_AUGMENTATIONS,
+    DEFAULT_BACKBONES,
+    ProjectedDiscriminator,
+    diff_augment,
+)
 
 
 class TransformerDiscriminator(nn.Module):
@@ -95,7 +101,8 @@ class AdversarialReward(RewardModel):
         real_data: where reals come from (an object with `sample(n, labels=, generator=)`); the
             procedural shapes at `resolution` when None.
         architecture: "transformer" (default), "conv", or "projected" (`ProjectedDiscriminator`: trainable heads
-            on the frozen `reward-classifier`'s features at three depths).
+            on frozen networks' features at several depths).
+        backbones: the projected discriminator's frozen networks (of `BACKBONES`); None: `DEFAULT_BACKBONES`.
         augment: the DiffAugment operations (of `AUGMENTATIONS`: "colour", "translation", "cutout") applied to
             reals and fakes alike at every update, () for none; None: `DEFAULT_AUGMENTATIONS` (translation and
             cutout) for "projected", none for the pixel discriminators.
@@ -115,6 +122,7 @@ class AdversarialReward(RewardModel):
         real_data: object | None = None,
         architecture: str = "transformer",
         augment: tuple[str, ...] | list[str] | None = None,
+        backbones: tuple[str, ...] | list[str] | None = None,
         reward: str = "sigmoid",
         updates_per_batch: int = 2,
         lr: float = 1e-4,
@@ -131,7 +139,14 @@ class AdversarialReward(RewardModel):
         self.device = torch.device(device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.discriminator = DISCRIMINATORS[architecture](num_classes, resolution).to(self.device)
+            if architecture == "projected":
+                self.backbones = tuple(backbones or DEFAULT_BACKBONES)
+                self.discriminator = ProjectedDiscriminator(num_classes, resolution, backbones=self.backbones)
+            elif backbones is not None:
+                raise InvalidArgument(f"backbones are for the projected discriminator, not {architecture!r}")
+            else:
+                self.discriminator = DISCRIMINATORS[architecture](num_classes, resolution)
+            self.discriminator.to(self.device)
         trainable = [p for p in self.discriminator.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(trainable, lr=lr, betas=betas)
         if augment is None:

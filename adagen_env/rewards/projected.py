@@ -1,11 +1,13 @@
-"""The projected discriminator: small trainable heads on a frozen pretrained network's multi-depth features.
+"""The projected discriminator: small trainable heads on frozen pretrained networks' multi-depth features.
 
 A discriminator trained from scratch on pixels wins within a few hundred updates by latching onto pixel
 statistics, and its reward then stops ranking images by quality. A projected discriminator (Sauer et al., 2021;
 AdaNAT's, on DINO ViT-S) reads a frozen network's features at several depths and trains only small
 spectral-normalised heads with class projection on each, under differentiable augmentation of reals and fakes
-alike (DiffAugment, Zhao et al., 2020; translation and cutout here, `DEFAULT_AUGMENTATIONS`). Here the frozen network is the zoo's `reward-classifier` (never the
-metrics' networks).
+alike (DiffAugment, Zhao et al., 2020; translation and cutout here, `DEFAULT_AUGMENTATIONS`). The frozen networks
+(`BACKBONES`, never the metrics' networks): the zoo's `reward-classifier`, whose features are what tells classes
+apart, and the encoder of the zoo's VAR tokenizer, trained to reconstruct images and so keeping every factor of
+them; several backbones give one head per depth of each (an ensemble of projected discriminators).
 
 Letters: B images, R image side, C channels of a depth, D head width.
 """
@@ -17,8 +19,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-BACKBONE = "reward-classifier"
-"""Zoo name of the frozen feature network."""
+from adagen_env.errors import InvalidArgument
+
+BACKBONES = ("reward-classifier", "var-tokenizer")
+"""Names of the frozen feature networks a projected discriminator may read."""
+DEFAULT_BACKBONES = ("reward-classifier",)
+"""The backbones of `ProjectedDiscriminator` and the "adversarial-projected" reward."""
 
 
 AUGMENTATIONS = ("colour", "translation", "cutout")
@@ -86,50 +92,123 @@ class _Head(nn.Module):
         return (self.out(h) + proj).mean(dim=(1, 2, 3))  # (B,)
 
 
-class ProjectedDiscriminator(nn.Module):
-    """Frozen `reward-classifier` stages -> one trainable head per depth; the logit is the mean over depths.
+class ClassifierStages(nn.Module):
+    """A frozen `ShapesClassifier`'s stage outputs: (B, 3, R, R) images in [0, 1] -> [(B, C_i, h_i, w_i)], read at
+    its input size (images resized) with its input normalisation."""
 
-    Input (B, 3, R, R) in [0, 1]; output (B,) logits. `backbone` (a `ShapesClassifier`) is the zoo's when None.
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.channels = [[m for m in stage if isinstance(m, nn.Conv2d)][-1].out_channels for stage in net.stages]
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        size = self.net.config.input_size
+        x = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        x = ((x - 0.5) / 0.25).contiguous(memory_format=torch.channels_last)
+        out = []
+        for i, stage in enumerate(self.net.stages):
+            x = stage(x)
+            out.append(x)
+            if i < len(self.net.stages) - 1:
+                x = F.max_pool2d(x, 2)
+        return out
+
+
+class EncoderStages(nn.Module):
+    """A frozen VQ tokenizer `Encoder`'s activations after its stem and after each downsampling stage (before the
+    code projection): (B, 3, R, R) images in [0, 1] -> [(B, C_i, h_i, w_i)], read at the tokenizer's resolution."""
+
+    def __init__(self, encoder: nn.Module, resolution: int) -> None:
+        super().__init__()
+        self.encoder, self.resolution = encoder, resolution
+        convs = [m for m in encoder.net if isinstance(m, nn.Conv2d)]
+        self.taps = [0] + [i for i, m in enumerate(encoder.net) if type(m).__name__ == "ResBlock"]
+        self.channels = [convs[0].out_channels] + [encoder.net[i].body[-1].out_channels for i in self.taps[1:]]
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        size = self.resolution
+        x = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        x = (x * 2 - 1).contiguous(memory_format=torch.channels_last)
+        out = []
+        for i, layer in enumerate(self.encoder.net[: self.taps[-1] + 1]):
+            x = layer(x)
+            if i in self.taps:
+                out.append(x)
+        return out
+
+
+def load_backbone(name: str) -> nn.Module:
+    """The frozen stages of the zoo network `name` (of `BACKBONES`), as a module returning a list of feature maps
+    and holding their `channels`."""
+    from adagen_env import zoo
+
+    if name == "reward-classifier":
+        return ClassifierStages(zoo.load("reward-classifier"))
+    if name == "var-tokenizer":
+        tokenizer = zoo.load("var").tokenizer
+        return EncoderStages(tokenizer.encoder, tokenizer.config.resolution)
+    raise InvalidArgument(f"unknown projected-discriminator backbone {name!r}; valid: {list(BACKBONES)}")
+
+
+class ProjectedDiscriminator(nn.Module):
+    """Frozen backbones' stages -> one trainable head per depth of each; the logit is the mean over all heads.
+
+    Input (B, 3, R, R) in [0, 1]; output (B,) logits. `backbones`: names of `BACKBONES`, or ready stage modules
+    (`ClassifierStages`, `EncoderStages`).
     """
 
-    def __init__(self, num_classes: int, resolution: int, width: int = 32, backbone: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        resolution: int,
+        width: int = 32,
+        backbones: tuple[str | nn.Module, ...] | list[str | nn.Module] = DEFAULT_BACKBONES,
+    ) -> None:
         super().__init__()
-        if backbone is None:
-            from adagen_env import zoo
-
-            backbone = zoo.load(BACKBONE)
-        self.backbone = backbone.eval().requires_grad_(False)
-        channels = [[m for m in stage if isinstance(m, nn.Conv2d)][-1].out_channels for stage in backbone.stages]
-        self.heads = nn.ModuleList([_Head(c, num_classes, width) for c in channels])
+        if isinstance(backbones, str) or not backbones:
+            raise InvalidArgument(f"backbones must be a non-empty sequence of {list(BACKBONES)}, got {backbones!r}")
+        stages = [load_backbone(b) if isinstance(b, str) else b for b in backbones]
+        self.backbones = nn.ModuleList(stages).eval().requires_grad_(False)
+        self.heads = nn.ModuleList([_Head(c, num_classes, width) for s in stages for c in s.channels])
         # Channels-last is the layout oneDNN's CPU convolutions are fastest in; the function is the same.
         self.to(memory_format=torch.channels_last)
 
+    def load_state_dict(self, state_dict: dict, strict: bool = True, assign: bool = False):
+        # Files written with the single classifier backbone as the only one name its weights `backbone.*`.
+        if isinstance(self.backbones[0], ClassifierStages):
+            state_dict = {
+                k.replace("backbone.", "backbones.0.net.", 1) if k.startswith("backbone.") else k: v
+                for k, v in state_dict.items()
+            }
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     def train(self, mode: bool = True) -> ProjectedDiscriminator:
         super().train(mode)
-        self.backbone.eval()  # frozen: its normalisation statistics never move
+        self.backbones.eval()  # frozen: their normalisation statistics never move
         return self
 
     @torch.no_grad()
     def depth_features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """The backbone's (B, C, h, w) feature map after each stage, average-pooled to at most the images' own
-        R x R grid (the backbone reads images upsampled to its input size; a finer grid holds no more of the image
-        and would only make its head dearer). No gradients: only the heads train, and the reward never needs the
-        gradient of an image (the policy learns from the scalar), so the frozen backbone runs forward only."""
-        net = self.backbone
-        side, size = images.shape[-1], net.config.input_size
-        x = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        x = ((x - 0.5) / 0.25).contiguous(memory_format=torch.channels_last)
-        out = []
-        for i, stage in enumerate(net.stages):
-            x = stage(x)
-            out.append(F.adaptive_avg_pool2d(x, side) if x.shape[-1] > side else x)
-            if i < len(net.stages) - 1:
-                x = F.max_pool2d(x, 2)
-        return out
+        """Every backbone's (B, C, h, w) feature maps, average-pooled to at most the images' own R x R grid (a
+        finer grid holds no more of the image and would only make its head dearer). No gradients: only the heads
+        train, and the reward never needs the gradient of an image (the policy learns from the scalar)."""
+        side = images.shape[-1]
+        maps = [f for backbone in self.backbones for f in backbone(images)]
+        return [F.adaptive_avg_pool2d(f, side) if f.shape[-1] > side else f for f in maps]
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         logits = [head(f, labels) for head, f in zip(self.heads, self.depth_features(images))]
         return torch.stack(logits).mean(dim=0)
 
 
-__all__ = ["AUGMENTATIONS", "BACKBONE", "DEFAULT_AUGMENTATIONS", "ProjectedDiscriminator", "diff_augment"]
+__all__ = [
+    "AUGMENTATIONS",
+    "BACKBONES",
+    "DEFAULT_AUGMENTATIONS",
+    "DEFAULT_BACKBONES",
+    "ClassifierStages",
+    "EncoderStages",
+    "ProjectedDiscriminator",
+    "diff_augment",
+    "load_backbone",
+]

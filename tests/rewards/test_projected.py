@@ -41,18 +41,37 @@ def test_diff_augment_without_colour_moves_pixels_but_keeps_their_values() -> No
         AdversarialReward(8, 16, architecture="projected", augment="translation")
 
 
-def test_projected_backbone_stays_frozen_and_heads_learn() -> None:
-    reward = make_reward_model("adversarial-projected", 8, 16)
+@pytest.mark.parametrize(
+    "backbones", [("reward-classifier",), ("var-tokenizer",), ("reward-classifier", "var-tokenizer")]
+)
+def test_projected_backbone_stays_frozen_and_heads_learn(backbones) -> None:
+    reward = AdversarialReward(8, 16, architecture="projected", backbones=backbones)
     disc = reward.discriminator
-    backbone = {k: v.clone() for k, v in disc.backbone.state_dict().items()}  # weights and BatchNorm statistics
+    frozen = {k: v.clone() for k, v in disc.backbones.state_dict().items()}  # weights and BatchNorm statistics
     heads = {k: v.clone() for k, v in disc.heads.state_dict().items()}
+    assert len(disc.heads) == sum(len(b.channels) for b in disc.backbones) >= 3 * len(backbones)
     labels = torch.arange(16) % 8
     for _ in range(3):
         reward.update(torch.rand(16, 3, 16, 16), labels)
-    assert all(torch.equal(v, disc.backbone.state_dict()[k]) for k, v in backbone.items())
-    assert not disc.backbone.training and disc.training
+    assert all(torch.equal(v, disc.backbones.state_dict()[k]) for k, v in frozen.items())
+    assert not disc.backbones.training and disc.training
     assert any(not torch.equal(v, disc.heads.state_dict()[k]) for k, v in heads.items())
-    assert all(not p.requires_grad for p in disc.backbone.parameters())
+    assert all(not p.requires_grad for p in disc.backbones.parameters())
+
+
+def test_projected_backbones_refuse_bad_names() -> None:
+    with pytest.raises(InvalidArgument, match="unknown projected-discriminator backbone 'dino'"):
+        AdversarialReward(8, 16, architecture="projected", backbones=("dino",))
+    with pytest.raises(InvalidArgument, match="backbones are for the projected discriminator"):
+        AdversarialReward(8, 16, architecture="conv", backbones=("var-tokenizer",))
+
+
+def test_projected_reads_single_backbone_weight_names() -> None:
+    a, b = (AdversarialReward(8, 16, architecture="projected", seed=s).discriminator for s in (1, 2))
+    legacy = {k.replace("backbones.0.net.", "backbone.", 1): v for k, v in a.state_dict().items()}
+    b.load_state_dict(legacy)
+    images, labels = torch.rand(4, 3, 16, 16), torch.arange(4)
+    assert torch.equal(a(images, labels), b(images, labels))
 
 
 def test_augmentation_reaches_both_reals_and_fakes(monkeypatch) -> None:
