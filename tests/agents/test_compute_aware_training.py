@@ -186,3 +186,83 @@ def test_cli_trains_and_evaluates_a_compute_aware_policy_on_the_shipped_generato
     table = capsys.readouterr().out
     row = json.loads((tmp_path / "eval" / "eval.json").read_text())["rows"][0]
     assert "NFE spent / image" in table and row["nfe_budget"] == 6 and row["nfe"] <= 6  # CFG: two passes a step
+
+
+def _bench_script():
+    """benchmarks/compute_aware.py as a module (the benchmarks are scripts, not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "compute_aware.py"
+    spec = importlib.util.spec_from_file_location("compute_aware_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_benchmark_s_stop_offset_shifts_only_the_stop_entry() -> None:
+    script = _bench_script()
+    env = stop_env_fn()(num_envs=2, reward_model=None, return_images=True)
+    labels = balanced_labels(4)
+    zero = ZeroPolicy(env.single_action_space.shape[0])
+    assert generate(zero, env, labels, 0).sample_nfe.tolist() == [env.sampler.episode_nfe] * 4
+    early = generate(script.StopOffset(zero, 10.0), env, labels, 0)
+    assert early.sample_nfe.tolist() == [env.sampler.step_nfe(0) + env.sampler.step_nfe(env.horizon - 1)] * 4
+    obs, _ = env.reset(seed=0)
+    actions, _ = script.StopOffset(zero, 2.5).predict(obs)
+    assert actions.tolist() == [[0.0, 0.0, 2.5]] * 2
+
+
+def test_the_benchmark_reports_the_smallest_nfe_that_matches_the_baseline_at_its_largest(tmp_path) -> None:
+    script = _bench_script()
+
+    def row(method, kind, nfe, fid, fd_ssl, coverage, spread=1.0):
+        mean = {"fid": fid, "fd_ssl": fd_ssl, "oracle_coverage": coverage}
+        extra = {"nfe_budget": 16, "nfe_spent": {"mean": nfe, "std": 0.2}} if kind == "policy" else {}
+        params = {"stop_offset": 0.0} if kind == "policy" else {}
+        std = {k: spread for k in mean}
+        return {
+            "method": method,
+            "kind": kind,
+            "steps": 8,
+            "params": params,
+            "nfe": nfe,
+            "mean": mean,
+            "std": std,
+            **extra,
+        }
+
+    rows = [
+        row("baseline", "baseline", 4, 30.0, 30.0, 30.0),
+        row("baseline", "baseline", 8, 20.0, 20.0, 20.0),
+        row("baseline", "baseline", 16, 10.0, 10.0, 10.0),
+        row("policy a", "policy", 3.5, 25.0, 11.0, 25.0),
+        row("policy a", "policy", 6.25, 10.5, 10.5, 10.5, spread=0.5),
+        row("policy b", "policy", 9.0, 12.0, 12.0, 12.0),
+    ]
+    match = script.nfe_to_match(rows)
+    assert match["target"]["nfe"] == 16
+    assert match["methods"]["baseline"] == {"fid": 16, "fd_ssl": 16, "oracle_coverage": 16, "headline": 16}
+    assert match["methods"]["policy a"] == {"fid": 6.25, "fd_ssl": 3.5, "oracle_coverage": 6.25, "headline": 6.25}
+    assert match["methods"]["policy b"]["headline"] is None
+    assert match["methods"]["any policy"]["fd_ssl"] == 3.5
+    results = {
+        "settings": {
+            "env_id": "AdaGen/DiT-v0",
+            "generator_digest": "0" * 16,
+            "num_samples": 4,
+            "seeds": [0],
+            "batch_size": 2,
+            "labels": "class-balanced",
+        },
+        "command": "python benchmarks/compute_aware.py",
+        "threads": 1,
+        "date": "today",
+        "policies": [],
+        "rows": rows,
+        "nfe_to_match": match,
+    }
+    table = script.markdown(results)
+    assert "| policy a | 6.25 | 3.5 | 6.25 | 6.25 |" in table and "| policy b |" in table
+    assert "not within the points" in table and "6.25 ± 0.2 of 16" in table
+    script.figure(results)  # draws without error
