@@ -75,6 +75,7 @@ def compute_metrics(
     device: torch.device | str = "cpu",
     batch_size: int = 256,
     kid_subsets: int = 100,
+    resize_reference: bool = False,
     verbose: bool = False,
 ) -> dict[str, float]:
     """FID, KID, Inception Score and precision/recall of `images` against real data, plus class agreement.
@@ -105,6 +106,9 @@ def compute_metrics(
         device: ``"cpu"`` or ``"cuda"`` (feature extraction).
         batch_size: images per feature-extractor forward.
         kid_subsets: KID subsets; the subset size is min(1000, min(B, N) // 2) (`kid_subset_size`).
+        resize_reference: a folder `reference`'s images are resized (shorter side) to the images' side R and
+            centre-cropped to R x R as they are read (torch-fidelity's `samples_resize_and_crop`), so a folder of
+            photos of any sizes can be the reference; False: they are read as they are, and must all be of one size.
         verbose: let torch-fidelity print its progress.
 
     Returns:
@@ -142,6 +146,8 @@ def compute_metrics(
                 f"(got {inception_weights_path!r}); "
                 "adagen-env never downloads weights"
             )
+        from adagen_env.metrics import inception  # noqa: F401  (registers the extractor that never unpickles)
+
         weights_path = str(inception_weights_path)
     elif feature_extractor in DINOV2_EXTRACTORS:
         from adagen_env.metrics import dinov2  # noqa: F401  (registers the local DINOv2 extractors)
@@ -151,7 +157,7 @@ def compute_metrics(
         weights_path = None if classifier_weights_path is None else str(classifier_weights_path)
 
     # 2. The real reference (input2).
-    data_is_shapes, ref_u8, ref_labels = False, None, None
+    data_is_shapes, ref_u8, ref_labels, crop = False, None, None, 0
     if isinstance(reference, str) and reference == "shapes":
         if height != width:
             raise InvalidArgument(f"the shapes reference is square; images are {height}x{width}")
@@ -169,6 +175,10 @@ def compute_metrics(
             )
         input2 = str(reference)
         n_ref = -1  # torch-fidelity counts the files
+        if resize_reference:
+            if height != width:
+                raise InvalidArgument(f"resize_reference crops squares; images are {height}x{width}")
+            crop = height
     else:
         ref = reference[0] if isinstance(reference, (tuple, list)) else reference
         ref = check_images(ref, what="reference images")
@@ -200,6 +210,7 @@ def compute_metrics(
         "isc_splits": min(10, b),
         "prc_neighborhood": min(3, n_min - 1),
         "samples_find_deep": True,
+        "samples_resize_and_crop": crop,
         "cache": False,
         "save_cpu_ram": True,  # no DataLoader worker processes; same numbers
         "verbose": verbose,
