@@ -30,6 +30,10 @@ class Args:
 
     env: str = "AdaGen/SiT-v0"
     """Registered env id."""
+    generator: str | None = None
+    """The generator instead of the env's zoo default: a local diffusers model directory (from_pretrained layout:
+    DiT for AdaGen/DiT-v0, SD3 for AdaGen/SiT-v0, aMUSEd for AdaGen/MaskGIT-v0; docs/diffusers.md), a .safetensors
+    file or a zoo name. The checkpoint records it (a path made absolute), so resume and eval load it from there."""
     algo: str = "ppo"
     """The algorithm, a row of `agents.presets.ALGORITHMS` (recurrent_ppo needs sb3-contrib)."""
     engine: str = "sb3"
@@ -52,6 +56,10 @@ class Args:
     keeps the table itself."""
     reward_model: str = DEFAULT_REWARD_MODEL
     """Reward model name (`adagen_env.rewards.REWARD_MODELS`)."""
+    real_data: str | None = None
+    """A folder of real images, one sub-folder per class in label order (sorted names; ImageNet's train folder
+    for DiT), from which the online discriminator draws its reals instead of the shapes data (reward models
+    adversarial, adversarial-ns, adversarial-conv). Recorded in the checkpoint; a resume without it reuses it."""
     feature_pool: int = 1
     """Average-pool factor on the feature grid (smaller buffers)."""
     feature_dtype: str = "float32"
@@ -88,6 +96,12 @@ class Args:
     """Images per evaluation (class-balanced fixed labels, fixed seed)."""
     eval_seed: int = 1234
     """Sampling seed of the evaluations."""
+    reference: str | None = None
+    """The evaluations score against this folder of real images (read recursively, resized and centre-cropped to
+    the generated side) in Inception-v3's space, and select the best model by that FID, instead of the shapes
+    data's yardsticks; needs `inception_weights`."""
+    inception_weights: str | None = None
+    """torch-fidelity's Inception-v3 weights file (weights-inception-2015-12-05-6726825d.pth), for `reference`."""
     std_init: float = 0.6
     """Exploration std before the decay (raw residual units; on-policy algorithms)."""
     std_final: float = 0.3

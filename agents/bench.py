@@ -21,6 +21,10 @@ sees the same noise), it evaluates:
 Every row has FID, KID, IS, precision/recall and class agreement with their spread over seeds, the NFE per
 image and the wall time per image. A difference smaller than the two rows' combined spread is a tie.
 
+With `--generator DIR` (one `--env`; docs/diffusers.md) every row runs on that generator, and policies and blends must
+have been trained on its weights; with `--reference DIR --inception-weights FILE` every row, and the tuned search, is
+scored against those real images in Inception-v3's space (`agents.scoring`: FID selects instead of FD-SSL).
+
 Outputs in `out_dir`: `bench.json` (everything, with the settings), `bench.csv`, `bench.md` (tables, verdicts and
 the NFE at which each method matches the baseline at its largest NFE), `bench_fid_vs_nfe.png`, and per policy
 `bench_knobs_<env>_<steps>.png` (its knob trajectories per class; `<steps>` is `default` where the env fixes its
@@ -51,7 +55,7 @@ from tqdm.auto import tqdm
 import adagen_env
 from adagen_env.errors import InvalidArgument
 from adagen_env.evaluation import generate_static
-from adagen_env.metrics import METRICS, balanced_labels, compute_metrics
+from adagen_env.metrics import METRICS, balanced_labels
 from adagen_env.outputs import save_figure, writable_dir, write_text
 from adagen_env.samplers import Sampler
 from adagen_env.samplers.base import activate_all
@@ -68,8 +72,10 @@ from adagen_env.samplers.schedules import (
 from agents.blend import Blend, load_blend
 from agents.checkpoint import check_meta, generator_expectation, load_model
 from agents.evaluate import eval_env, generators_line, score_seeds
-from agents.reporting import COLUMNS, SELECTION_METRIC, SHORT, agreed_verdict, change_cell, headline, stat_cells
+from agents.generators import generator_source
+from agents.reporting import COLUMNS, SHORT, agreed_verdict, change_cell, headline, stat_cells
 from agents.rollout import Generation, generate
+from agents.scoring import Scoring, columns
 
 STEP_GRID: dict[str, tuple[int | None, ...]] = {
     "AdaGen/DiT-v0": (4, 8),
@@ -119,6 +125,14 @@ class BenchConfig:
     """Candidates of the CMA-ES search over the whole per-step table (0: no CMA-ES row; needs `cma`)."""
     blend_lambdas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     """The lambdas (weight of the fidelity policy) at which each blend is evaluated."""
+    generator: str | None = None
+    """The generator of every row (`agents.generators.generator_source`: a zoo name or an absolute path), on the
+    one env of `step_grid`; None: each env's zoo default."""
+    reference: str | None = None
+    """A folder of real images every row is scored against, in Inception-v3's space (`agents.scoring.Scoring`);
+    None: the shapes data."""
+    inception_weights: str | None = None
+    """torch-fidelity's Inception-v3 weights file, with `reference`."""
 
     @classmethod
     def quick(cls) -> BenchConfig:
@@ -147,6 +161,15 @@ class BenchConfig:
             )
         if not self.blend_lambdas or not all(0 <= lam <= 1 for lam in self.blend_lambdas):
             raise InvalidArgument(f"blend_lambdas must be numbers in [0, 1], got {list(self.blend_lambdas)}")
+        if self.generator is not None and len(self.step_grid) != 1:
+            raise InvalidArgument(
+                f"a generator serves one env: give --generator with one --env (got {sorted(self.step_grid)})"
+            )
+
+    @property
+    def scoring(self) -> Scoring:
+        """What every row is scored against."""
+        return Scoring(self.reference, self.inception_weights)
 
 
 def config_from_args(args: Any) -> BenchConfig:
@@ -169,6 +192,13 @@ def config_from_args(args: Any) -> BenchConfig:
         overrides["seeds"] = tuple(args.seeds)
     if args.lambdas is not None:
         overrides["blend_lambdas"] = tuple(args.lambdas)
+    if getattr(args, "generator", None) is not None:
+        if not args.env:
+            raise InvalidArgument("--generator needs --env: the one env whose family it is")
+        overrides["generator"] = generator_source(args.generator)
+    for name in ("reference", "inception_weights"):
+        if getattr(args, name, None) is not None:
+            overrides[name] = getattr(args, name)
     if args.baseline_steps is None:
         baseline_grid = {env_id: steps for env_id, steps in base.baseline_step_grid.items() if env_id in grid}
     else:
@@ -177,10 +207,11 @@ def config_from_args(args: Any) -> BenchConfig:
 
 
 def schedule_files(
-    paths: Sequence[str | Path], device: str = "cpu"
+    paths: Sequence[str | Path], device: str = "cpu", generator: str | None = None
 ) -> list[tuple[str, dict[str, Any], int | None, torch.Tensor]]:
     """(path, record, step count, (H, K) table) of each schedule file, checked against the sampler of the env and
-    step count it names, so that a bad file is refused before any work.
+    step count it names (on `generator`, the env's zoo default when None), so that a bad file is refused before any
+    work.
 
     Raises:
         CheckpointError: not a schedule file, or one for other knobs or another horizon than that sampler's.
@@ -197,7 +228,7 @@ def schedule_files(
         steps = None if fixed else written.get("num_steps")
         if steps is None and not fixed:
             raise InvalidArgument(f"schedule file {path!r} names no num_steps in its sampler_config {written}")
-        sampler = eval_env(env_id, {"num_steps": steps}, 0.0, 1, device).unwrapped.sampler
+        sampler = eval_env(env_id, {"num_steps": steps, "generator": generator}, 0.0, 1, device).unwrapped.sampler
         table = load_schedule(path, sampler)
         ours = sampler.config()
         differ = {k: (v, ours[k]) for k, v in written.items() if k in ours and ours[k] != v}
@@ -334,6 +365,7 @@ def _static_row(
         METRICS,
         device,
         desc=f"{env_id} {steps} {method}",
+        scoring=config.scoring,
     )
     result.pop("generation")
     return {
@@ -347,16 +379,27 @@ def _static_row(
     }
 
 
-def _policy_env(path: str, meta: dict[str, Any], sampler: Sampler, config: BenchConfig, device: str) -> Any:
-    """The evaluation env of the policy at `path`, checked to run the bench's sampler settings and its recorded
-    generator."""
-    env = eval_env(meta["env_id"], meta["env_kwargs"], meta["smoothing"], config.batch_size, device)
+def _policy_env(
+    path: str, meta: dict[str, Any], sampler: Sampler, config: BenchConfig, device: str, digest: str
+) -> Any:
+    """The evaluation env of the policy at `path` (on `config.generator` when set, else the one it records), checked
+    to run the bench's sampler settings, its recorded generator and the static rows' (`digest`)."""
+    env_kwargs = meta["env_kwargs"]
+    if config.generator is not None:
+        env_kwargs = {**env_kwargs, "generator": config.generator}
+    env = eval_env(meta["env_id"], env_kwargs, meta["smoothing"], config.batch_size, device)
     if env.unwrapped.sampler.config() != sampler.config():
         raise InvalidArgument(
             f"policy {path!r} runs its sampler with {env.unwrapped.sampler.config()}, the bench's static "
             f"rows with {sampler.config()}: they would not be at equal settings"
         )
     check_meta(path, meta, generator_expectation(meta, env.unwrapped))
+    if env.unwrapped.generator_digest != digest:
+        raise InvalidArgument(
+            f"policy {path!r} was trained on generator {meta['env_kwargs'].get('generator') or 'the zoo default'} "
+            f"(weights {env.unwrapped.generator_digest}), the static rows run {config.generator or 'the zoo default'} "
+            f"(weights {digest}): give --generator the policy's"
+        )
     return env
 
 
@@ -386,9 +429,8 @@ def bench(
         CheckpointError: a corrupt policy checkpoint or schedule file, or a blend of policies of different envs.
     """
     config = config or BenchConfig()
+    scoring = config.scoring  # refuses a half or missing reference pair before any work
     out = None if out_dir is None else writable_dir(out_dir)  # before any work
-    labels = balanced_labels(config.num_samples)
-    search_labels = balanced_labels(config.search_samples)
     loaded = [(str(path), *load_model(path, device=device)) for path in policies]
     blended: list[Blend] = [load_blend(fidelity, diversity, device) for fidelity, diversity in blends]
     grid = {env_id: list(steps) for env_id, steps in config.step_grid.items()}
@@ -399,7 +441,7 @@ def bench(
             )
         if policy_steps(meta) not in grid[meta["env_id"]]:
             grid[meta["env_id"]].append(policy_steps(meta))
-    files = schedule_files(schedules, device)
+    files = schedule_files(schedules, device, config.generator)
     for path, record, steps, _ in files:
         if record["env_id"] not in grid:
             raise InvalidArgument(
@@ -415,8 +457,11 @@ def bench(
         (env_id, steps, False) for env_id, steps_list in config.baseline_step_grid.items() for steps in steps_list
     ]
     for env_id, steps, compare in tqdm(points, desc="bench", unit="point"):
-        env = eval_env(env_id, {"num_steps": steps}, 0.0, config.batch_size, device)
+        env = eval_env(env_id, {"num_steps": steps, "generator": config.generator}, 0.0, config.batch_size, device)
         sampler = env.unwrapped.sampler
+        scoring.check_sampler(sampler)
+        labels = balanced_labels(config.num_samples, sampler.num_classes)
+        search_labels = balanced_labels(config.search_samples, sampler.num_classes)
         measured_on = {"generator_digest": env.unwrapped.generator_digest}  # hashed once per env
         hand_made = HAND_MADE[family_key(sampler)]
         named = list(hand_made.items()) if config.hand_made and compare else list(hand_made.items())[:1]
@@ -429,9 +474,9 @@ def bench(
 
         def table_score(schedule: torch.Tensor, seed: int = config.search_seed) -> float:
             gen = generate_static(sampler, schedule, search_labels, seed, config.batch_size)
-            return compute_metrics(gen.images, gen.labels, metrics=("ssl",), device=device)[SELECTION_METRIC]
+            return scoring.score(gen.images, gen.labels, scoring.selection_metrics, device)[scoring.selection]
 
-        search = {"samples": config.search_samples, "seed": config.search_seed, "metric": SELECTION_METRIC}
+        search = {"samples": config.search_samples, "seed": config.search_seed, "metric": scoring.selection}
         best, trace = tune(
             sampler, lambda params: table_score(static_schedule(sampler, **params)), config.search_rounds
         )
@@ -471,13 +516,14 @@ def bench(
         for path, model, meta in loaded:
             if meta["env_id"] != env_id or policy_steps(meta) != steps:
                 continue
-            policy_env = _policy_env(path, meta, sampler, config, device)
+            policy_env = _policy_env(path, meta, sampler, config, device, measured_on["generator_digest"])
             result = score_seeds(
                 lambda seed: generate(model, policy_env, labels, seed),
                 config.seeds,
                 METRICS,
                 device,
                 desc=f"{env_id} {steps} policy",
+                scoring=scoring,
             )
             generation = result.pop("generation")
             rows.append(
@@ -502,7 +548,9 @@ def bench(
         for blend in blended:
             if blend.meta["env_id"] != env_id or policy_steps(blend.meta) != steps:
                 continue
-            policy_env = _policy_env(blend.paths[0], blend.meta, sampler, config, device)
+            policy_env = _policy_env(
+                blend.paths[0], blend.meta, sampler, config, device, measured_on["generator_digest"]
+            )
             pair = " + ".join(map(run_name, blend.paths))
             for lam in config.blend_lambdas:
                 policy = blend.at(lam)
@@ -512,6 +560,7 @@ def bench(
                     METRICS,
                     device,
                     desc=f"{env_id} {steps} blend {lam:g}",
+                    scoring=scoring,
                 )
                 result.pop("generation")
                 rows.append(
@@ -548,6 +597,7 @@ def bench(
             "baseline_step_grid": {k: list(v) for k, v in config.baseline_step_grid.items()},
         },
         "labels": "class-balanced",
+        "scored_against": scoring.describe(),
         "command": command,
         "version": adagen_env.__version__,
         "threads": torch.get_num_threads(),
@@ -612,20 +662,26 @@ def matching_nfe(rows: list[dict[str, Any]], env_id: str) -> dict[str, Any]:
 def markdown(results: dict[str, Any]) -> str:
     """The tables: per env and step count, every method with mean +- std over seeds and verdicts."""
     cfg = results["config"]
+    real = cfg.get("reference") is not None
+    header = columns(cfg.get("reference"))
+    searched_by = "fid" if real else "fd_ssl"
+    verdicts = "FID says so" if real else "FD-SSL and oracle coverage both say so"
     lines = [
         "# adagen bench: adaptive vs static schedules at equal NFE",
         "",
         (
             f"{cfg['num_samples']} class-balanced samples per seed, seeds {cfg['seeds']}; every method at a step count "
             f"sees the same labels and noise. Tuned static: coordinate search ({cfg['search_rounds']} sweeps), "
-            f"{COLUMNS[SELECTION_METRIC]} on {cfg['search_samples']} samples of seed {cfg['search_seed']}. Verdicts: "
-            "better or worse only when FD-SSL and oracle coverage both say so beyond the combined "
+            f"{header[searched_by]} on {cfg['search_samples']} samples of seed {cfg['search_seed']}. Verdicts: "
+            f"better or worse only when {verdicts} beyond the combined "
             "spread over seeds; tie when none does; split when they disagree. "
             f"{results['threads']} threads, {results['date']}."
         ),
         "",
         generators_line(results["rows"]),
     ]
+    if results.get("scored_against"):
+        lines += ["", results["scored_against"]]
     if results.get("command"):
         lines[1:1] = ["", f"Made by `{results['command']}`."]
     for (env_id, steps), group in _group(results["rows"]).items():
@@ -636,8 +692,8 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             f"## {env_id}, steps {steps if steps is not None else 'default'} (NFE {base['nfe']})",
             "",
-            "| method | kind | NFE | " + " | ".join(COLUMNS.values()) + " | s / image | vs baseline | vs tuned |",
-            "|---|---|---|" + "---|" * len(COLUMNS) + "---|---|---|",
+            "| method | kind | NFE | " + " | ".join(header.values()) + " | s / image | vs baseline | vs tuned |",
+            "|---|---|---|" + "---|" * len(header) + "---|---|---|",
         ]
         for row in group:
             change = "-" if row is base else change_cell(row, base)
@@ -659,7 +715,7 @@ def markdown(results: dict[str, Any]) -> str:
                 heldout = np.asarray(tuned["search"]["heldout_scores"])
                 lines.append(
                     f"CMA-ES: {len(tuned['search']['trace'])} candidates over the whole (H, K) table; best "
-                    f"{COLUMNS[metric]} {tuned['search']['best_score']:.4g} on the search seed, "
+                    f"{header[metric]} {tuned['search']['best_score']:.4g} on the search seed, "
                     f"{heldout.mean():.4g} ± {heldout.std(ddof=1) if len(heldout) > 1 else 0:.2g} on "
                     f"{len(heldout)} held-out seeds of the same size (a search score far below the held-out "
                     "ones means the search fitted its seed's noise)."
@@ -747,7 +803,7 @@ def blend_plot_name(env_id: str, steps: int | None) -> str:
     return knob_plot_name(env_id, steps).replace("bench_knobs_", "bench_blend_", 1)
 
 
-def fid_figure(rows: list[dict[str, Any]]) -> Any:
+def fid_figure(rows: list[dict[str, Any]], ylabel: str = "FID (shapes features)") -> Any:
     """FID vs NFE per env (one panel each): a line per static method, error bars = std over seeds, policies as stars
     (blend rows have their own figure, `blend_figure`)."""
     from matplotlib.figure import Figure
@@ -772,7 +828,7 @@ def fid_figure(rows: list[dict[str, Any]]) -> Any:
         ax.set_xscale("log", base=2)
         ax.set_title(env_id)
         ax.set_xlabel("NFE per image")
-        ax.set_ylabel("FID (shapes features)")
+        ax.set_ylabel(ylabel)
         ax.legend(fontsize="x-small")
     return fig
 
@@ -837,7 +893,9 @@ def write_outputs(
             ]
         )
     write_text(out / "bench.csv", table.getvalue())
-    save_figure(fid_figure(results["rows"]), out / "bench_fid_vs_nfe.png", dpi=110)
+    real = results["config"].get("reference") is not None
+    ylabel = "FID (Inception-v3, real images)" if real else "FID (shapes features)"
+    save_figure(fid_figure(results["rows"], ylabel), out / "bench_fid_vs_nfe.png", dpi=110)
     for name, generation, baseline, knob_names in knob_plots:
         save_figure(class_knob_figure(generation, baseline, knob_names), out / name, dpi=110)
     for (env_id, steps), group in _group(results["rows"]).items():

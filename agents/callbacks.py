@@ -30,8 +30,8 @@ from stable_baselines3.common.logger import Figure, Image
 from adagen_env.errors import InvalidArgument
 from agents.checkpoint import env_rng_state, rng_state, save_checkpoint, save_model
 from agents.monitors import CollapseMonitor
-from agents.reporting import SELECTION_METRIC
 from agents.rollout import ZeroPolicy, generate
+from agents.scoring import SHAPES, Scoring
 
 IMAGE_ONLY = ("stdout", "log", "json", "csv")
 """Logger formats that cannot show images or figures."""
@@ -232,12 +232,14 @@ class PolicyEvaluation(UpdateCallback):
         metrics: `compute_metrics` switches.
         grid_size: images per row of the grid (0: no grid).
         device: where the metric's feature network runs.
-        best_model_path: where to save the policy each time its `SELECTION_METRIC` (FD-SSL) is the best so far
-            (like SB3's `EvalCallback`); a checkpoint zip with `meta` plus `updates` and `best_eval_score`. None: not
-            saved. The other yardsticks are logged beside it, so that the selection does not grade itself.
+        best_model_path: where to save the policy each time its selection score (`scoring.selection`: FD-SSL, or
+            the Inception FID against real images) is the best so far (like SB3's `EvalCallback`); a checkpoint zip
+            with `meta` plus `updates`, `selected_by` and `best_eval_score`. None: not saved. The other yardsticks are
+            logged beside it, so that the selection does not grade itself.
         meta: run metadata stored in the best model (`agents.checkpoint.read_meta`).
         monitor: watches the batch for collapse against the baseline's (`agents.monitors.CollapseMonitor`), logged
             under `monitor/`; an alarm warns and joins `marks()` (the metadata of later checkpoints). None: off.
+        scoring: what the images are scored against (`agents.scoring.Scoring`); the shapes data when None.
     """
 
     def __init__(
@@ -253,8 +255,11 @@ class PolicyEvaluation(UpdateCallback):
         best_model_path: str | Path | None = None,
         meta: dict[str, Any] | None = None,
         monitor: CollapseMonitor | None = None,
+        scoring: Scoring | None = None,
     ) -> None:
         super().__init__(timesteps_per_update)
+        self.scoring = scoring or SHAPES
+        self.selection = self.scoring.selection
         if every < 1:
             raise InvalidArgument(f"every must be >= 1 update, got {every}")
         self.monitor = monitor
@@ -278,19 +283,17 @@ class PolicyEvaluation(UpdateCallback):
 
     def evaluate(self) -> dict[str, float]:
         """Run the evaluation now, log it, and return the policy's scores."""
-        from adagen_env.metrics import compute_metrics
-
         sampler = self.eval_env.unwrapped.sampler
         if self.baseline_scores is None or self._baseline_images is None:
             action_dim = self.eval_env.single_action_space.shape[0]
             base = generate(ZeroPolicy(action_dim), self.eval_env, self.labels, self.seed)
-            self.baseline_scores = compute_metrics(base.images, base.labels, metrics=self.metrics, device=self.device)
+            self.baseline_scores = self.scoring.score(base.images, base.labels, self.metrics, self.device)
             self._baseline_images = base.images[: self.grid_size]
             self._baseline_knobs = base.knobs.mean(axis=0)  # (H, K) as applied (after the validity projection)
             if self.monitor is not None:
                 self.monitor.set_baseline(base.images, base.labels)
         gen = generate(self.model, self.eval_env, self.labels, self.seed)
-        scores = compute_metrics(gen.images, gen.labels, metrics=self.metrics, device=self.device)
+        scores = self.scoring.score(gen.images, gen.labels, self.metrics, self.device)
         if self.monitor is not None:
             self._watch(gen.images, gen.labels)
         for key, value in scores.items():
@@ -300,13 +303,13 @@ class PolicyEvaluation(UpdateCallback):
         self.logger.record("eval/nfe", gen.nfe)
         if gen.sample_nfe is not None:  # compute-aware episodes: the NFE an image actually spent
             self.logger.record("eval/nfe_spent_mean", float(gen.sample_nfe.mean()))
-        if SELECTION_METRIC in scores:
-            score = scores[SELECTION_METRIC]
+        if self.selection in scores:
+            score = scores[self.selection]
             if score < self.best_score and self.best_model_path is not None:
-                best = {"updates": self.updates, "selected_by": SELECTION_METRIC, "best_eval_score": score}
+                best = {"updates": self.updates, "selected_by": self.selection, "best_eval_score": score}
                 save_model(self.model, self.best_model_path, {**self.meta, **self.marks(), **best})
             self.best_score = min(self.best_score, score)
-            self.logger.record(f"eval/best_{SELECTION_METRIC}", self.best_score)
+            self.logger.record(f"eval/best_{self.selection}", self.best_score)
         if self.grid_size:
             from torchvision.utils import make_grid
 
@@ -344,10 +347,10 @@ class PolicyEvaluation(UpdateCallback):
         return {"collapse_alarms": list(self.alarms)} if self.alarms else {}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best_score": self.best_score, "selected_by": SELECTION_METRIC, "alarms": list(self.alarms)}
+        return {"best_score": self.best_score, "selected_by": self.selection, "alarms": list(self.alarms)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("selected_by") == SELECTION_METRIC:  # a run selected by another yardstick starts afresh
+        if state.get("selected_by") == self.selection:  # a run selected by another yardstick starts afresh
             self.best_score = state["best_score"]
         self.alarms = list(state.get("alarms", []))
 

@@ -53,6 +53,7 @@ def _train(args: argparse.Namespace) -> None:
 def _eval(args: argparse.Namespace) -> None:
     from adagen_env.errors import AdaGenError
     from agents.evaluate import evaluate, markdown
+    from agents.scoring import Scoring
 
     try:
         results = evaluate(
@@ -68,6 +69,8 @@ def _eval(args: argparse.Namespace) -> None:
             device=args.device,
             best_of=args.best_of,
             lookahead=args.lookahead,
+            generator=args.generator,
+            scoring=Scoring(args.reference, args.inception_weights),
         )
     except AdaGenError as exc:
         raise SystemExit(f"adagen eval: error: {exc}") from exc
@@ -175,6 +178,24 @@ def _add_args_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, help=f"{text} (default: %(default)s)", **kwargs)
 
 
+def _add_real_flags(parser: argparse.ArgumentParser, generator_help: str) -> None:
+    """`--generator`, `--reference` and `--inception-weights` of `adagen eval` and `adagen bench`."""
+    parser.add_argument("--generator", default=None, metavar="DIR", help=generator_help)
+    parser.add_argument(
+        "--reference",
+        default=None,
+        metavar="DIR",
+        help="score against this folder of real images (read recursively, resized and centre-cropped to the "
+        "generated side) in Inception-v3's space instead of the shapes data; needs --inception-weights",
+    )
+    parser.add_argument(
+        "--inception-weights",
+        default=None,
+        metavar="FILE",
+        help="torch-fidelity's Inception-v3 weights (weights-inception-2015-12-05-6726825d.pth), for --reference",
+    )
+
+
 def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
     """`adagen train` (its flags are `agents.args.Args`), `adagen eval`, `adagen bench`, `adagen export` and
     `adagen export-schedule`."""
@@ -214,6 +235,12 @@ def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
         metavar="K",
         help="also each policy with value lookahead over K candidate actions per step (PPO / A2C): "
         "a row at K x NFE (agents.refine)",
+    )
+    _add_real_flags(
+        evaluate,
+        "a local diffusers model directory (docs/diffusers.md), .safetensors file or zoo name: the generator of "
+        "--schedule baseline without --policy, and where a policy's generator is now instead of the path its "
+        "checkpoint records (its weights must be the recorded ones)",
     )
     evaluate.add_argument("--out", default="runs/eval", help="where eval.json and eval.md go")
     evaluate.add_argument("--device", default="cpu")
@@ -275,6 +302,11 @@ def _add_agent_commands(commands: argparse._SubParsersAction) -> None:
     )
     bench.add_argument("--batch-size", type=int, default=None)
     bench.add_argument("--no-hand-made", dest="hand_made", action="store_false", help="baseline and tuned only")
+    _add_real_flags(
+        bench,
+        "a local diffusers model directory (docs/diffusers.md), .safetensors file or zoo name: the generator of "
+        "every row, on the one --env; policies must have been trained on its weights",
+    )
     bench.add_argument("--out", default=None, help="output folder (default runs/bench, with --quick runs/bench_quick)")
     bench.add_argument("--device", default="cpu")
     bench.set_defaults(func=_bench)

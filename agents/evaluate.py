@@ -7,6 +7,11 @@ Each policy runs on the env its checkpoint was trained on (env id, step count, k
 its metadata); the baseline (u = 0) runs on that same env, so both spend the same NFE on the same labels and
 noise. A checkpoint of another env or knob set than `--env` / `--knobs` asks for, or a corrupt one, is refused
 with `CheckpointError`.
+
+A policy trained on another generator (`adagen train --generator DIR`) runs on the generator its checkpoint
+records, loaded again from there (or from `--generator` when it has moved; its weights must be the recorded
+ones); `--generator` is also the generator of a baseline evaluated alone. `--reference DIR --inception-weights FILE`
+score against real images in Inception-v3's space instead of the shapes data (`agents.scoring`).
 """
 
 from __future__ import annotations
@@ -21,19 +26,24 @@ from typing import Any
 import numpy as np
 
 from adagen_env.errors import InvalidArgument
-from adagen_env.metrics import METRICS, balanced_labels, compute_metrics
+from adagen_env.metrics import METRICS, balanced_labels
 from adagen_env.outputs import writable_dir, write_text
 from agents.checkpoint import IDENTITY_KEYS, check_meta, generator_expectation, load_model
-from agents.reporting import COLUMNS, change_cell, stat_cells
+from agents.generators import generator_source
+from agents.reporting import change_cell, stat_cells
 from agents.rollout import Generation, ZeroPolicy, generate
+from agents.scoring import SHAPES, Scoring, columns
 from agents.train import Args, EnvFn, compute_aware, default_env_fn, smooth
 
 
 def eval_env(
     env_id: str, env_kwargs: dict[str, Any], smoothing: float, batch_size: int, device: str, env_fn: EnvFn | None = None
 ) -> Any:
-    """The vector env a policy (or a schedule) is evaluated on: no reward, final images returned, smoothing applied."""
+    """The vector env a policy (or a schedule) is evaluated on: no reward, final images returned, smoothing applied.
+    An `env_kwargs` "generator" (a zoo name or a path, `agents.generators.generator_source`) is loaded; a missing
+    path is a `CheckpointError`."""
     if env_fn is None:
+        env_kwargs = {**env_kwargs, "generator": generator_source(env_kwargs.get("generator"))}
         args = Args(env=env_id, device=device, **{k: v for k, v in env_kwargs.items() if v is not None})
         env_fn = default_env_fn(args)
     return smooth(env_fn(num_envs=batch_size, reward_model=None, return_images=True), smoothing)
@@ -64,10 +74,11 @@ def score_seeds(
     metrics: tuple[str, ...] = METRICS,
     device: str = "cpu",
     desc: str = "seeds",
+    scoring: Scoring = SHAPES,
 ) -> dict[str, Any]:
     """Generate with `make(seed)` for each seed and score it: per-seed metrics, mean and std over seeds, NFE per image,
     generation wall time per image, and the last seed's `Generation` (under "generation"). A progress bar (ETA per
-    seed) is labelled `desc`.
+    seed) is labelled `desc`. `scoring` says what the images are scored against.
 
     Where the images spend different NFE (`Generation.sample_nfe`: compute-aware episodes), "nfe" is the mean NFE
     an image actually spent over every seed's images, "nfe_budget" a whole episode's, and "nfe_spent" holds the mean
@@ -82,7 +93,7 @@ def score_seeds(
         last = make(seed)
         seconds += time.perf_counter() - start
         bar.set_postfix_str(f"seed {seed}: scoring")
-        per_seed.append({**compute_metrics(last.images, last.labels, metrics=metrics, device=device), "seed": seed})
+        per_seed.append({**scoring.score(last.images, last.labels, metrics, device), "seed": seed})
         spent.append(last.spent())
     mean, std = summarise([{k: v for k, v in s.items() if k != "seed"} for s in per_seed])
     result: dict[str, Any] = {"nfe": last.nfe}
@@ -124,10 +135,12 @@ def _run(
     metrics: tuple[str, ...],
     device: str,
     make: Callable[..., Generation] = generate,
+    scoring: Scoring = SHAPES,
 ) -> dict[str, Any]:
     """One row: `make(policy, env, labels, seed)` (`generate` or a refinement) scored over the seeds."""
     labels = balanced_labels(num_samples, env.unwrapped.sampler.num_classes)
-    result = score_seeds(lambda seed: make(policy, env, labels, seed), seeds, metrics, device, desc=name)
+    make_seed = lambda seed: make(policy, env, labels, seed)  # noqa: E731
+    result = score_seeds(make_seed, seeds, metrics, device, desc=name, scoring=scoring)
     result.pop("generation")
     return {"name": name, **result}
 
@@ -145,6 +158,7 @@ def _refined_rows(
     metrics: tuple[str, ...],
     device: str,
     env_fn: EnvFn | None,
+    scoring: Scoring = SHAPES,
 ) -> list[dict[str, Any]]:
     """The rows of `agents.refine` for one policy, each on an env of K x `batch_size` lanes and scored by the run's
     own reward: best-of-K (and the baseline's best-of-K by the same scorer when `baseline`), value lookahead."""
@@ -173,7 +187,7 @@ def _refined_rows(
             )
         make = partial(best_of_k if method == "best-of" else value_lookahead, k=k, scorer=scorer)
         for name, policy, algo in runs:
-            row = _run(name, policy, env, num_samples, seeds, metrics, device, make)
+            row = _run(name, policy, env, num_samples, seeds, metrics, device, make, scoring)
             per_candidate = row["nfe"] // k if isinstance(row["nfe"], int) else row["nfe"] / k
             rows.append({**row, **common, "algo": algo, "nfe_per_candidate": per_candidate})
     return rows
@@ -194,6 +208,8 @@ def evaluate(
     env_fn: EnvFn | None = None,
     best_of: int = 1,
     lookahead: int = 1,
+    generator: str | None = None,
+    scoring: Scoring = SHAPES,
 ) -> dict[str, Any]:
     """Evaluate checkpoints and / or the baseline schedule; returns the results and writes `eval.json` / `eval.md`.
 
@@ -216,10 +232,16 @@ def evaluate(
         best_of: K > 1 adds each policy's best-of-K row by its run's discriminator (`agents.refine.best_of_k`) and,
             with `baseline`, the baseline's best-of-K by that same scorer: rows at K times the NFE.
         lookahead: K > 1 adds each policy's value-lookahead row with K candidates per step (`agents.refine.lookahead`).
+        generator: the generator of the baseline-only env, and where each policy's generator is now instead of the
+            one its checkpoint records (its weights must be the recorded ones); None: the recorded ones, or the env's
+            zoo default.
+        scoring: what the images are scored against (`agents.scoring.Scoring`: the shapes data, or real images).
 
     Raises:
-        InvalidArgument: nothing to evaluate, no env for the baseline, or refinement without a policy.
-        CheckpointError: a corrupt checkpoint, or one of another env or knob set.
+        InvalidArgument: nothing to evaluate, no env for the baseline, refinement without a policy, or a generator
+            of more classes than the shapes data scored against it.
+        CheckpointError: a corrupt checkpoint, one of another env or knob set, or a generator that is missing, of
+            another family or other weights than the policy's.
     """
     if not policies and not baseline:
         raise InvalidArgument("nothing to evaluate: give --policy PATH and/or --schedule baseline")
@@ -239,11 +261,15 @@ def evaluate(
         expected["env_id"] = env_id
     if knobs is not None:
         expected["knobs"] = list(knobs)
+    generator = generator_source(generator)
     rows: list[dict[str, Any]] = []
     baseline_envs: dict[str, Any] = {}
     for path in policies:
         model, meta = load_model(path, device=device, expected=expected)
+        if generator is not None:
+            meta = {**meta, "env_kwargs": {**meta["env_kwargs"], "generator": generator}}
         env = eval_env(meta["env_id"], meta["env_kwargs"], meta["smoothing"], batch_size, device, env_fn)
+        scoring.check_sampler(env.unwrapped.sampler)
         check_meta(
             path, meta, {key: value for key, value in _env_meta(env, meta["env_id"]).items() if key in IDENTITY_KEYS}
         )
@@ -256,14 +282,26 @@ def evaluate(
         check_meta(path, {"stop_knob": compute_aware(meta)["stop_knob"]}, built)
         rows.append(
             {
-                **_run(str(path), model, env, num_samples, seeds, metrics, device),
+                **_run(str(path), model, env, num_samples, seeds, metrics, device, scoring=scoring),
                 "env_id": meta["env_id"],
                 "algo": meta["algo"],
                 "generator_digest": env.unwrapped.generator_digest,
             }
         )
         rows += _refined_rows(
-            path, model, meta, best_of, lookahead, baseline, num_samples, seeds, batch_size, metrics, device, env_fn
+            path,
+            model,
+            meta,
+            best_of,
+            lookahead,
+            baseline,
+            num_samples,
+            seeds,
+            batch_size,
+            metrics,
+            device,
+            env_fn,
+            scoring,
         )
         key = json.dumps([meta["env_id"], meta["sampler_config"]], sort_keys=True)
         if env.unwrapped.base_schedule is None:
@@ -277,7 +315,7 @@ def evaluate(
         zero = ZeroPolicy(env.single_action_space.shape[0])
         rows.append(
             {
-                **_run(f"base schedule of {path}", zero, env, num_samples, seeds, metrics, device),
+                **_run(f"base schedule of {path}", zero, env, num_samples, seeds, metrics, device, scoring=scoring),
                 "env_id": meta["env_id"],
                 "algo": None,
                 "generator_digest": env.unwrapped.generator_digest,
@@ -290,19 +328,27 @@ def evaluate(
         if not baseline_envs:
             if env_id is None:
                 raise InvalidArgument("--schedule baseline without --policy needs --env")
-            env_kwargs = {"num_steps": num_steps, "knobs": list(knobs) if knobs else None}
+            env_kwargs = {"num_steps": num_steps, "knobs": list(knobs) if knobs else None, "generator": generator}
             baseline_envs["env"] = (env_id, eval_env(env_id, env_kwargs, 0.0, batch_size, device, env_fn))
+            scoring.check_sampler(baseline_envs["env"][1].unwrapped.sampler)
         for env_name, env in baseline_envs.values():
             zero = ZeroPolicy(env.single_action_space.shape[0])
             rows.append(
                 {
-                    **_run("baseline", zero, env, num_samples, seeds, metrics, device),
+                    **_run("baseline", zero, env, num_samples, seeds, metrics, device, scoring=scoring),
                     "env_id": env_name,
                     "algo": None,
                     "generator_digest": env.unwrapped.generator_digest,
                 }
             )
-    results = {"num_samples": num_samples, "seeds": list(seeds), "labels": "class-balanced", "rows": rows}
+    results = {
+        "num_samples": num_samples,
+        "seeds": list(seeds),
+        "labels": "class-balanced",
+        "reference": scoring.reference,
+        "scored_against": scoring.describe(),
+        "rows": rows,
+    }
     if out_dir is not None:
         write_text(out / "eval.json", json.dumps(results, indent=2))
         write_text(out / "eval.md", markdown(results))
@@ -332,6 +378,9 @@ def markdown(results: dict[str, Any]) -> str:
         generators_line(results["rows"]),
         "",
     ]
+    if results.get("scored_against"):
+        lines += [results["scored_against"], ""]
+    header = columns(results.get("reference"))
     aware = any("nfe_spent" in row for row in results["rows"])
     if aware:
         lines += [
@@ -342,8 +391,8 @@ def markdown(results: dict[str, Any]) -> str:
         ]
     spent_header, spent_rule = (" NFE spent / image |", "---|") if aware else ("", "")
     lines += [
-        "| env | schedule | NFE |" + spent_header + " " + " | ".join(COLUMNS.values()) + " | vs baseline |",
-        "|---|---|---|" + spent_rule + "---|" * len(COLUMNS) + "---|",
+        "| env | schedule | NFE |" + spent_header + " " + " | ".join(header.values()) + " | vs baseline |",
+        "|---|---|---|" + spent_rule + "---|" * len(header) + "---|",
     ]
     baselines = {row["env_id"]: row for row in results["rows"] if row["name"] == "baseline"}
     for row in results["rows"]:

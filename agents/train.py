@@ -8,6 +8,8 @@ stack, the model (new, or loaded from the run's checkpoint), the logger and the 
     adagen train --env AdaGen/SiT-v0                       # PPO, 64 lanes, the paradigm's defaults
     adagen train --env AdaGen/SiT-v0 --budget-minutes 30 --logdir runs/ --resume
     adagen train --env AdaGen/SiT-v0 --num-steps 16 --stop-knob --nfe-cost 0.01   # compute-aware episodes
+    adagen train --env AdaGen/DiT-v0 --generator DIT_DIR --reward-model adversarial-conv --real-data TRAIN_DIR \
+        --reference REF_DIR --inception-weights INCEPTION.pth   # a diffusers model (docs/diffusers.md)
 
 Wrapper stack: `gym.make_vec(env)` (the native batch) -> `GroupRelativeReward` when `group_size` > 1 ->
 `VectorActionSmoothing(beta)` when beta > 0 (beta = the env class's `default_smoothing` unless given) ->
@@ -26,6 +28,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import asdict, fields
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -39,6 +42,7 @@ import adagen_env
 from adagen_env.errors import InvalidArgument
 from adagen_env.metrics import balanced_labels
 from adagen_env.outputs import write_text
+from adagen_env.rewards import REAL_DATA_REWARDS
 from adagen_env.wrappers import GroupRelativeReward, VectorActionSmoothing
 from agents.args import Args  # torch-free, for the command line; re-exported here
 from agents.callbacks import AlignmentProbe, Checkpointer, PolicyEvaluation, ProgressBar, StdSchedule, TrainingLogger
@@ -55,9 +59,11 @@ from agents.checkpoint import (
     set_env_rng_state,
     set_rng_state,
 )
+from agents.generators import generator_source, real_reward
 from agents.monitors import CollapseMonitor
 from agents.presets import get_algorithm, make_model, resolve_hyperparameters, timesteps_per_update
 from agents.runs import find_run_dir
+from agents.scoring import Scoring
 from agents.vec_env import SB3VecEnv
 
 EnvFn = Callable[..., VectorEnv]
@@ -66,7 +72,9 @@ EnvFn = Callable[..., VectorEnv]
 
 
 def default_env_fn(args: Args) -> EnvFn:
-    """Builds `args.env` through `gym.make_vec` with the run's env arguments."""
+    """Builds `args.env` through `gym.make_vec` with the run's env arguments: on `args.generator` when set (a
+    `generator=` given to the builder wins: a ready sampler), with the discriminator's reals from `args.real_data`
+    when set."""
 
     def make(
         num_envs: int, reward_model: Any, return_images: bool, generator: Any = None, group_size: int = 1
@@ -87,8 +95,18 @@ def default_env_fn(args: Args) -> EnvFn:
             kwargs.update(stop_knob=True, nfe_cost=args.nfe_cost)
         if generator is None:
             kwargs["num_steps"] = args.num_steps
+            if args.generator is not None:
+                kwargs["generator"] = args.generator
         else:
             kwargs["generator"] = generator  # a ready sampler: its step count is already set
+        if args.real_data is not None and isinstance(reward_model, str):
+            # The reals take the generator's classes and side: build its sampler first, then the env around it.
+            sampler = gym.make_vec(
+                args.env, vectorization_mode="vector_entry_point", **{**kwargs, "reward_model": None}
+            ).unwrapped.sampler
+            kwargs.pop("num_steps", None)
+            kwargs["generator"] = sampler
+            kwargs["reward_model"] = real_reward(reward_model, sampler, args.real_data, args.device)
         return gym.make_vec(args.env, vectorization_mode="vector_entry_point", **kwargs)
 
     if args.env not in gym.registry:
@@ -131,6 +149,19 @@ def validate(args: Args) -> None:
         raise InvalidArgument(f"nfe_cost must be a finite number >= 0, got {args.nfe_cost}")
     if args.nfe_cost and not args.stop_knob:
         raise InvalidArgument("nfe_cost needs stop_knob: without the stop action every lane spends the same NFE")
+    given = [name for name in ("generator", "real_data", "reference") if getattr(args, name) is not None]
+    if args.engine == "rllib" and given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise InvalidArgument(f"--engine rllib does not take {flags} yet; use --engine sb3")
+    args.generator = generator_source(args.generator)
+    if args.real_data is not None:
+        if args.reward_model not in REAL_DATA_REWARDS:
+            raise InvalidArgument(
+                f"--real-data needs a reward model that takes real images, one of {list(REAL_DATA_REWARDS)}; got "
+                f"--reward-model {args.reward_model} (its frozen networks were trained on the shapes data)"
+            )
+        args.real_data = str(Path(args.real_data).expanduser().resolve())
+    Scoring(args.reference, args.inception_weights)  # refuses a half or missing pair before anything is built
 
 
 def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
@@ -149,6 +180,12 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
     env_fn = env_fn or default_env_fn(args)
     run_dir, resuming = find_run_dir(args, CHECKPOINT, args.algo)
     args.run_dir = str(run_dir)
+    if resuming:  # the generator and real images the run recorded, unless given again
+        recorded = read_meta(run_dir / CHECKPOINT)
+        if args.generator is None:
+            args.generator = recorded.get("env_kwargs", {}).get("generator")
+        if args.real_data is None:
+            args.real_data = recorded.get("real_data")
 
     # 1. Seeding (SB3 seeds again in the model constructor; a resume restores every stream from the checkpoint).
     random.seed(args.seed)
@@ -173,6 +210,9 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
             f"the env was built with {built}, the run asks for stop_knob={args.stop_knob}, nfe_cost={args.nfe_cost}"
         )
     args.horizon = unwrapped.horizon
+    scoring = Scoring(args.reference, args.inception_weights)
+    if args.eval_every:
+        scoring.check_sampler(unwrapped.sampler)
     meta = {
         "env_id": args.env,
         "algo": args.algo,
@@ -195,9 +235,11 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
             "base_schedule": None if unwrapped.base_schedule is None else unwrapped.base_schedule.tolist(),
             "stop_knob": args.stop_knob,
             "nfe_cost": args.nfe_cost,
+            "generator": args.generator,
         },
         "group_size": args.group_size,
         "reward_model": args.reward_model,
+        "real_data": args.real_data,
         "algo_kwargs": args.algo_kwargs,
         "adagen_env_version": adagen_env.__version__,
     }
@@ -297,7 +339,9 @@ def train(args: Args, env_fn: EnvFn | None = None) -> dict[str, Any]:
             device=args.device,
             best_model_path=run_dir / BEST_MODEL,
             meta=meta,
-            monitor=CollapseMonitor(unwrapped.sampler.num_classes, device=args.device),
+            # The collapse monitor measures in FD-SSL's space, on the shapes data.
+            monitor=None if scoring.real else CollapseMonitor(unwrapped.sampler.num_classes, device=args.device),
+            scoring=scoring,
         )
         if "evaluation" in callback_state:
             evaluation.load_state_dict(callback_state["evaluation"])

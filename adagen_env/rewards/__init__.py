@@ -15,18 +15,35 @@ from adagen_env.rewards.frozen import BatchFIDReward, ClassifierReward
 from adagen_env.rewards.mixed import CLASSIFIER_WEIGHT, FidelityReward
 from adagen_env.rewards.projected import ProjectedDiscriminator
 
+REAL_DATA_REWARDS = ("adversarial", "adversarial-ns", "adversarial-conv")
+"""The reward models that take other real images than the shapes data: the pixel discriminators (the others' frozen
+networks were trained on the shapes data)."""
 
-def make_reward_model(name: str, num_classes: int, resolution: int, device: torch.device | str = "cpu") -> RewardModel:
+
+def make_reward_model(
+    name: str,
+    num_classes: int,
+    resolution: int,
+    device: torch.device | str = "cpu",
+    real_data: object | None = None,
+) -> RewardModel:
     """Build a reward model by name, one of `REWARD_MODELS` ("adversarial-ns": log-sigmoid, non-saturating;
     "adversarial-projected": the projected discriminator with DiffAugment's translation and cutout;
     "adversarial-projected+classifier": that reward plus `CLASSIFIER_WEIGHT` times the frozen classifier's
-    log-probability, `FidelityReward`, for a blend's fidelity policy)."""
+    log-probability, `FidelityReward`, for a blend's fidelity policy). `real_data` (an object with
+    `sample(n, labels=, generator=)`, e.g. `adagen_env.data.ImageFolderDataset`) replaces the shapes data as the
+    discriminator's reals; only the `REAL_DATA_REWARDS` take it (`InvalidArgument` for the others)."""
+    if real_data is not None and name not in REAL_DATA_REWARDS:
+        raise InvalidArgument(
+            f"reward model {name!r} does not take other real images than the shapes data (its frozen networks "
+            f"were trained on them); with real data use one of {list(REAL_DATA_REWARDS)}"
+        )
     if name == "adversarial":
-        return AdversarialReward(num_classes, resolution, device=device)
+        return AdversarialReward(num_classes, resolution, real_data=real_data, device=device)
     if name == "adversarial-ns":
-        return AdversarialReward(num_classes, resolution, reward="log-sigmoid", device=device)
+        return AdversarialReward(num_classes, resolution, real_data=real_data, reward="log-sigmoid", device=device)
     if name == "adversarial-conv":
-        return AdversarialReward(num_classes, resolution, architecture="conv", device=device)
+        return AdversarialReward(num_classes, resolution, real_data=real_data, architecture="conv", device=device)
     if name == "adversarial-projected":
         return AdversarialReward(num_classes, resolution, architecture="projected", device=device)
     if name == "adversarial-projected+classifier":
@@ -44,6 +61,7 @@ def make_reward_model(name: str, num_classes: int, resolution: int, device: torc
 
 __all__ = [
     "DEFAULT_REWARD_MODEL",
+    "REAL_DATA_REWARDS",
     "REWARD_MODELS",
     "AdversarialReward",
     "BatchFIDReward",
