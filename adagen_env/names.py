@@ -25,11 +25,14 @@ REWARD_MODELS = (
     "adversarial-ns",
     "adversarial-conv",
     "adversarial-projected",
+    "adversarial-projected-tokenizer",
+    "adversarial-projected-ensemble",
     "adversarial-projected+classifier",
     "batch-fid",
     "classifier",
 )
-"""The names `adagen_env.rewards.make_reward_model` builds ("adversarial-projected+classifier": the fidelity reward
+"""The names `adagen_env.rewards.make_reward_model` builds ("adversarial-projected-tokenizer": the projected
+discriminator on the VAR tokenizer's encoder; "adversarial-projected-ensemble": on both it and the classifier; "adversarial-projected+classifier": the fidelity reward
 of a blend's fidelity policy, `adagen_env.rewards.FidelityReward`)."""
 
 OBSERVATIONS = ("features", "image", "step-only")

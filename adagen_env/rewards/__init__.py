@@ -20,6 +20,14 @@ REAL_DATA_REWARDS = ("adversarial", "adversarial-ns", "adversarial-conv")
 networks were trained on the shapes data)."""
 
 
+PROJECTED_BACKBONES = {
+    "adversarial-projected": ("reward-classifier",),
+    "adversarial-projected-tokenizer": ("var-tokenizer",),
+    "adversarial-projected-ensemble": ("reward-classifier", "var-tokenizer"),
+}
+"""The projected-discriminator rewards and the frozen backbones each reads."""
+
+
 def make_reward_model(
     name: str,
     num_classes: int,
@@ -29,6 +37,8 @@ def make_reward_model(
 ) -> RewardModel:
     """Build a reward model by name, one of `REWARD_MODELS` ("adversarial-ns": log-sigmoid, non-saturating;
     "adversarial-projected": the projected discriminator with DiffAugment's translation and cutout;
+    "adversarial-projected-tokenizer" / "-ensemble": the same on the frozen VAR tokenizer's encoder instead of /
+    beside the classifier, `PROJECTED_BACKBONES`;
     "adversarial-projected+classifier": that reward plus `CLASSIFIER_WEIGHT` times the frozen classifier's
     log-probability, `FidelityReward`, for a blend's fidelity policy). `real_data` (an object with
     `sample(n, labels=, generator=)`, e.g. `adagen_env.data.ImageFolderDataset`) replaces the shapes data as the
@@ -44,8 +54,9 @@ def make_reward_model(
         return AdversarialReward(num_classes, resolution, real_data=real_data, reward="log-sigmoid", device=device)
     if name == "adversarial-conv":
         return AdversarialReward(num_classes, resolution, real_data=real_data, architecture="conv", device=device)
-    if name == "adversarial-projected":
-        return AdversarialReward(num_classes, resolution, architecture="projected", device=device)
+    if name in PROJECTED_BACKBONES:
+        backbones = PROJECTED_BACKBONES[name]
+        return AdversarialReward(num_classes, resolution, architecture="projected", backbones=backbones, device=device)
     if name == "adversarial-projected+classifier":
         return FidelityReward(num_classes, resolution, architecture="projected", device=device)
     if name == "batch-fid":

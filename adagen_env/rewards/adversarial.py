@@ -145,6 +145,7 @@ class AdversarialReward(RewardModel):
             elif backbones is not None:
                 raise InvalidArgument(f"backbones are for the projected discriminator, not {architecture!r}")
             else:
+                self.backbones = ()
                 self.discriminator = DISCRIMINATORS[architecture](num_classes, resolution)
             self.discriminator.to(self.device)
         trainable = [p for p in self.discriminator.parameters() if p.requires_grad]
@@ -198,6 +199,7 @@ class AdversarialReward(RewardModel):
     def state_dict(self) -> dict:
         return {
             "architecture": self.architecture,
+            "backbones": list(self.backbones),
             "discriminator": self.discriminator.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "real_rng": self.real_rng.get_state(),
@@ -209,6 +211,11 @@ class AdversarialReward(RewardModel):
         if state.get("architecture") != self.architecture:
             raise InvalidArgument(
                 f"discriminator state is for architecture {state.get('architecture')!r}, this reward uses {self.architecture!r}"
+            )
+        theirs = tuple(state.get("backbones") or (DEFAULT_BACKBONES if self.architecture == "projected" else ()))
+        if theirs != self.backbones:
+            raise InvalidArgument(
+                f"discriminator state is for backbones {list(theirs)}, this reward uses {list(self.backbones)}"
             )
         self.discriminator.load_state_dict(state["discriminator"])
         self.optimizer.load_state_dict(state["optimizer"])

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from adagen_env.errors import InvalidArgument
+from adagen_env.models.classifier import stage_outputs
 
 BACKBONES = ("reward-classifier", "var-tokenizer")
 """Names of the frozen feature networks a projected discriminator may read."""
@@ -102,16 +103,9 @@ class ClassifierStages(nn.Module):
         self.channels = [[m for m in stage if isinstance(m, nn.Conv2d)][-1].out_channels for stage in net.stages]
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        size = self.net.config.input_size
-        x = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        x = ((x - 0.5) / 0.25).contiguous(memory_format=torch.channels_last)
-        out = []
-        for i, stage in enumerate(self.net.stages):
-            x = stage(x)
-            out.append(x)
-            if i < len(self.net.stages) - 1:
-                x = F.max_pool2d(x, 2)
-        return out
+        return stage_outputs(
+            self.net.stages, images.contiguous(memory_format=torch.channels_last), self.net.config.input_size
+        )
 
 
 class EncoderStages(nn.Module):

@@ -138,3 +138,11 @@ def test_projected_heads_see_no_finer_grid_than_the_images() -> None:
         )
     ]
     assert sides == [32, 16, 8]
+
+
+def test_projected_state_refuses_other_backbones() -> None:
+    state = AdversarialReward(8, 16, architecture="projected").state_dict()
+    with pytest.raises(
+        InvalidArgument, match=r"for backbones \['reward-classifier'\], this reward uses \['var-tokenizer'\]"
+    ):
+        make_reward_model("adversarial-projected-tokenizer", 8, 16).load_state_dict(state)
