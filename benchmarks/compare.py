@@ -60,13 +60,15 @@ def _rows(path: Path, until: int | None) -> list[dict[str, str]]:
     return [r for r in rows if until is None or int(r["charts/updates"]) <= until]
 
 
-def compare_curves(a: Path, b: Path, until: int | None) -> list[str]:
-    runs = {a: _rows(a, until), b: _rows(b, until)}
+def compare_curves(paths: list[Path], until: int | None) -> list[str]:
+    """The periodic evaluations of several runs side by side, at the updates all of them evaluated."""
+    runs = {p: _rows(p, until) for p in paths}
     evals = {p: {int(r["charts/updates"]): r for r in rows if r.get("eval/fd_ssl")} for p, rows in runs.items()}
-    lines = ["update | " + " | ".join(f"{p.parent.name}: FD-SSL, coverage, FID" for p in runs)]
-    for update in sorted(set(evals[a]) & set(evals[b])):
+    keys = ("eval/fd_ssl", "eval/oracle_coverage", "eval/fid", "reward/alignment_paired")
+    lines = ["update | " + " | ".join(f"{p.parent.name}: FD-SSL, coverage, FID, probe paired" for p in runs)]
+    for update in sorted(set.intersection(*(set(e) for e in evals.values()))):
         cells = [
-            ", ".join(f"{float(evals[p][update][k]):.4g}" for k in ("eval/fd_ssl", "eval/oracle_coverage", "eval/fid"))
+            ", ".join(f"{float(evals[p][update][k]):.4g}" if evals[p][update].get(k) else "-" for k in keys)
             for p in runs
         ]
         lines.append(f"{update} | " + " | ".join(cells))
@@ -88,14 +90,13 @@ def main() -> None:
         help="the reference row: its name in an eval.json, its method in a bench.json (e.g. 'CMA-ES static')",
     )
     curves = sub.add_parser("curves")
-    curves.add_argument("a", type=Path)
-    curves.add_argument("b", type=Path)
+    curves.add_argument("runs", type=Path, nargs="+", help="progress CSVs of `adagen train` runs")
     curves.add_argument("--until", type=int, default=None, help="last update compared")
     args = parser.parse_args()
     lines = (
         compare_evals(args.baseline, args.others, args.reference)
         if args.what == "evals"
-        else compare_curves(args.a, args.b, args.until)
+        else compare_curves(args.runs, args.until)
     )
     print("\n".join(lines))
 
