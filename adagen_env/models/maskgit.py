@@ -44,6 +44,11 @@ class TokenTransformerConfig:
     """Attention heads."""
     num_classes: int = 8
     """Classes; id `num_classes` is the null class used for classifier-free guidance."""
+    codebook_tied: bool = False
+    """Tie the logits (and MaskGIT's token embedding) to the tokenizer's code vectors: each logit gets a bilinear
+    score of the hidden state and the code, head(h) + code_out(h) codes^T, and a MaskGIT token's input is its
+    learned embedding + a linear map of its code (VAR's inputs already are sums of codes). Neighbouring codes
+    decode to nearly the same patch; tied, the transformer need not learn that from scratch."""
 
     def __post_init__(self) -> None:
         if isinstance(self.tokenizer, dict):  # from JSON
@@ -56,11 +61,6 @@ class TokenTransformerConfig:
 @dataclass
 class MaskGITConfig(TokenTransformerConfig):
     """Shape of a `MaskGIT`: its tokenizer is single-scale (`scales` empty)."""
-
-    codebook_tied: bool = False
-    """Tie the token embedding and the logits to the tokenizer's code vectors: a token's input is its learned
-    embedding + a linear map of its code, and each logit gets a bilinear score of the hidden state and the code.
-    Neighbouring codes decode to nearly the same patch; tied, the transformer need not learn that from scratch."""
 
 
 class TransformerBlock(nn.Module):

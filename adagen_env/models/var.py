@@ -7,7 +7,8 @@ null class of classifier-free guidance); the queries of scale s >= 1 are the run
 the coarser scales, area-downsampled to pn_s x pn_s and embedded linearly. A block-causal mask lets
 every position attend to its own scale and all coarser ones, so one pass over the prefix up to
 scale s predicts the whole map of scale s. The class embedding is also added to every position,
-a light stand-in for VAR's AdaLN conditioning. The hidden states after the final LayerNorm of the
+a light stand-in for VAR's AdaLN conditioning. With `codebook_tied` the logits also score the hidden
+state against the code vectors (as MaskGIT's do). The hidden states after the final LayerNorm of the
 current scale's queries are what the schedule policy observes, as in AdaGen's public code.
 
 Training (`var_loss`) has two stages in one run of the zoo's training loop, like `maskgit_loss`:
@@ -66,6 +67,8 @@ class VAR(nn.Module):
         self.blocks = nn.ModuleList(TransformerBlock(d, config.heads) for _ in range(config.depth))
         self.final_norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, config.tokenizer.codebook_size)
+        if config.codebook_tied:
+            self.code_out = nn.Linear(d, config.tokenizer.code_dim, bias=False)
         for p in (self.pos_embed, self.class_embed.weight, self.level_embed.weight):
             nn.init.normal_(p, std=0.02)
         levels = torch.cat([torch.full((pn * pn,), si) for si, pn in enumerate(scales)])  # (L,)
@@ -105,7 +108,10 @@ class VAR(nn.Module):
         for block in self.blocks:
             x = block(x, mask)
         h = self.final_norm(x)  # (B, Lp, D)
-        return self.head(h), h
+        logits = self.head(h)  # (B, Lp, V)
+        if self.config.codebook_tied:
+            logits = logits + self.code_out(h) @ self.tokenizer.codebook.codes.t()
+        return logits, h
 
 
 def var_loss(tokenizer_steps: int, label_dropout: float = 0.1, decoder_batch: int = 32) -> LossFn:

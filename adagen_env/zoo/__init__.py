@@ -90,6 +90,8 @@ class ZooEntry:
 
 MASKGIT_TOKENIZER_STEPS = 1200
 """Steps of the MaskGIT recipe's tokenizer stage (the transformer's start after it)."""
+VAR_TOKENIZER_STEPS = 1200
+"""Steps of the VAR recipe's tokenizer stage."""
 CONTINUOUS_TRAINING = TrainConfig(steps=16000, batch_size=64, lr=1e-3, warmup=300, checkpoint_every=500)
 """The DiT recipe shared by the diffusion and flow generators."""
 
@@ -127,14 +129,18 @@ ZOO: dict[str, ZooEntry] = {
         maskgit_loss(tokenizer_steps=MASKGIT_TOKENIZER_STEPS),
         TrainConfig(steps=9000, batch_size=128, lr=5e-4, warmup=100, resolution=32, stages=(MASKGIT_TOKENIZER_STEPS,)),
     ),
+    # VAR: the same recipe on its multi-scale tokenizer (its inputs already are sums of codes; the logits are tied).
     "var": ZooEntry(
         "var",
         VAR,
         VARConfig(
-            tokenizer=VQConfig(base_channels=24, codebook_size=256, scales=(1, 2, 3, 4, 6, 8)), width=128, depth=6
+            tokenizer=VQConfig(base_channels=24, codebook_size=256, scales=(1, 2, 3, 4, 6, 8), grain_sigma=GRAIN_SIGMA),
+            width=128,
+            depth=6,
+            codebook_tied=True,
         ),
-        var_loss(tokenizer_steps=800),
-        TrainConfig(steps=3000, batch_size=64, lr=5e-4, warmup=100, resolution=32),
+        var_loss(tokenizer_steps=VAR_TOKENIZER_STEPS),
+        TrainConfig(steps=8000, batch_size=64, lr=5e-4, warmup=100, resolution=32, stages=(VAR_TOKENIZER_STEPS,)),
     ),
     # The metrics' feature network: trained like a zoo model, never used as a generator or a reward.
     "shapes-classifier": ZooEntry(

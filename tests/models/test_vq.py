@@ -207,7 +207,7 @@ def test_a_grain_free_tokenizer_learns_to_reconstruct_clean_renderings(kind):
         )
     else:
         model, loss_fn = (
-            VAR(VARConfig(tokenizer=config, width=16, depth=1, heads=2, num_classes=3)),
+            VAR(VARConfig(tokenizer=config, width=16, depth=1, heads=2, num_classes=3, codebook_tied=True)),
             var_loss(1, decoder_batch=4),
         )
     seen = []
@@ -248,6 +248,23 @@ def test_codebook_tied_maskgit_reads_and_scores_the_code_vectors():
     assert (
         sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in untied.parameters()) == 4 * 16 + 16 + 16 * 4
     )
+
+
+def test_codebook_tied_var_scores_the_code_vectors():
+    torch.manual_seed(0)
+    model = VAR(VARConfig(tokenizer=TINY_MS, width=16, depth=1, heads=2, num_classes=3, codebook_tied=True))
+    labels, inputs = torch.tensor([0, 1]), torch.randn(2, 1 + 4, 4)  # scales 1 and 2 queried
+    logits, hidden = model(labels, inputs)
+    assert logits.shape == (2, 1 + 1 + 4, 16) and hidden.shape == (2, 6, 16)
+    with torch.no_grad():
+        model.tokenizer.codebook.codes.mul_(2.0)
+    assert not torch.allclose(logits, model(labels, inputs)[0])
+    untied = VAR(VARConfig(tokenizer=TINY_MS, width=16, depth=1, heads=2, num_classes=3))
+    assert sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in untied.parameters()) == 16 * 4
+    with torch.no_grad():
+        untied_logits, _ = untied(labels, inputs)
+        untied.tokenizer.codebook.codes.mul_(2.0)
+        assert torch.equal(untied_logits, untied(labels, inputs)[0])  # untied: the codes never enter the logits
 
 
 @pytest.mark.parametrize("kind", ["maskgit", "var"])
