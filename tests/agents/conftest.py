@@ -23,3 +23,16 @@ _root = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_root)
 tiny_dit = _root.tiny_dit
 TINY_CASES = _root.TINY_CASES
+
+FAST_PPO = '{"n_epochs": 1, "episodes_per_update": 1}'
+"""`--algo-kwargs` of the smoke trainings: one epoch over one episode per update."""
+
+
+def smoke_train_argv(logdir: str | Path, *flags: str, env: str = "AdaGen/SiT-v0", updates: int = 1) -> list[str]:
+    """`adagen train` arguments of a smoke training on `env` (2 lanes, 2 steps, `updates` PPO updates, no periodic
+    evaluation, no progress bar) into `logdir`, then `flags`."""
+    return [
+        "train",
+        *("--env", env, "--num-envs", "2", "--num-steps", "2", "--total-updates", str(updates)),
+        *("--eval-every", "0", "--logdir", str(logdir), "--no-progress-bar", *flags),
+    ]

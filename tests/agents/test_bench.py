@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_dit  # tests/conftest.py
+from conftest import FAST_PPO, smoke_train_argv, tiny_dit  # tests/conftest.py, tests/agents/conftest.py
 
 from adagen_env import zoo
 from adagen_env.envs import SiTVectorEnv
@@ -154,26 +154,7 @@ def test_bench_config_refuses_a_search_seed_that_is_also_an_eval_seed() -> None:
 
 def test_cli_bench_with_a_policy_adds_an_adaptive_row(tmp_path, capsys) -> None:
     runs = tmp_path / "runs"
-    main(
-        [
-            "train",
-            "--env",
-            "AdaGen/SiT-v0",
-            "--num-envs",
-            "2",
-            "--num-steps",
-            "2",
-            "--total-updates",
-            "1",
-            "--eval-every",
-            "0",
-            "--logdir",
-            str(runs),
-            "--no-progress-bar",
-            "--algo-kwargs",
-            '{"n_epochs": 1, "episodes_per_update": 1}',
-        ]
-    )
+    main(smoke_train_argv(runs, "--algo-kwargs", FAST_PPO))
     checkpoint = json.loads(capsys.readouterr().out)["checkpoint"]
     main(
         [

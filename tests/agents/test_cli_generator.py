@@ -20,6 +20,8 @@ import torch
 
 diffusers = pytest.importorskip("diffusers", reason="the diffusers adapters need the diffusers extra")
 
+from conftest import FAST_PPO, smoke_train_argv  # noqa: E402  tests/agents/conftest.py
+
 from adagen_env.errors import CheckpointError, InvalidArgument  # noqa: E402
 from agents.cli import main  # noqa: E402
 
@@ -96,33 +98,8 @@ def inception_weights(tmp_path_factory) -> Path:
 
 
 def _train(logdir: Path, *flags: str) -> None:
-    main(
-        [
-            "train",
-            "--env",
-            "AdaGen/DiT-v0",
-            "--num-envs",
-            "2",
-            "--num-steps",
-            "2",
-            "--total-updates",
-            "2",
-            "--checkpoint-every",
-            "1",
-            "--eval-every",
-            "0",
-            "--reward-model",
-            "adversarial-conv",
-            "--logdir",
-            str(logdir),
-            "--run-name",
-            "run",
-            "--no-progress-bar",
-            "--algo-kwargs",
-            '{"n_epochs": 1, "episodes_per_update": 1}',
-            *flags,
-        ]
-    )
+    common = ["--checkpoint-every", "1", "--reward-model", "adversarial-conv", "--run-name", "run"]
+    main(smoke_train_argv(logdir, *common, "--algo-kwargs", FAST_PPO, *flags, env="AdaGen/DiT-v0", updates=2))
 
 
 def _meta(checkpoint: Path) -> dict:

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_dit  # tests/conftest.py
+from conftest import FAST_PPO, smoke_train_argv, tiny_dit  # tests/conftest.py, tests/agents/conftest.py
 from test_train import env_fn, tiny_args
 
 from adagen_env.envs import DiTVectorEnv
@@ -180,26 +180,7 @@ def test_bench_refuses_a_schedule_file_that_does_not_fit(tmp_path, edits, error,
 
 
 def test_cli_exports_a_policy_and_benches_the_schedule_beside_it(tmp_path, capsys) -> None:
-    main(
-        [
-            "train",
-            "--env",
-            "AdaGen/SiT-v0",
-            "--num-envs",
-            "2",
-            "--num-steps",
-            "2",
-            "--total-updates",
-            "1",
-            "--eval-every",
-            "0",
-            "--logdir",
-            str(tmp_path / "runs"),
-            "--no-progress-bar",
-            "--algo-kwargs",
-            '{"n_epochs": 1, "episodes_per_update": 1}',
-        ]
-    )
+    main(smoke_train_argv(tmp_path / "runs", "--algo-kwargs", FAST_PPO))
     checkpoint = json.loads(capsys.readouterr().out)["checkpoint"]
     out = tmp_path / "sit_policy.json"
     main(["export-schedule", "--policy", checkpoint, "--out", str(out), "--num-samples", "8", "--batch-size", "4"])

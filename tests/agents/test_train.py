@@ -13,7 +13,7 @@ from pathlib import Path
 import gymnasium as gym
 import pytest
 import torch
-from conftest import tiny_dit  # tests/conftest.py
+from conftest import smoke_train_argv, tiny_dit  # tests/conftest.py, tests/agents/conftest.py
 from gymnasium.vector import VectorWrapper
 
 from adagen_env import zoo
@@ -354,24 +354,7 @@ def test_cli_train_flags_keep_their_behaviour() -> None:
 @pytest.mark.skipif(not zoo.weights_path("flow").exists(), reason="shipped flow weights not present")
 def test_cli_end_to_end_on_the_shipped_generator(tmp_path, capsys) -> None:
     logdir = tmp_path / "runs"
-    main(
-        [
-            "train",
-            "--env",
-            "AdaGen/SiT-v0",
-            "--num-envs",
-            "2",
-            "--num-steps",
-            "2",
-            "--total-updates",
-            "1",
-            "--eval-every",
-            "0",
-            "--logdir",
-            str(logdir),
-            "--no-progress-bar",
-        ]
-    )
+    main(smoke_train_argv(logdir))
     summary = json.loads(capsys.readouterr().out)
     assert summary["updates"] == 1 and read_meta(summary["checkpoint"])["horizon"] == 3
     main(
