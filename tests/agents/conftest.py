@@ -36,3 +36,14 @@ def smoke_train_argv(logdir: str | Path, *flags: str, env: str = "AdaGen/SiT-v0"
         *("--env", env, "--num-envs", "2", "--num-steps", "2", "--total-updates", str(updates)),
         *("--eval-every", "0", "--logdir", str(logdir), "--no-progress-bar", *flags),
     ]
+
+
+def smoke_bench_argv(policy: str | Path, out: str | Path, *flags: str) -> list[str]:
+    """`adagen bench` arguments that score `policy` (a SiT-v0 2-step checkpoint) beside the baseline only (4 images,
+    seeds 0 and 1, no search, no hand-made schedules) into `out`, then `flags`."""
+    return [
+        "bench",
+        *("--env", "AdaGen/SiT-v0", "--steps", "2", "--policy", str(policy), "--num-samples", "4", "--seeds", "0", "1"),
+        *("--search-samples", "4", "--search-rounds", "0", "--batch-size", "4", "--no-hand-made", "--out", str(out)),
+        *flags,
+    ]

@@ -7,7 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import FAST_PPO, smoke_train_argv, tiny_dit  # tests/conftest.py, tests/agents/conftest.py
+from conftest import (
+    FAST_PPO,
+    smoke_bench_argv,
+    smoke_train_argv,
+    tiny_dit,
+)  # tests/conftest.py, tests/agents/conftest.py
 
 from adagen_env import zoo
 from adagen_env.envs import SiTVectorEnv
@@ -156,33 +161,7 @@ def test_cli_bench_with_a_policy_adds_an_adaptive_row(tmp_path, capsys) -> None:
     runs = tmp_path / "runs"
     main(smoke_train_argv(runs, "--algo-kwargs", FAST_PPO))
     checkpoint = json.loads(capsys.readouterr().out)["checkpoint"]
-    main(
-        [
-            "bench",
-            "--env",
-            "AdaGen/SiT-v0",
-            "--steps",
-            "2",
-            "--policy",
-            checkpoint,
-            "--num-samples",
-            "4",
-            "--seeds",
-            "0",
-            "1",
-            "--search-samples",
-            "4",
-            "--search-rounds",
-            "0",
-            "--batch-size",
-            "4",
-            "--no-hand-made",
-            "--baseline-steps",
-            "3",
-            "--out",
-            str(tmp_path / "bench"),
-        ]
-    )
+    main(smoke_bench_argv(checkpoint, tmp_path / "bench", "--baseline-steps", "3"))
     table = capsys.readouterr().out
     assert "| adaptive |" in table and "| baseline |" in table and "Made by `adagen bench --env" in table
     assert [p.name for p in tmp_path.glob("bench/bench_knobs_*.png")] == ["bench_knobs_AdaGen-SiT-v0_2.png"]

@@ -8,7 +8,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import FAST_PPO, smoke_train_argv, tiny_dit  # tests/conftest.py, tests/agents/conftest.py
+from conftest import (
+    FAST_PPO,
+    smoke_bench_argv,
+    smoke_train_argv,
+    tiny_dit,
+)  # tests/conftest.py, tests/agents/conftest.py
 from test_train import env_fn, tiny_args
 
 from adagen_env.envs import DiTVectorEnv
@@ -186,34 +191,7 @@ def test_cli_exports_a_policy_and_benches_the_schedule_beside_it(tmp_path, capsy
     main(["export-schedule", "--policy", checkpoint, "--out", str(out), "--num-samples", "8", "--batch-size", "4"])
     assert capsys.readouterr().out.strip() == f"wrote {out}"
     assert read_schedule(out)["time_grid"]["schedulers"][0]["scheduler"] == "FlowMatchEulerDiscreteScheduler"
-    main(
-        [
-            "bench",
-            "--env",
-            "AdaGen/SiT-v0",
-            "--steps",
-            "2",
-            "--policy",
-            checkpoint,
-            "--schedule",
-            str(out),
-            "--num-samples",
-            "4",
-            "--seeds",
-            "0",
-            "1",
-            "--search-samples",
-            "4",
-            "--search-rounds",
-            "0",
-            "--batch-size",
-            "4",
-            "--no-hand-made",
-            "--baseline-steps",
-            "--out",
-            str(tmp_path / "bench"),
-        ]
-    )
+    main(smoke_bench_argv(checkpoint, tmp_path / "bench", "--schedule", str(out), "--baseline-steps"))
     table = capsys.readouterr().out
     assert "| adaptive |" in table and "| static sit_policy | static |" in table
     with pytest.raises(SystemExit, match="adagen export-schedule: error: .*does not exist"):
