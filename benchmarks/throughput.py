@@ -283,7 +283,7 @@ def to_markdown(payload: dict) -> str:
         "default (DiT attention through SDPA); `float32-mha`: the DiT with `nn.MultiheadAttention` on the same weights "
         '(the attention before SDPA); `bfloat16`: `precision="bfloat16"` (autocast around each network forward). '
         f"Batch {meta['batch_size']}: median over the full batches of part 1's runs (the variants alternating batch "
-        "by batch; bfloat16 has fewer); batch {meta['small_batch']}: median of {meta['repeats']} alternating episodes. "
+        f"by batch; bfloat16 has fewer); batch {meta['small_batch']}: median of {meta['repeats']} alternating episodes. "
         "GFLOP/s = FLOPs per image (FlopCounterMode, float32) x images/s.",
         "",
         "## Speed",
