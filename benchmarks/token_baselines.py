@@ -29,10 +29,9 @@ from tqdm.auto import tqdm
 
 import adagen_env  # noqa: F401  (registers the ids)
 from adagen_env import zoo
-from adagen_env.data.shapes import GRAIN_SIGMA, ShapesDataset, render_shapes
 from adagen_env.evaluation import generate_static
 from adagen_env.metrics import balanced_labels, compute_metrics, shapes_reference
-from adagen_env.models.vq import add_grain
+from adagen_env.models.vq import grain_flip_rates, round_trip
 from adagen_env.outputs import writable_dir, write_text
 from agents.reporting import COLUMNS
 
@@ -48,26 +47,10 @@ KEYS = ("fid", "fd_ssl", "oracle_coverage", "oracle_fidelity", "class_agreement"
 FLIP_SCENES = 1000
 
 
-def flip_rates(tokenizer: torch.nn.Module, scenes: int = FLIP_SCENES, seed: int = 0) -> list[float]:
-    """Share of token ids that change under a re-draw of the grain, per token map (one for a single-scale tokenizer)."""
-    g = torch.Generator().manual_seed(seed)
-    data = ShapesDataset(tokenizer.config.resolution)
-    labels = torch.arange(scenes) % data.num_classes
-    factors = data.draw_factors(labels, g)
-    redrawn = {**factors, "grain": torch.randn(factors["grain"].shape, generator=g) * GRAIN_SIGMA}
-    a, b = tokenizer.encode(render_shapes(labels, factors)), tokenizer.encode(render_shapes(labels, redrawn))
-    pairs = zip(a, b) if isinstance(a, list) else [(a, b)]
-    return [float((x != y).float().mean()) for x, y in pairs]
-
-
 def reconstruction_scores(tokenizer: torch.nn.Module, num_samples: int = 1000, seed: int = 7) -> dict[str, float]:
     """The yardsticks of `num_samples` real images encoded and decoded (plus fresh grain for a clean tokenizer)."""
     u8, labels = shapes_reference(num_samples, tokenizer.config.resolution, seed=seed)
-    with torch.no_grad():
-        images = tokenizer.decode(tokenizer.encode(u8.float() / 255))
-    if tokenizer.config.grain_sigma > 0:
-        noise = torch.randn(images.shape[0], 1, *images.shape[2:], generator=torch.Generator().manual_seed(seed))
-        images = add_grain(images, tokenizer.config.grain_sigma, noise)
+    images = round_trip(tokenizer, u8.float() / 255, torch.Generator().manual_seed(seed))
     scores = compute_metrics(images, labels, num_reference=num_samples)
     return {k: scores[k] for k in KEYS}
 
@@ -82,7 +65,13 @@ def tokenizers_report(checkpoint: str, out: Path) -> None:
         ("shipped maskgit", zoo.load("maskgit").tokenizer),
         (f"{checkpoint} (step {state['step']})", trained.eval().tokenizer),
     ):
-        rows.append({"tokenizer": name, "flip_rate": flip_rates(tokenizer)[0], **reconstruction_scores(tokenizer)})
+        rows.append(
+            {
+                "tokenizer": name,
+                "flip_rate": grain_flip_rates(tokenizer, FLIP_SCENES)[0],
+                **reconstruction_scores(tokenizer),
+            }
+        )
     lines = [
         "# MaskGIT tokenizers: id stability under the grain, and reconstruction",
         "",
@@ -141,7 +130,7 @@ def main() -> None:
                 **{k: scores[k] for k in KEYS},
             }
         )
-    flips = {name: flip_rates(zoo.load(name).tokenizer) for name in ("maskgit", "var")}
+    flips = {name: grain_flip_rates(zoo.load(name).tokenizer, FLIP_SCENES) for name in ("maskgit", "var")}
     meta = {
         "num_samples": args.num_samples,
         "seed": args.seed,

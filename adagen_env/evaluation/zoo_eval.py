@@ -40,9 +40,13 @@ from adagen_env.metrics import (
     real_floor,
     shapes_reference,
 )
+from adagen_env.models.vq import grain_flip_rates, round_trip
 from adagen_env.outputs import writable_dir, write_text
+from adagen_env.samplers.base import make_generator
 
 QUICK_MAX_SAMPLES = 64
+FLIP_SCENES = 1000
+"""Scenes whose token ids are compared under two draws of the grain."""
 BATCH_SIZE = 256
 """Images per sampler call."""
 SAMPLE_SEED = 0
@@ -60,13 +64,14 @@ def tokenizer_reconstruction(
     """Scores of the real-data floor's images after a round trip through `model.tokenizer` (encode, then decode).
 
     The same real images and reference as `real_floor`, so the two compare directly: the reconstruction's FID
-    bounds what the token generator on top of this tokenizer can reach.
+    bounds what the token generator on top of this tokenizer can reach. A tokenizer that decodes clean renderings
+    gets the data's grain added, as its generator's samples do.
     """
     tokenizer = model.tokenizer
     real, labels = shapes_reference(num_samples, tokenizer.config.resolution, seed=FLOOR_SEED)
+    grain = make_generator(FLOOR_SEED, device)
     recon = [
-        tokenizer.decode(tokenizer.encode(chunk.to(device).float() / 255)).float().cpu()
-        for chunk in real.split(BATCH_SIZE)
+        round_trip(tokenizer, chunk.to(device).float() / 255, grain).float().cpu() for chunk in real.split(BATCH_SIZE)
     ]
     scores = compute_metrics(torch.cat(recon), labels, num_reference=num_samples, device=device)
     return {k: v for k, v in scores.items() if k not in ("num_samples", "num_reference")}
@@ -152,6 +157,8 @@ def results_markdown(results: dict[str, Any]) -> str:
                 f"class agreement {_fmt(recon.get('class_agreement'))}.",
                 "",
             ]
+        if "token_flip_rates" in gen:
+            lines += [_flip_sentence(gen["token_flip_rates"], gen["clean_token_targets"]), ""]
         lines += [
             "| steps | CFG | other settings | NFE | FID | KID | IS | precision | recall | class agreement | sampling s |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -165,6 +172,19 @@ def results_markdown(results: dict[str, Any]) -> str:
                 f"| {_fmt(row.get('class_agreement'))} | {_fmt(row['sample_seconds'], 1)} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _flip_sentence(rates: list[float], clean_targets: bool) -> str:
+    per = " per scale, coarse to fine" if len(rates) > 1 else ""
+    targets = (
+        "the transformer learned the tokens of the clean renderings, which a re-draw of the grain does not change"
+        if clean_targets
+        else "the transformer learned these very ids"
+    )
+    return (
+        f"Token ids under a re-draw of the data's grain ({FLIP_SCENES} scenes): the tokenizer changes "
+        f"{', '.join(f'{r:.3f}' for r in rates)} of them{per}; {targets}."
+    )
 
 
 def evaluate_zoo(
@@ -318,6 +338,8 @@ def evaluate_zoo(
         }
         if hasattr(model, "tokenizer"):
             generators[name]["reconstruction"] = tokenizer_reconstruction(model, num_samples, device)
+            generators[name]["token_flip_rates"] = grain_flip_rates(model.tokenizer, FLIP_SCENES)
+            generators[name]["clean_token_targets"] = model.tokenizer.config.grain_sigma > 0
     bar.close()
 
     # 3. Write, keeping other generators' results of a previous run at the same sample count.

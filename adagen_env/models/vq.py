@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adagen_env.data.shapes import ShapesDataset, render_shapes
+from adagen_env.data.shapes import GRAIN_SIGMA, ShapesDataset, render_shapes
 from adagen_env.errors import InvalidArgument
 
 
@@ -123,6 +123,35 @@ def add_grain(images: torch.Tensor, sigma: float, noise: torch.Tensor) -> torch.
     """(B, C, R, R) images in [0, 1] + sigma * (B, 1, R, R) standard-normal noise (one grain field for every
     channel, as the data's), clamped to [0, 1]."""
     return (images + sigma * noise.to(images)).clamp(0, 1)
+
+
+@torch.no_grad()
+def round_trip(tokenizer: nn.Module, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """(B, C, R, R) images in [0, 1] encoded and decoded by a tokenizer of either kind, plus iid grain of its
+    `grain_sigma` drawn from `generator` where it decodes clean renderings (as its generator's samples get)."""
+    out = tokenizer.decode(tokenizer.encode(images))
+    sigma = tokenizer.config.grain_sigma
+    if sigma <= 0:
+        return out
+    b, _, r, _ = out.shape
+    return add_grain(out, sigma, torch.randn(b, 1, r, r, generator=generator, device=generator.device))
+
+
+@torch.no_grad()
+def grain_flip_rates(
+    tokenizer: nn.Module, scenes: int = 1000, seed: int = 0, sigma: float = GRAIN_SIGMA
+) -> list[float]:
+    """Share of the token ids of `scenes` shapes scenes that change when their grain is drawn again with standard
+    deviation `sigma`: one rate per token map, coarse to fine (a single one for a single-scale tokenizer)."""
+    g = torch.Generator().manual_seed(seed)
+    data = ShapesDataset(tokenizer.config.resolution)
+    labels = torch.arange(scenes) % data.num_classes
+    factors = data.draw_factors(labels, g)
+    redrawn = {**factors, "grain": torch.randn(factors["grain"].shape, generator=g) * sigma}
+    device = next(tokenizer.parameters()).device
+    a, b = (tokenizer.encode(render_shapes(labels, f).to(device)) for f in (factors, redrawn))
+    pairs = zip(a, b) if isinstance(a, list) else [(a, b)]
+    return [float((x != y).float().mean()) for x, y in pairs]
 
 
 class ResBlock(nn.Module):
@@ -481,6 +510,8 @@ __all__ = [
     "VQTokenizer",
     "add_grain",
     "clean_pair",
+    "grain_flip_rates",
     "reconstruction_batch",
+    "round_trip",
     "token_batch",
 ]

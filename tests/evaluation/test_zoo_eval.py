@@ -47,6 +47,9 @@ def test_quick_eval_of_a_token_generator_writes_rows_with_their_settings(tmp_pat
     recon = results["generators"]["var"]["reconstruction"]
     assert 0 < recon["fid"] < min(r["fid"] for r in rows)  # the tokenizer bounds its generator
     assert "Tokenizer reconstruction" in (tmp_path / "zoo-quick.md").read_text()
+    flips = results["generators"]["var"]["token_flip_rates"]
+    assert len(flips) == 6 and flips == sorted(flips) and 0 < flips[0] < flips[-1] < 1  # fine scales see the grain
+    assert "Token ids under a re-draw of the data's grain" in (tmp_path / "zoo-quick.md").read_text()
 
 
 def test_reuse_keeps_measured_rows_and_samples_only_new_points(tmp_path, monkeypatch):

@@ -19,7 +19,7 @@ from adagen_env.data import ShapesDataset
 from adagen_env.errors import CheckpointError, InvalidArgument
 from adagen_env.models.maskgit import MaskGIT, MaskGITConfig, maskgit_loss
 from adagen_env.models.var import VAR, VARConfig, var_loss
-from adagen_env.models.vq import Codebook, MultiScaleVQTokenizer, VQConfig, VQTokenizer
+from adagen_env.models.vq import Codebook, MultiScaleVQTokenizer, VQConfig, VQTokenizer, round_trip
 from adagen_env.zoo import ZOO, load_state
 
 TINY = VQConfig(resolution=16, base_channels=8, codebook_size=16, code_dim=4)
@@ -230,6 +230,19 @@ def test_a_grain_free_tokenizer_learns_to_reconstruct_clean_renderings(kind):
     )  # clean tokens
     loss.backward()
     assert torch.isfinite(loss) and model.tokenizer.decoder.parameters().__next__().grad is not None
+
+
+@pytest.mark.parametrize("grain_sigma", [0.0, 0.02])
+def test_round_trip_adds_the_grain_a_clean_tokenizer_leaves_out(grain_sigma):
+    torch.manual_seed(0)
+    tokenizer = VQTokenizer(
+        VQConfig(resolution=16, base_channels=8, codebook_size=16, code_dim=4, grain_sigma=grain_sigma)
+    )
+    x, _ = images(4)
+    out = round_trip(tokenizer, x, torch.Generator().manual_seed(0))
+    plain = tokenizer.decode(tokenizer.encode(x))
+    residual = (out - plain)[(plain > 0.1) & (plain < 0.9)]
+    assert out.shape == x.shape and abs(float(residual.std()) - grain_sigma) < 0.004
 
 
 def test_codebook_tied_maskgit_reads_and_scores_the_code_vectors():
