@@ -118,10 +118,10 @@ MASKGIT_CFG_BY_NFE: dict[int, tuple[float | None, ...]] = {
     4: (None, 1.0, 3.0),
     8: (None, 1.0, 3.0),
     16: (None, 3.0),
-    32: (None, 3.0),
+    32: (None,),
 }
 """MaskGIT's steps and CFG weights (its baseline ramps CFG linearly up to w; w = 1 is the env's baseline): w = 1 where
-it is cheap, w = 3 at every step count (32 guided steps: NFE 64). Beside, at 8 steps: constant guidance, the
+it is cheap, w = 3 up to 16 steps (NFE 32); 32 steps unguided. Beside, at 8 steps: constant guidance, the
 near-greedy re-masking of temperature 1 and two sampling temperatures."""
 VAR_SCALES = 6
 """Scales of the zoo VAR (1, 2, 3, 4, 6, 8): one network evaluation each."""
