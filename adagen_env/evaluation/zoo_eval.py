@@ -209,7 +209,8 @@ def evaluate_zoo(
         quick: smoke run: NFE {2, 4} x CFG {None, 1.0}, at most 64 samples, files named `zoo-quick*`.
         reuse: take the rows of grid points that the existing `zoo.json` already holds for the same weights
             (SHA-256), sample count and seed instead of sampling them again (sampling is seeded, so they are
-            the numbers a rerun gives); only new grid points are sampled. Reused rows say `"reused": true`.
+            the numbers a rerun gives); only new grid points are sampled. Reused rows say `"reused": true`. The
+            rows of a killed run (`zoo.progress.json`, written after every point) are reused the same way.
 
     Returns:
         The results dict written to the JSON file.
@@ -251,6 +252,8 @@ def evaluate_zoo(
             previous = {}
     previous_meta = previous.get("meta", {})
     same_run = previous_meta.get("num_samples") == num_samples and previous_meta.get("sample_seed") == SAMPLE_SEED
+    progress_path = out_dir / f"{stem}.progress.json"
+    progress = _read_progress(progress_path if reuse else None, num_samples)
 
     # 1. Everything that can fail fast: names, paradigms, weights (generators and the feature network).
     specs = {name: paradigm_eval(name) for name in names}
@@ -263,7 +266,10 @@ def evaluate_zoo(
         name: [(point, *spec.build(models[name], point, device)) for point in spec.grid(quick)]
         for name, spec in specs.items()
     }
-    measured = {name: _measured_rows(previous, name) if reuse and same_run else {} for name in names}
+    measured = {
+        name: {**(_measured_rows(previous, name) if reuse and same_run else {}), **_measured_rows(progress, name)}
+        for name in names
+    }
     total = sum(
         num_samples * sampler.episode_nfe
         for name, plan in plans.items()
@@ -313,6 +319,8 @@ def evaluate_zoo(
                 "images_per_second": num_samples / sample_seconds,
             }
             rows.append(row)
+            progress["generators"][name] = {"weights": _weights_meta(name), "results": rows}
+            write_text(progress_path, json.dumps(progress, indent=2) + "\n")  # a killed run resumes with reuse
             if best is None or row["fid"] < best[0]["fid"]:
                 best = (row, class_grid(images, labels, num_classes), sampler, schedule)
             tqdm.write(
@@ -371,7 +379,20 @@ def evaluate_zoo(
     }
     write_text(json_path, json.dumps(results, indent=2) + "\n")
     write_text(out_dir / f"{stem}.md", results_markdown(results))
+    progress_path.unlink(missing_ok=True)
     return results
+
+
+def _read_progress(path: Path | None, num_samples: int) -> dict[str, Any]:
+    """The rows a killed run of the same sample count measured (`zoo.progress.json`, written after every point);
+    an empty record when there is none (or `path` is None)."""
+    try:
+        progress = json.loads(path.read_text()) if path is not None and path.exists() else {}
+    except json.JSONDecodeError:  # never half-written (atomic), but a user's edit could break it
+        progress = {}
+    if progress.get("num_samples") != num_samples or progress.get("sample_seed") != SAMPLE_SEED:
+        return {"num_samples": num_samples, "sample_seed": SAMPLE_SEED, "generators": {}}
+    return progress
 
 
 def _row_key(point: GridPoint) -> tuple[int, float | None, str]:

@@ -73,6 +73,29 @@ def test_reuse_keeps_measured_rows_and_samples_only_new_points(tmp_path, monkeyp
     assert "| 6* | 1.5 |" in (tmp_path / "zoo-quick.md").read_text()
 
 
+def test_a_killed_run_resumes_from_its_progress_file_with_reuse(tmp_path, monkeypatch):
+    real_metrics = zoo_eval.compute_metrics
+    calls = []
+
+    def dying_metrics(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the second grid point: the run is killed while scoring it
+            raise KeyboardInterrupt
+        return real_metrics(*args, **kwargs)
+
+    monkeypatch.setattr(zoo_eval, "compute_metrics", dying_metrics)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_zoo(["var"], num_samples=32, out_dir=tmp_path, quick=True)
+    progress = json.loads((tmp_path / "zoo-quick.progress.json").read_text())
+    done = progress["generators"]["var"]["results"]
+    assert [(r["nfe"], r["cfg"]) for r in done] == [(6, None)] and not (tmp_path / "zoo-quick.json").exists()
+    monkeypatch.setattr(zoo_eval, "compute_metrics", real_metrics)
+    rows = evaluate_zoo(["var"], num_samples=32, out_dir=tmp_path, quick=True, reuse=True)["generators"]["var"]
+    assert [r.get("reused", False) for r in rows["results"]] == [True, False]
+    assert {k: v for k, v in rows["results"][0].items() if k != "reused"} == done[0]
+    assert not (tmp_path / "zoo-quick.progress.json").exists()  # a finished run leaves none
+
+
 def test_rows_of_other_weights_are_never_reused():
     row = {"nfe": 6, "cfg": 1.5, "fid": 1.0}
     other_weights = {"file": "var.safetensors", "sha256_16": "0" * 16}
