@@ -121,8 +121,8 @@ MASKGIT_CFG_BY_NFE: dict[int, tuple[float | None, ...]] = {
     32: (None,),
 }
 """MaskGIT's steps and CFG weights (its baseline ramps CFG linearly up to w; w = 1 is the env's baseline): w = 1 and 3
-up to 16 steps (NFE 32), so the env's baseline is seen at 4, 8 and 16 steps; 32 steps unguided. Beside, at 8 steps: constant guidance, the
-near-greedy re-masking of temperature 1 and two sampling temperatures."""
+up to 16 steps (NFE 32), so the env's baseline is seen at 4, 8 and 16 steps; 32 steps unguided. Beside, at 8 steps:
+constant guidance, the near-greedy re-masking of temperature 1 and two sampling temperatures."""
 VAR_SCALES = 6
 """Scales of the zoo VAR (1, 2, 3, 4, 6, 8): one network evaluation each."""
 
