@@ -142,7 +142,15 @@ def grain_flip_rates(
     tokenizer: nn.Module, scenes: int = 1000, seed: int = 0, sigma: float = GRAIN_SIGMA
 ) -> list[float]:
     """Share of the token ids of `scenes` shapes scenes that change when their grain is drawn again with standard
-    deviation `sigma`: one rate per token map, coarse to fine (a single one for a single-scale tokenizer)."""
+    deviation `sigma`: one rate per token map, coarse to fine (a single one for a single-scale tokenizer).
+
+    Raises:
+        InvalidArgument: `scenes` is not a positive int, or `sigma` is negative.
+    """
+    if not isinstance(scenes, int) or scenes < 1:
+        raise InvalidArgument(f"scenes must be an int >= 1, got {scenes!r}")
+    if not sigma >= 0:
+        raise InvalidArgument(f"sigma must be >= 0, got {sigma!r}")
     g = torch.Generator().manual_seed(seed)
     data = ShapesDataset(tokenizer.config.resolution)
     labels = torch.arange(scenes) % data.num_classes

@@ -19,7 +19,7 @@ from adagen_env.data import ShapesDataset
 from adagen_env.errors import CheckpointError, InvalidArgument
 from adagen_env.models.maskgit import MaskGIT, MaskGITConfig, maskgit_loss
 from adagen_env.models.var import VAR, VARConfig, var_loss
-from adagen_env.models.vq import Codebook, MultiScaleVQTokenizer, VQConfig, VQTokenizer, round_trip
+from adagen_env.models.vq import Codebook, MultiScaleVQTokenizer, VQConfig, VQTokenizer, grain_flip_rates, round_trip
 from adagen_env.zoo import ZOO, load_state
 
 TINY = VQConfig(resolution=16, base_channels=8, codebook_size=16, code_dim=4)
@@ -243,6 +243,14 @@ def test_round_trip_adds_the_grain_a_clean_tokenizer_leaves_out(grain_sigma):
     plain = tokenizer.decode(tokenizer.encode(x))
     residual = (out - plain)[(plain > 0.1) & (plain < 0.9)]
     assert out.shape == x.shape and abs(float(residual.std()) - grain_sigma) < 0.004
+
+
+def test_grain_flip_rates_refuses_an_empty_scene_count_or_negative_grain():
+    tokenizer = VQTokenizer(TINY)
+    with pytest.raises(InvalidArgument, match="scenes"):
+        grain_flip_rates(tokenizer, scenes=0)
+    with pytest.raises(InvalidArgument, match="sigma"):
+        grain_flip_rates(tokenizer, scenes=4, sigma=-0.1)
 
 
 def test_codebook_tied_maskgit_reads_and_scores_the_code_vectors():
