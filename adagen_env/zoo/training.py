@@ -14,7 +14,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -71,6 +71,16 @@ def _lr_factor(step: int, config: TrainConfig) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(progress * torch.pi)).item())
 
 
+def _continues(saved: dict, config: TrainConfig, step: int) -> bool:
+    """Whether `config` would have trained a checkpoint's first `step` steps exactly as its own config `saved` did:
+    equal in all but `steps` and `stages`, with the same learning rate at every past step. So a longer run that
+    starts a new stage where the saved one ended continues it; any other change does not."""
+    old = TrainConfig(**saved)
+    if asdict(replace(old, steps=config.steps, stages=config.stages)) != asdict(config) or config.steps < step:
+        return False
+    return all(_lr_factor(s, old) == _lr_factor(s, config) for s in range(step))
+
+
 def _commit() -> str | None:
     """The git commit of the library's checkout (None outside one), recorded with each training segment."""
     try:
@@ -100,7 +110,8 @@ def train(
     Args:
         model: freshly initialised network (its init must come from `torch.manual_seed(config.seed)`).
         loss_fn: scalar loss of a batch; gets a generator on `device` for its own noise.
-        config: the run's hyper-parameters; a checkpoint made with other ones is refused.
+        config: the run's hyper-parameters; a checkpoint made with other ones is refused unless they would have
+            trained its steps alike (`steps` raised, with a new stage at the checkpoint's end, continues it).
         workdir: folder for `checkpoint.pt`, `log.jsonl` and `segments.json` (`SEGMENTS`: one entry per sitting).
         device: where to train.
         desc: progress-bar label.
@@ -123,10 +134,11 @@ def train(
             raise CheckpointError(
                 f"cannot read checkpoint {str(checkpoint)!r}: {exc}; delete it to start over"
             ) from exc
-        if state["config"] != asdict(config):
+        if state["config"] != asdict(config) and not _continues(state["config"], config, state["step"]):
             raise CheckpointError(
-                f"checkpoint {str(checkpoint)!r} was made with {state['config']}, not {asdict(config)}; "
-                "use another workdir or delete it"
+                f"checkpoint {str(checkpoint)!r} was made with {state['config']}, not {asdict(config)}, and those "
+                f"would not have trained its {state['step']} steps alike (a longer run continues one only with a "
+                "new stage where it ended); use another workdir or delete it"
             )
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])

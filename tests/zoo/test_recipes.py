@@ -59,6 +59,27 @@ def test_a_run_cut_short_resumes_to_the_same_weights_and_records_each_sitting(tm
     assert all(s["seconds"] >= 0 and "commit" in s for s in segments)
 
 
+def test_a_finished_run_trains_on_only_with_a_new_stage_where_it_ended(tmp_path) -> None:
+    import json
+    from dataclasses import replace
+
+    from adagen_env.errors import CheckpointError
+    from adagen_env.models.classifier import ClassifierConfig, ShapesClassifier, classifier_loss
+    from adagen_env.zoo.training import SEGMENTS, TrainConfig, train
+
+    config = TrainConfig(steps=4, batch_size=8, lr=1e-3, warmup=1, resolution=16, checkpoint_every=2)
+    torch.manual_seed(0)
+    train(ShapesClassifier(ClassifierConfig(width=4)), classifier_loss, config, tmp_path)
+    for other in (replace(config, steps=8), replace(config, steps=8, stages=(4,), lr=2e-3)):
+        with pytest.raises(CheckpointError, match="would not have trained its 4 steps alike"):
+            train(ShapesClassifier(ClassifierConfig(width=4)), classifier_loss, other, tmp_path)
+    longer = replace(config, steps=8, stages=(4,))
+    train(ShapesClassifier(ClassifierConfig(width=4)), classifier_loss, longer, tmp_path)
+    segments = json.loads((tmp_path / SEGMENTS).read_text())
+    assert [(s["start_step"], s["end_step"]) for s in segments] == [(0, 4), (4, 8)]
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["config"]["steps"] == 8
+
+
 def test_the_learning_rate_warms_up_again_at_each_stage() -> None:
     from adagen_env.zoo.training import TrainConfig, _lr_factor
 
