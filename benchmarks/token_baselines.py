@@ -31,7 +31,7 @@ import adagen_env  # noqa: F401  (registers the ids)
 from adagen_env import zoo
 from adagen_env.evaluation import generate_static
 from adagen_env.metrics import balanced_labels, compute_metrics, shapes_reference
-from adagen_env.models.vq import grain_flip_rates, round_trip
+from adagen_env.models.vq import FLIP_SCENES, grain_flip_rates, round_trip
 from adagen_env.outputs import writable_dir, write_text
 from agents.reporting import COLUMNS
 
@@ -44,7 +44,6 @@ SETTINGS: dict[str, dict] = {
 }
 """Row name -> the MaskGIT env's `sampler_kwargs`."""
 KEYS = ("fid", "fd_ssl", "oracle_coverage", "oracle_fidelity", "class_agreement")
-FLIP_SCENES = 1000
 
 
 def reconstruction_scores(tokenizer: torch.nn.Module, num_samples: int = 1000, seed: int = 7) -> dict[str, float]:

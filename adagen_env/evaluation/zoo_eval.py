@@ -40,13 +40,11 @@ from adagen_env.metrics import (
     real_floor,
     shapes_reference,
 )
-from adagen_env.models.vq import grain_flip_rates, round_trip
+from adagen_env.models.vq import FLIP_SCENES, grain_flip_rates, round_trip
 from adagen_env.outputs import writable_dir, write_text
 from adagen_env.samplers.base import make_generator
 
 QUICK_MAX_SAMPLES = 64
-FLIP_SCENES = 1000
-"""Scenes whose token ids are compared under two draws of the grain."""
 BATCH_SIZE = 256
 """Images per sampler call."""
 SAMPLE_SEED = 0

@@ -137,9 +137,13 @@ def round_trip(tokenizer: nn.Module, images: torch.Tensor, generator: torch.Gene
     return add_grain(out, sigma, torch.randn(b, 1, r, r, generator=generator, device=generator.device))
 
 
+FLIP_SCENES = 1000
+"""Scenes whose token ids `grain_flip_rates` compares under two draws of the grain, by default."""
+
+
 @torch.no_grad()
 def grain_flip_rates(
-    tokenizer: nn.Module, scenes: int = 1000, seed: int = 0, sigma: float = GRAIN_SIGMA
+    tokenizer: nn.Module, scenes: int = FLIP_SCENES, seed: int = 0, sigma: float = GRAIN_SIGMA
 ) -> list[float]:
     """Share of the token ids of `scenes` shapes scenes that change when their grain is drawn again with standard
     deviation `sigma`: one rate per token map, coarse to fine (a single one for a single-scale tokenizer).
