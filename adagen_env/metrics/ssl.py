@@ -13,7 +13,7 @@ Inception. `ssl_scores` computes the same metrics from features it extracts once
 Distance (FJD; DeVries et al., 2019): the Frechet distance of (features, alpha * one-hot label) pairs, which also
 sees samples of the wrong class, with alpha the mean feature norm of the real set, as FJD prescribes.
 
-Letters: B generated images, N reference images, D = 128 features, C classes.
+Letters: B generated images, N reference images, D = 352 features, C classes.
 """
 
 from __future__ import annotations
