@@ -74,8 +74,11 @@ def _lr_factor(step: int, config: TrainConfig) -> float:
 def _continues(saved: dict, config: TrainConfig, step: int) -> bool:
     """Whether `config` would have trained a checkpoint's first `step` steps exactly as its own config `saved` did:
     equal in all but `steps` and `stages`, with the same learning rate at every past step. So a longer run that
-    starts a new stage where the saved one ended continues it; any other change does not."""
-    old = TrainConfig(**saved)
+    starts a new stage where the saved one ended continues it; any other change (or another schema) does not."""
+    try:
+        old = TrainConfig(**saved)
+    except TypeError:  # fields this version does not know, or lacks
+        return False
     if asdict(replace(old, steps=config.steps, stages=config.stages)) != asdict(config) or config.steps < step:
         return False
     return all(_lr_factor(s, old) == _lr_factor(s, config) for s in range(step))

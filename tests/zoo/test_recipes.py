@@ -70,9 +70,14 @@ def test_a_finished_run_trains_on_only_with_a_new_stage_where_it_ended(tmp_path)
     config = TrainConfig(steps=4, batch_size=8, lr=1e-3, warmup=1, resolution=16, checkpoint_every=2)
     torch.manual_seed(0)
     train(ShapesClassifier(ClassifierConfig(width=4)), classifier_loss, config, tmp_path)
+    (tmp_path / "other").mkdir()
     for other in (replace(config, steps=8), replace(config, steps=8, stages=(4,), lr=2e-3)):
         with pytest.raises(CheckpointError, match="would not have trained its 4 steps alike"):
             train(ShapesClassifier(ClassifierConfig(width=4)), classifier_loss, other, tmp_path)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    torch.save({**state, "config": {**state["config"], "momentum": 0.9}}, tmp_path / "other" / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="momentum"):  # another schema is named, not a TypeError
+        train(ShapesClassifier(ClassifierConfig(width=4)), classifier_loss, config, tmp_path / "other")
     longer = replace(config, steps=8, stages=(4,))
     train(ShapesClassifier(ClassifierConfig(width=4)), classifier_loss, longer, tmp_path)
     segments = json.loads((tmp_path / SEGMENTS).read_text())
