@@ -4,7 +4,8 @@ the null class (unconditional) and a wrong class.
 MaskGIT: cross-entropy of the masked tokens at mask ratios 0.3, 0.6 and 0.9 (the same random masks for the
 three labels, `--repeats` draws). VAR: teacher-forced cross-entropy of each scale's map. A generator that draws
 the requested shape predicts real tokens better with the true class than with none; the gap (null - true, in
-nats per token) is how much it uses the class. `--batch` real shapes (class-balanced) are tokenized once.
+nats per token) is how much it uses the class. `--batch` real shapes (class-balanced) are tokenized once: their
+clean renderings for a generator whose transformer learned those (`VQConfig.grain_sigma` > 0).
 
     python benchmarks/class_use.py --batch 512 --out benchmarks/results/class_use/class_use
 """
@@ -16,8 +17,8 @@ import torch.nn.functional as F
 from common import parse_args, write_results
 
 from adagen_env import zoo
-from adagen_env.data import ShapesDataset
 from adagen_env.metrics import balanced_labels
+from adagen_env.models.vq import clean_pair
 
 MASK_RATIOS = (0.3, 0.6, 0.9)
 DATA_SEED = 11
@@ -28,9 +29,18 @@ def label_sets(labels: torch.Tensor, null_class: int, num_classes: int) -> dict[
     return {"true": labels, "null": torch.full_like(labels, null_class), "wrong": (labels + 1) % num_classes}
 
 
+def learned_images(tokenizer: torch.nn.Module, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images (B, 3, 32, 32), labels (B,)): `batch` class-balanced real scenes (seed `DATA_SEED`) as the transformer
+    learned their tokens: the images themselves, or their clean renderings for a tokenizer of clean renderings."""
+    labels = balanced_labels(batch)
+    images, clean, _ = clean_pair(batch, tokenizer.config, 8, torch.Generator().manual_seed(DATA_SEED), labels)
+    return (clean if tokenizer.config.grain_sigma > 0 else images), labels
+
+
 @torch.no_grad()
-def maskgit_rows(images: torch.Tensor, labels: torch.Tensor, repeats: int) -> list[dict]:
+def maskgit_rows(batch: int, repeats: int) -> list[dict]:
     model = zoo.load("maskgit")
+    images, labels = learned_images(model.tokenizer, batch)
     ids = model.tokenizer.encode(images).flatten(1)  # (B, N)
     conditions = label_sets(labels, model.null_class, model.config.num_classes)
     generator = torch.Generator().manual_seed(0)
@@ -49,8 +59,9 @@ def maskgit_rows(images: torch.Tensor, labels: torch.Tensor, repeats: int) -> li
 
 
 @torch.no_grad()
-def var_rows(images: torch.Tensor, labels: torch.Tensor) -> list[dict]:
+def var_rows(batch: int) -> list[dict]:
     model = zoo.load("var")
+    images, labels = learned_images(model.tokenizer, batch)
     ids = model.tokenizer.encode(images)  # S maps [(B, pn*pn)]
     _, inputs = model.tokenizer.ids_to_fhat(ids)
     losses = {}
@@ -68,8 +79,7 @@ def var_rows(images: torch.Tensor, labels: torch.Tensor) -> list[dict]:
 
 def main() -> None:
     args = parse_args(__doc__, "benchmarks/results/class_use/class_use")
-    images, labels = ShapesDataset(32).sample(args.batch, seed=DATA_SEED, labels=balanced_labels(args.batch))
-    rows = maskgit_rows(images, labels, args.repeats) + var_rows(images, labels)
+    rows = maskgit_rows(args.batch, args.repeats) + var_rows(args.batch)
     for row in rows:
         row["gap"] = row["null"] - row["true"]
         print(row, flush=True)
@@ -79,7 +89,8 @@ def main() -> None:
         [
             "# How much the token generators use the class",
             "",
-            "Cross-entropy (nats per token) of real token maps, {batch} class-balanced real shapes (seed "
+            "Cross-entropy (nats per token) of real token maps (of the clean renderings where the generator learned those), "
+            "{batch} class-balanced real shapes (seed "
             f"{DATA_SEED}), {{threads}} CPU threads, {{date}}. "
             "Command: `python benchmarks/class_use.py --batch {batch} --out {out}`. "
             "MaskGIT: masked tokens, the same {repeats} random masks per label; VAR: teacher-forced, per scale. "

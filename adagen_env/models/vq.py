@@ -85,12 +85,17 @@ class VQConfig:
 
 
 def clean_pair(
-    batch: int, config: VQConfig, num_classes: int, generator: torch.Generator
+    batch: int,
+    config: VQConfig,
+    num_classes: int,
+    generator: torch.Generator,
+    labels: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(images, clean, labels): `batch` fresh shapes drawn from `generator` (uniform classes), (B, C, R, R) with their
-    grain and without it, and their (B,) classes, on the generator's device."""
+    """(images, clean, labels): `batch` fresh shapes drawn from `generator` (of the (B,) `labels` given, else uniform
+    classes), (B, C, R, R) with their grain and without it, and their (B,) classes, on the generator's device."""
     data = ShapesDataset(config.resolution, num_classes=num_classes)
-    labels = torch.randint(num_classes, (batch,), generator=generator, device=generator.device)
+    if labels is None:
+        labels = torch.randint(num_classes, (batch,), generator=generator, device=generator.device)
     factors = data.draw_factors(labels, generator)
     clean = render_shapes(
         labels, {k: v for k, v in factors.items() if k != "grain"}, data.class_names, config.resolution

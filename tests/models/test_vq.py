@@ -19,7 +19,15 @@ from adagen_env.data import ShapesDataset
 from adagen_env.errors import CheckpointError, InvalidArgument
 from adagen_env.models.maskgit import MaskGIT, MaskGITConfig, maskgit_loss
 from adagen_env.models.var import VAR, VARConfig, var_loss
-from adagen_env.models.vq import Codebook, MultiScaleVQTokenizer, VQConfig, VQTokenizer, grain_flip_rates, round_trip
+from adagen_env.models.vq import (
+    Codebook,
+    MultiScaleVQTokenizer,
+    VQConfig,
+    VQTokenizer,
+    clean_pair,
+    grain_flip_rates,
+    round_trip,
+)
 from adagen_env.zoo import ZOO, load_state
 
 TINY = VQConfig(resolution=16, base_channels=8, codebook_size=16, code_dim=4)
@@ -243,6 +251,15 @@ def test_round_trip_adds_the_grain_a_clean_tokenizer_leaves_out(grain_sigma):
     plain = tokenizer.decode(tokenizer.encode(x))
     residual = (out - plain)[(plain > 0.1) & (plain < 0.9)]
     assert out.shape == x.shape and abs(float(residual.std()) - grain_sigma) < 0.004
+
+
+def test_clean_pair_draws_the_labels_it_is_given_and_differs_only_by_the_grain():
+    config = VQConfig(resolution=16, grain_sigma=0.02)
+    labels = torch.tensor([3, 0, 7, 3])
+    images, clean, drawn = clean_pair(4, config, 8, torch.Generator().manual_seed(0), labels)
+    assert torch.equal(drawn, labels) and images.shape == clean.shape == (4, 3, 16, 16)
+    grain = (images - clean)[(clean > 0.1) & (clean < 0.9)]
+    assert 0.01 < float(grain.std()) < 0.03 and float(grain.mean().abs()) < 0.005
 
 
 def test_grain_flip_rates_refuses_an_empty_scene_count_or_negative_grain():
