@@ -30,7 +30,8 @@ the NFE at which each method matches the baseline at its largest NFE), `bench_fi
 `bench_knobs_<env>_<steps>.png` (its knob trajectories per class; `<steps>` is `default` where the env fixes its
 step count, VAR), per blend point `bench_blend_<env>_<steps>.png` (precision, recall, FID, FD-SSL and class
 agreement against lambda), and per tuned row its table as a schedule file, `schedules/<env>_<steps>_<method>.json`
-(`adagen_env.samplers.schedules.load_schedule`; `adagen train --base-schedule` starts a policy from it). The CLI writes to `runs/bench` (`--quick`: `runs/bench_quick`) unless `--out` says otherwise.
+(`adagen_env.samplers.schedules.load_schedule`; `adagen train --base-schedule` starts a policy from it). A killed bench
+resumes: rerun the same command and the rows it finished (`bench.progress.json` in `out_dir`) are reused. The CLI writes to `runs/bench` (`--quick`: `runs/bench_quick`) unless `--out` says otherwise.
 
 Letters: N images per seed, H horizon, K knobs.
 """
@@ -408,6 +409,49 @@ def run_name(path: str | Path) -> str:
     return Path(path).parent.name or str(path)
 
 
+PROGRESS = "bench.progress.json"
+"""The rows a bench has measured so far, in its out dir (rewritten whole after every row, removed at the end)."""
+
+
+def _file_digest(path: str | Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+class _Progress:
+    """Rows that a killed bench of the same inputs (config, policy, blend and schedule files by content, version)
+    already measured, read from `PROGRESS` in its out dir, so that a rerun measures only the rest. A row is reused
+    only on the generator weights it was measured on."""
+
+    def __init__(self, out: Path | None, inputs: dict[str, Any]) -> None:
+        self.path = None if out is None else out / PROGRESS
+        self.inputs = json.loads(json.dumps(inputs, default=str))
+        self.rows: dict[str, dict[str, Any]] = {}
+        if self.path is not None and self.path.exists():
+            try:
+                saved = json.loads(self.path.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                saved = {}
+            if isinstance(saved, dict) and saved.get("inputs") == self.inputs:
+                self.rows = saved.get("rows", {})
+
+    def row(self, key: str, digest: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """The row `key` on weights `digest`: the saved one, else `measure()`, saved before it is returned."""
+        saved = self.rows.get(key)
+        if saved is not None and saved.get("generator_digest") == digest:
+            return json.loads(json.dumps(saved))
+        row = json.loads(json.dumps(measure()))  # what a reload gives: reused and fresh rows are alike
+        self.rows[key] = row
+        if self.path is not None:
+            write_text(self.path, json.dumps({"inputs": self.inputs, "rows": self.rows}) + "\n")
+        return json.loads(json.dumps(row))
+
+    def finish(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
 def bench(
     config: BenchConfig | None = None,
     policies: Sequence[str | Path] = (),
@@ -450,8 +494,18 @@ def bench(
         if steps not in grid[record["env_id"]]:
             grid[record["env_id"]].append(steps)
 
+    progress = _Progress(
+        out,
+        {
+            "config": asdict(config),
+            "policies": [(path, _file_digest(path)) for path, _, _ in loaded],
+            "blends": [[(str(p), _file_digest(p)) for p in pair] for pair in blends],
+            "schedules": [(path, _file_digest(path)) for path, *_ in files],
+            "version": adagen_env.__version__,
+        },
+    )
     rows: list[dict[str, Any]] = []
-    knob_plots: list[tuple[str, Generation, np.ndarray, tuple[str, ...]]] = []
+    knob_plots: list[tuple[str, dict[str, Any], np.ndarray, tuple[str, ...]]] = []
     points = [(env_id, steps, True) for env_id, steps_list in grid.items() for steps in steps_list]
     points += [
         (env_id, steps, False) for env_id, steps_list in config.baseline_step_grid.items() for steps in steps_list
@@ -462,13 +516,21 @@ def bench(
         scoring.check_sampler(sampler)
         labels = balanced_labels(config.num_samples, sampler.num_classes)
         search_labels = balanced_labels(config.search_samples, sampler.num_classes)
-        measured_on = {"generator_digest": env.unwrapped.generator_digest}  # hashed once per env
+        digest = env.unwrapped.generator_digest  # hashed once per env
+        measured_on = {"generator_digest": digest}
         hand_made = HAND_MADE[family_key(sampler)]
         named = list(hand_made.items()) if config.hand_made and compare else list(hand_made.items())[:1]
         for index, (name, params) in enumerate(named):
             kind = "baseline" if index == 0 else "hand-made"
-            row = _static_row(env_id, steps, name, kind, params, sampler, labels, config, device)
-            rows.append({**row, **measured_on})
+            row = progress.row(
+                f"{env_id}|{steps}|{name}",
+                digest,
+                lambda: {
+                    **_static_row(env_id, steps, name, kind, params, sampler, labels, config, device),
+                    **measured_on,
+                },
+            )
+            rows.append(row)
         if not compare:
             continue
 
@@ -477,13 +539,15 @@ def bench(
             return scoring.score(gen.images, gen.labels, scoring.selection_metrics, device)[scoring.selection]
 
         search = {"samples": config.search_samples, "seed": config.search_seed, "metric": scoring.selection}
-        best, trace = tune(
-            sampler, lambda params: table_score(static_schedule(sampler, **params)), config.search_rounds
-        )
-        tuned = _static_row(env_id, steps, "tuned static", "tuned", best, sampler, labels, config, device)
-        rows.append({**tuned, **measured_on, "search": {**search, "trace": trace}})
-        _save_tuned(out, sampler, tuned, f"coordinate search, best parameters {best}")
-        if config.cma_evaluations:
+
+        def coordinate_row() -> dict[str, Any]:
+            best, trace = tune(
+                sampler, lambda params: table_score(static_schedule(sampler, **params)), config.search_rounds
+            )
+            tuned = _static_row(env_id, steps, "tuned static", "tuned", best, sampler, labels, config, device)
+            return {**tuned, **measured_on, "search": {**search, "trace": trace}}
+
+        def cma_row() -> dict[str, Any]:
             table, cma_trace = tune_cma(sampler, table_score, config.cma_evaluations)
             row = _static_row(
                 env_id,
@@ -499,35 +563,37 @@ def bench(
             )
             # The winner again on other seeds of the search's size: a best score far below these fitted noise.
             heldout = [table_score(table, config.search_seed + k) for k in HELDOUT_OFFSETS]
-            rows.append(
-                {
-                    **row,
-                    **measured_on,
-                    "search": {
-                        **search,
-                        "trace": cma_trace,
-                        "heldout_scores": heldout,
-                        "best_score": min(t["score"] for t in cma_trace),
-                    },
-                }
-            )
-            _save_tuned(out, sampler, row, f"CMA-ES over the whole table, {len(cma_trace)} candidates")
+            best_score = min(t["score"] for t in cma_trace)
+            return {
+                **row,
+                **measured_on,
+                "search": {**search, "trace": cma_trace, "heldout_scores": heldout, "best_score": best_score},
+            }
+
+        tuned = progress.row(f"{env_id}|{steps}|tuned static", digest, coordinate_row)
+        rows.append(tuned)
+        _save_tuned(out, sampler, tuned, f"coordinate search, best parameters {tuned['params']}")
+        if config.cma_evaluations:
+            row = progress.row(f"{env_id}|{steps}|CMA-ES static", digest, cma_row)
+            rows.append(row)
+            _save_tuned(out, sampler, row, f"CMA-ES over the whole table, {len(row['search']['trace'])} candidates")
 
         for path, model, meta in loaded:
             if meta["env_id"] != env_id or policy_steps(meta) != steps:
                 continue
-            policy_env = _policy_env(path, meta, sampler, config, device, measured_on["generator_digest"])
-            result = score_seeds(
-                lambda seed: generate(model, policy_env, labels, seed),
-                config.seeds,
-                METRICS,
-                device,
-                desc=f"{env_id} {steps} policy",
-                scoring=scoring,
-            )
-            generation = result.pop("generation")
-            rows.append(
-                {
+            policy_env = _policy_env(path, meta, sampler, config, device, digest)
+
+            def policy_row() -> dict[str, Any]:
+                result = score_seeds(
+                    lambda seed: generate(model, policy_env, labels, seed),
+                    config.seeds,
+                    METRICS,
+                    device,
+                    desc=f"{env_id} {steps} policy",
+                    scoring=scoring,
+                )
+                generation = result.pop("generation")
+                return {
                     "env_id": env_id,
                     "steps": steps,
                     "method": f"policy {run_name(path)}",
@@ -535,12 +601,16 @@ def bench(
                     "params": {"checkpoint": path, "algo": meta["algo"]},
                     "generator_digest": policy_env.unwrapped.generator_digest,
                     **result,
+                    "class_knobs": class_knob_means(generation),
                 }
-            )
+
+            row = progress.row(f"{env_id}|{steps}|policy {path}", digest, policy_row)
+            class_knobs = row.pop("class_knobs")
+            rows.append(row)
             knob_plots.append(
                 (
                     knob_plot_name(env_id, steps),
-                    generation,
+                    class_knobs,
                     sampler.baseline_schedule().cpu().numpy(),
                     sampler.knob_names,
                 )
@@ -553,18 +623,19 @@ def bench(
             )
             pair = " + ".join(map(run_name, blend.paths))
             for lam in config.blend_lambdas:
-                policy = blend.at(lam)
-                result = score_seeds(
-                    lambda seed: generate(policy, policy_env, labels, seed),
-                    config.seeds,
-                    METRICS,
-                    device,
-                    desc=f"{env_id} {steps} blend {lam:g}",
-                    scoring=scoring,
-                )
-                result.pop("generation")
-                rows.append(
-                    {
+
+                def blend_row() -> dict[str, Any]:
+                    policy = blend.at(lam)
+                    result = score_seeds(
+                        lambda seed: generate(policy, policy_env, labels, seed),
+                        config.seeds,
+                        METRICS,
+                        device,
+                        desc=f"{env_id} {steps} blend {lam:g}",
+                        scoring=scoring,
+                    )
+                    result.pop("generation")
+                    return {
                         "env_id": env_id,
                         "steps": steps,
                         "method": f"blend {lam:g} ({pair})",
@@ -573,22 +644,27 @@ def bench(
                         "generator_digest": policy_env.unwrapped.generator_digest,
                         **result,
                     }
-                )
+
+                rows.append(progress.row(f"{env_id}|{steps}|blend {lam!r} {blend.paths}", digest, blend_row))
         for path, record, file_steps, table in files:
             if record["env_id"] == env_id and file_steps == steps:
-                row = _static_row(
-                    env_id,
-                    steps,
-                    f"static {Path(path).stem}",
-                    "static",
-                    {"schedule_file": path, "source": record.get("source", "")},
-                    sampler,
-                    labels,
-                    config,
-                    device,
-                    schedule=table,
-                )
-                rows.append({**row, **measured_on})
+
+                def file_row() -> dict[str, Any]:
+                    row = _static_row(
+                        env_id,
+                        steps,
+                        f"static {Path(path).stem}",
+                        "static",
+                        {"schedule_file": path, "source": record.get("source", "")},
+                        sampler,
+                        labels,
+                        config,
+                        device,
+                        schedule=table,
+                    )
+                    return {**row, **measured_on}
+
+                rows.append(progress.row(f"{env_id}|{steps}|schedule {path}", digest, file_row))
 
     results = {
         "config": {
@@ -606,6 +682,7 @@ def bench(
     }
     if out is not None:
         write_outputs(results, out, knob_plots)
+    progress.finish()
     return results
 
 
@@ -833,17 +910,23 @@ def fid_figure(rows: list[dict[str, Any]], ylabel: str = "FID (shapes features)"
     return fig
 
 
-def class_knob_figure(generation: Generation, baseline: np.ndarray, knob_names: Sequence[str]) -> Any:
-    """The policy's knob values over steps, one line per class (mean over its images), baseline dashed."""
+def class_knob_means(generation: Generation) -> dict[str, list[list[float]]]:
+    """A policy's knob values per class: {class id: (H, K) mean over that class's images}, as JSON-ready lists."""
+    labels = generation.labels.numpy()
+    return {str(label): generation.knobs[labels == label].mean(axis=0).tolist() for label in np.unique(labels)}
+
+
+def class_knob_figure(class_knobs: dict[str, Any], baseline: np.ndarray, knob_names: Sequence[str]) -> Any:
+    """The policy's knob values over steps (`class_knob_means`), one line per class, baseline dashed."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(3.4 * len(knob_names), 2.8), layout="constrained")
     axes = fig.subplots(1, len(knob_names), squeeze=False)[0]
-    labels = generation.labels.numpy()
-    steps = np.arange(generation.knobs.shape[1])
+    means = {label: np.asarray(values) for label, values in class_knobs.items()}
+    steps = np.arange(baseline.shape[0])
     for i, (ax, name) in enumerate(zip(axes, knob_names)):
-        for label in np.unique(labels):
-            ax.plot(steps, generation.knobs[labels == label, :, i].mean(axis=0), label=f"class {label}", alpha=0.8)
+        for label, values in means.items():
+            ax.plot(steps, values[:, i], label=f"class {label}", alpha=0.8)
         ax.plot(steps, baseline[:, i], "k--", label="baseline")
         ax.set_title(name)
         ax.set_xlabel("step")
@@ -858,7 +941,9 @@ def knob_plot_name(env_id: str, steps: int | None) -> str:
 
 
 def write_outputs(
-    results: dict[str, Any], out: Path, knob_plots: Sequence[tuple[str, Generation, np.ndarray, tuple[str, ...]]] = ()
+    results: dict[str, Any],
+    out: Path,
+    knob_plots: Sequence[tuple[str, dict[str, Any], np.ndarray, tuple[str, ...]]] = (),
 ) -> None:
     """bench.json, bench.csv, bench.md, bench_fid_vs_nfe.png, the policies' knob figures and the blend figures,
     each written whole."""
@@ -896,8 +981,8 @@ def write_outputs(
     real = results["config"].get("reference") is not None
     ylabel = "FID (Inception-v3, real images)" if real else "FID (shapes features)"
     save_figure(fid_figure(results["rows"], ylabel), out / "bench_fid_vs_nfe.png", dpi=110)
-    for name, generation, baseline, knob_names in knob_plots:
-        save_figure(class_knob_figure(generation, baseline, knob_names), out / name, dpi=110)
+    for name, class_knobs, baseline, knob_names in knob_plots:
+        save_figure(class_knob_figure(class_knobs, baseline, knob_names), out / name, dpi=110)
     for (env_id, steps), group in _group(results["rows"]).items():
         if any(row["kind"] == "blend" for row in group):
             save_figure(blend_figure(group), out / blend_plot_name(env_id, steps), dpi=110)

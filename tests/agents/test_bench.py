@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -148,6 +149,50 @@ def test_bench_adds_a_cma_es_row_that_becomes_the_static_bar(tmp_path) -> None:
     assert len({r["nfe"] for r in rows}) == 1
     assert "CMA-ES: 4 candidates" in (tmp_path / "bench.md").read_text()
     assert "on 2 held-out seeds of the same size" in (tmp_path / "bench.md").read_text()
+
+
+def test_a_killed_bench_resumes_measuring_only_the_rows_it_had_not_finished(tmp_path, monkeypatch) -> None:
+    import agents.bench as bench_module
+
+    config = BenchConfig(step_grid={"AdaGen/SiT-v0": (2,)}, baseline_step_grid={}, hand_made=False, **TINY)
+    whole = bench(config, out_dir=tmp_path / "whole")["rows"]
+    assert not (tmp_path / "whole" / bench_module.PROGRESS).exists()  # removed once the bench is done
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the coordinate search is where the kill lands
+
+    monkeypatch.setattr(bench_module, "tune", killed)
+    with pytest.raises(KeyboardInterrupt):
+        bench(config, out_dir=tmp_path / "resumed")
+    saved = json.loads((tmp_path / "resumed" / bench_module.PROGRESS).read_text())
+    assert list(saved["rows"]) == ["AdaGen/SiT-v0|2|baseline (uniform t)"]
+
+    monkeypatch.undo()
+    measured = []
+    real_static_row = bench_module._static_row
+    monkeypatch.setattr(bench_module, "_static_row", lambda *a, **k: measured.append(a[2]) or real_static_row(*a, **k))
+    resumed = bench(config, out_dir=tmp_path / "resumed")["rows"]
+    assert measured == ["tuned static"]  # the baseline row came from the progress file
+    drop = ("seconds_per_image", "per_seed")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in resumed] == [
+        {k: v for k, v in r.items() if k not in drop} for r in whole
+    ]
+    assert not (tmp_path / "resumed" / bench_module.PROGRESS).exists()
+
+
+def test_a_bench_of_other_inputs_does_not_reuse_a_progress_file(tmp_path, monkeypatch) -> None:
+    import agents.bench as bench_module
+
+    config = BenchConfig(step_grid={"AdaGen/SiT-v0": (2,)}, baseline_step_grid={}, hand_made=False, **TINY)
+    monkeypatch.setattr(bench_module, "tune", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        bench(config, out_dir=tmp_path)
+    monkeypatch.undo()
+    measured = []
+    real_static_row = bench_module._static_row
+    monkeypatch.setattr(bench_module, "_static_row", lambda *a, **k: measured.append(a[2]) or real_static_row(*a, **k))
+    bench(replace(config, seeds=(0, 2)), out_dir=tmp_path)
+    assert measured == ["baseline (uniform t)", "tuned static"]
 
 
 def test_bench_config_refuses_a_search_seed_that_is_also_an_eval_seed() -> None:
