@@ -404,6 +404,20 @@ def _policy_env(
     return env
 
 
+def score_policy(
+    policy: Any, env: Any, labels: torch.Tensor, config: BenchConfig, scoring: Scoring, device: str, desc: str
+) -> dict[str, Any]:
+    """`score_seeds` of `policy` run on `env` over the bench's seeds and labels (the result keeps "generation")."""
+    return score_seeds(
+        lambda seed: generate(policy, env, labels, seed),
+        config.seeds,
+        METRICS,
+        device,
+        desc=desc,
+        scoring=scoring,
+    )
+
+
 def run_name(path: str | Path) -> str:
     """How a row names a policy file: its run directory's name (the file itself when it has none)."""
     return Path(path).parent.name or str(path)
@@ -584,14 +598,7 @@ def bench(
             policy_env = _policy_env(path, meta, sampler, config, device, digest)
 
             def policy_row() -> dict[str, Any]:
-                result = score_seeds(
-                    lambda seed: generate(model, policy_env, labels, seed),
-                    config.seeds,
-                    METRICS,
-                    device,
-                    desc=f"{env_id} {steps} policy",
-                    scoring=scoring,
-                )
+                result = score_policy(model, policy_env, labels, config, scoring, device, f"{env_id} {steps} policy")
                 generation = result.pop("generation")
                 return {
                     "env_id": env_id,
@@ -626,13 +633,8 @@ def bench(
 
                 def blend_row() -> dict[str, Any]:
                     policy = blend.at(lam)
-                    result = score_seeds(
-                        lambda seed: generate(policy, policy_env, labels, seed),
-                        config.seeds,
-                        METRICS,
-                        device,
-                        desc=f"{env_id} {steps} blend {lam:g}",
-                        scoring=scoring,
+                    result = score_policy(
+                        policy, policy_env, labels, config, scoring, device, f"{env_id} {steps} blend {lam:g}"
                     )
                     result.pop("generation")
                     return {
