@@ -39,6 +39,7 @@ Letters: N images per seed, H horizon, K knobs.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -428,8 +429,6 @@ PROGRESS = "bench.progress.json"
 
 
 def _file_digest(path: str | Path) -> str:
-    import hashlib
-
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
@@ -447,19 +446,19 @@ class _Progress:
                 saved = json.loads(self.path.read_text())
             except (OSError, UnicodeDecodeError, json.JSONDecodeError):
                 saved = {}
-            if isinstance(saved, dict) and saved.get("inputs") == self.inputs:
-                self.rows = saved.get("rows", {})
+            rows = saved.get("rows") if isinstance(saved, dict) and saved.get("inputs") == self.inputs else None
+            self.rows = {k: v for k, v in rows.items() if isinstance(v, dict)} if isinstance(rows, dict) else {}
 
     def row(self, key: str, digest: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """The row `key` on weights `digest`: the saved one, else `measure()`, saved before it is returned."""
         saved = self.rows.get(key)
         if saved is not None and saved.get("generator_digest") == digest:
             return json.loads(json.dumps(saved))
-        row = json.loads(json.dumps(measure()))  # what a reload gives: reused and fresh rows are alike
-        self.rows[key] = row
+        text = json.dumps(measure())
+        self.rows[key] = json.loads(text)  # what a reload gives: reused and fresh rows are alike
         if self.path is not None:
             write_text(self.path, json.dumps({"inputs": self.inputs, "rows": self.rows}) + "\n")
-        return json.loads(json.dumps(row))
+        return json.loads(text)
 
     def finish(self) -> None:
         if self.path is not None:

@@ -29,18 +29,19 @@ def label_sets(labels: torch.Tensor, null_class: int, num_classes: int) -> dict[
     return {"true": labels, "null": torch.full_like(labels, null_class), "wrong": (labels + 1) % num_classes}
 
 
-def learned_images(tokenizer: torch.nn.Module, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+def learned_images(tokenizer: torch.nn.Module, batch: int, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(images (B, 3, 32, 32), labels (B,)): `batch` class-balanced real scenes (seed `DATA_SEED`) as the transformer
     learned their tokens: the images themselves, or their clean renderings for a tokenizer of clean renderings."""
-    labels = balanced_labels(batch)
-    images, clean, _ = clean_pair(batch, tokenizer.config, 8, torch.Generator().manual_seed(DATA_SEED), labels)
+    labels = balanced_labels(batch, num_classes)
+    generator = torch.Generator().manual_seed(DATA_SEED)
+    images, clean, _ = clean_pair(batch, tokenizer.config, num_classes, generator, labels)
     return (clean if tokenizer.config.grain_sigma > 0 else images), labels
 
 
 @torch.no_grad()
 def maskgit_rows(batch: int, repeats: int) -> list[dict]:
     model = zoo.load("maskgit")
-    images, labels = learned_images(model.tokenizer, batch)
+    images, labels = learned_images(model.tokenizer, batch, model.config.num_classes)
     ids = model.tokenizer.encode(images).flatten(1)  # (B, N)
     conditions = label_sets(labels, model.null_class, model.config.num_classes)
     generator = torch.Generator().manual_seed(0)
@@ -61,7 +62,7 @@ def maskgit_rows(batch: int, repeats: int) -> list[dict]:
 @torch.no_grad()
 def var_rows(batch: int) -> list[dict]:
     model = zoo.load("var")
-    images, labels = learned_images(model.tokenizer, batch)
+    images, labels = learned_images(model.tokenizer, batch, model.config.num_classes)
     ids = model.tokenizer.encode(images)  # S maps [(B, pn*pn)]
     _, inputs = model.tokenizer.ids_to_fhat(ids)
     losses = {}

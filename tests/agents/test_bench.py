@@ -195,6 +195,16 @@ def test_a_bench_of_other_inputs_does_not_reuse_a_progress_file(tmp_path, monkey
     assert measured == ["baseline (uniform t)", "tuned static"]
 
 
+def test_a_corrupt_progress_file_is_measured_over_not_trusted(tmp_path) -> None:
+    import agents.bench as bench_module
+
+    config = BenchConfig(step_grid={"AdaGen/SiT-v0": (2,)}, baseline_step_grid={}, hand_made=False, **TINY)
+    (tmp_path / bench_module.PROGRESS).write_text('{"inputs": 1, "rows": [')
+    rows = bench(config, out_dir=tmp_path)["rows"]
+    assert [r["method"] for r in rows] == ["baseline (uniform t)", "tuned static"]
+    assert not (tmp_path / bench_module.PROGRESS).exists()
+
+
 def test_bench_config_refuses_a_search_seed_that_is_also_an_eval_seed() -> None:
     with pytest.raises(InvalidArgument, match="search_seed"):
         BenchConfig(seeds=(0, 1000), search_seed=1000)
